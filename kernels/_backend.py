@@ -1,0 +1,63 @@
+"""Backend dispatch shared by every op in kernels/.
+
+Each op has up to three implementations: "cuda" (numba.cuda kernel on torch CUDA tensors through
+__cuda_array_interface__), "numba" (njit(parallel=True) on CPU) and "torch" (vectorised, any device).
+`pick(tensor, backend, available)` chooses one: an explicit `backend=` wins, then the environment
+variable WSSS_KERNEL_BACKEND, then the best one for the tensor's device.
+"""
+import functools
+import os
+
+import torch
+
+BACKENDS = ("cuda", "numba", "torch")
+
+
+@functools.cache
+def numba_cuda_usable() -> bool:
+    """True when numba can launch CUDA kernels (a real GPU, or the simulator NUMBA_ENABLE_CUDASIM=1)."""
+    try:
+        from numba import cuda
+        return bool(cuda.is_available())
+    except Exception:  # numba without a CUDA driver raises various errors on import or probe
+        return False
+
+
+def cuda_simulator() -> bool:
+    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def pick(tensor: torch.Tensor, backend: str | None = None, available=BACKENDS) -> str:
+    """Name of the backend to run `tensor` on; raises ValueError for an unknown or impossible choice."""
+    choice = backend or os.environ.get("WSSS_KERNEL_BACKEND") or None
+    if choice is not None:
+        if choice not in available:
+            raise ValueError(f"backend {choice!r} not available for this op; choose from {available}")
+        if choice == "cuda" and not (numba_cuda_usable() and (tensor.is_cuda or cuda_simulator())):
+            raise ValueError("backend 'cuda' needs a CUDA tensor and numba.cuda (or NUMBA_ENABLE_CUDASIM=1)")
+        if choice == "numba" and tensor.is_cuda:
+            raise ValueError("backend 'numba' runs on CPU tensors only")
+        return choice
+    if tensor.is_cuda:
+        return "cuda" if "cuda" in available and numba_cuda_usable() else "torch"
+    return "numba" if "numba" in available else "torch"
+
+
+def as_cuda_array(t: torch.Tensor):
+    """A numba device array viewing a torch tensor (no copy on a real GPU).
+
+    Under the CUDA simulator the tensor is on the CPU: the simulator works on host numpy arrays, so a
+    numpy view is returned, which the simulated kernels read and write in place."""
+    from numba import cuda
+    t = t.contiguous() if not t.is_contiguous() else t
+    if cuda_simulator():
+        return t.detach().numpy()
+    return cuda.as_cuda_array(t.detach())
+
+
+def cuda_stream():
+    """The numba stream matching torch's current stream, so kernels queue behind torch's work."""
+    from numba import cuda
+    if cuda_simulator():
+        return 0
+    return cuda.external_stream(torch.cuda.current_stream().cuda_stream)

@@ -1,0 +1,74 @@
+"""Timing and peak-memory measurement shared by the kernel benchmarks.
+
+Each benchmark module in kernels/bench/ defines `cases(device, quick) -> list[Case]`. A Case names the
+op, the size, the implementation and the reference it is compared with; the table prints time and peak
+memory of each, and the ratios against the reference measured in the same run, so the ratios do not
+depend on the machine.
+"""
+import dataclasses
+import gc
+import os
+import threading
+import time
+from typing import Callable
+
+import torch
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclasses.dataclass
+class Case:
+    op: str            # e.g. "random_walk"
+    size: str          # e.g. "128x128 C=3"
+    impl: str          # e.g. "numba" or "dense (IRNet)"
+    fn: Callable[[], object]
+    reference: str | None = None  # impl name of the row this one is compared with
+    repeat: int = 3
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+class _PeakRSS:
+    """Samples resident memory in a thread: peak growth over the baseline while the block runs."""
+
+    def __enter__(self):
+        gc.collect()
+        self.base = self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+        self.bytes = self.peak - self.base
+
+
+def measure(fn: Callable[[], object], device: torch.device, repeat: int) -> tuple[float, int]:
+    """(best wall time in seconds over `repeat` runs after one warm-up, peak extra memory in bytes)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fn()  # warm-up: JIT compilation, caches
+    sync()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    best = float("inf")
+    with _PeakRSS() as mem:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            best = min(best, time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated() - base if device.type == "cuda" else mem.bytes
+    return best, peak

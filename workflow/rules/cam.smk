@@ -1,0 +1,74 @@
+rule train_cam:
+    """IRNet Sec. 3: classification network whose class activation maps seed every later stage."""
+    input:
+        split=split_file(TRAIN),
+    output:
+        model=f"{RUN}/cam/model.pt",
+    params:
+        class_names=CLASSES,
+        tags_from=TAGS_FROM,
+        seed=config["seed"],
+        device=config["device"],
+        split=TRAIN,
+        backbone=config["model"]["backbone"],
+        pretrained=config["model"]["pretrained"],
+        crop=config["cam"]["crop"],
+        resize_long=config["cam"]["resize_long"],
+        batch_size=config["cam"]["batch_size"],
+        epochs=config["cam"]["epochs"],
+        lr=config["cam"]["lr"],
+        weight_decay=config["cam"]["weight_decay"],
+    resources:
+        gpu=1,
+    log:
+        f"{RUN}/logs/train_cam.log",
+    benchmark:
+        f"{RUN}/benchmarks/train_cam.tsv"
+    run:
+        wsss("train_cam", params, log, root=DATA, out=output.model)
+
+
+rule make_cam:
+    """Multi-scale CAMs (stride 4 and full resolution) of the training images."""
+    input:
+        split=split_file(TRAIN),
+        model=rules.train_cam.output.model,
+    output:
+        cams=directory(f"{RUN}/cam/maps"),
+    params:
+        class_names=CLASSES,
+        tags_from=TAGS_FROM,
+        device=config["device"],
+        split=TRAIN,
+        scales=config["cam"]["scales"],
+    resources:
+        gpu=1,
+    log:
+        f"{RUN}/logs/make_cam.log",
+    benchmark:
+        f"{RUN}/benchmarks/make_cam.tsv"
+    run:
+        wsss("make_cam", params, log, root=DATA, model=input.model, out=output.cams)
+
+
+rule eval_cam:
+    """Background-threshold sweep of the CAMs against the ground-truth masks."""
+    input:
+        split=split_file(TRAIN),
+        cams=rules.make_cam.output.cams,
+    output:
+        metrics=f"{RUN}/metrics/eval_cam.csv",
+        sweep=f"{RUN}/cam/threshold_sweep.csv",
+    params:
+        class_names=CLASSES,
+        split=TRAIN,
+        thresholds=config["cam"]["eval_thresholds"],
+    log:
+        f"{RUN}/logs/eval_cam.log",
+    benchmark:
+        f"{RUN}/benchmarks/eval_cam.tsv"
+    run:
+        wsss("eval_cam", params, log, root=DATA, cams=input.cams, metrics=output.metrics, sweep=output.sweep)
+
+
+METRIC_FILES.append(rules.eval_cam.output.metrics)

@@ -1,0 +1,44 @@
+"""`wsss <stage> --params JSON --<path-name> PATH ...`: runs one pipeline stage.
+
+Every stage module in wsss/ has `run(params: dict, *, <paths>)`; the Snakefile passes the rule's params as
+JSON (types preserved) and its named inputs/outputs as --name PATH. `wsss <stage> --help` lists them."""
+import argparse
+import importlib
+import inspect
+import json
+import sys
+
+STAGES = {
+    "demo_dataset": "wsss.demo",
+    "train_cam": "wsss.train_cam",
+    "make_cam": "wsss.make_cam",
+    "eval_cam": "wsss.eval_cam",
+    "cam_to_ir_label": "wsss.cam_to_ir_label",
+    "train_irn": "wsss.train_irn",
+    "make_sem_seg_labels": "wsss.make_sem_seg_labels",
+    "make_ins_seg_labels": "wsss.make_ins_seg_labels",
+    "eval_sem_seg": "wsss.eval_sem_seg",
+    "eval_ins_seg": "wsss.eval_ins_seg",
+    "metrics": "wsss.metrics",
+    "report": "wsss.report",
+}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in STAGES:
+        sys.exit(f"usage: wsss <stage> [--params JSON] [--<path> PATH ...]\nstages: {', '.join(STAGES)}")
+    stage, rest = argv[0], argv[1:]
+    module = importlib.import_module(STAGES[stage])
+    fn = module.run
+    path_params = [p for p in inspect.signature(fn).parameters.values() if p.name != "params"]
+    ap = argparse.ArgumentParser(prog=f"wsss {stage}", description=inspect.getdoc(fn))
+    ap.add_argument("--params", type=json.loads, default={}, help="stage parameters as a JSON object")
+    for p in path_params:  # a parameter annotated `list` takes several paths
+        ap.add_argument(f"--{p.name}", required=True, nargs="+" if p.annotation in (list, "list") else None)
+    args = vars(ap.parse_args(rest))
+    fn(args.pop("params"), **args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""In-project ResNets (torchvision has no CPU build here) with torchvision's module names, so a
+torchvision-format ImageNet state dict loads as-is.
+
+`strides` = (conv1, layer2, layer3, layer4) as in IRNet's net/resnet50.py; the max-pool always halves and
+layer1 keeps the size, so IRNet's (2, 2, 2, 1) gives output stride 16 (IRNet Sec. 3: "reduce the stride of
+its last downsampling layer from 2 to 1"). The last stride is reduced without dilation, as IRNet does.
+`forward_features` returns the five levels IRNet's branches read (IRNet Sec. 4.1 and footnote 1)."""
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsss.data import DataError
+
+# name -> (block, blocks per layer, widths of layer1..4 before expansion, stem width)
+ARCHITECTURES = {
+    "resnet50": ("bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), 64),
+    "resnet101": ("bottleneck", (3, 4, 23, 3), (64, 128, 256, 512), 64),
+    # the CPU demo: narrow basic blocks, trained from scratch on a few hundred 128 px images
+    "small": ("basic", (1, 1, 1, 1), (32, 64, 96, 128), 32),
+}
+
+
+class FixedBatchNorm(nn.BatchNorm2d):
+    """IRNet's FixedBatchNorm: normalises with the stored ImageNet statistics even in training mode
+    (batches of a few crops would give poor estimates). Same state-dict keys as nn.BatchNorm2d."""
+
+    def forward(self, x):
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=False, eps=self.eps)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride, downsample, norm):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = norm(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = norm(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class Bottleneck(nn.Module):
+    """torchvision's (and IRNet's) ResNet v1.5 bottleneck: the stride sits on the 3x3 convolution."""
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride, downsample, norm):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = norm(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = norm(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = norm(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
+class ResNet(nn.Module):
+    def __init__(self, block, layers, widths, stem, strides, norm):
+        super().__init__()
+        if len(strides) != 4:
+            raise ValueError(f"strides must be 4 ints (conv1, layer2, layer3, layer4), got {strides}")
+        self.conv1 = nn.Conv2d(3, stem, 7, strides[0], 3, bias=False)
+        self.bn1 = norm(stem)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.inplanes = stem
+        layer_strides = (1, *strides[1:])
+        for i, (n, width, stride) in enumerate(zip(layers, widths, layer_strides), 1):
+            setattr(self, f"layer{i}", self._make_layer(block, width, n, stride, norm))
+        self.channels = (stem, *(w * block.expansion for w in widths))
+        self.output_stride = strides[0] * 2 * strides[1] * strides[2] * strides[3]
+        self._init_weights()
+
+    def _make_layer(self, block, planes, n, stride, norm):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+                                       norm(planes * block.expansion))
+        blocks = [block(self.inplanes, planes, stride, downsample, norm)]
+        self.inplanes = planes * block.expansion
+        blocks += [block(self.inplanes, planes, 1, None, norm) for _ in range(n - 1)]
+        return nn.Sequential(*blocks)
+
+    def _init_weights(self):
+        """torchvision's initialisation (He normal for convolutions, unit BN), for training from scratch."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def levels(self):
+        """The five feature levels as callables: stem (to stride 4), layer1, ..., layer4."""
+        stem = lambda x: self.maxpool(self.relu(self.bn1(self.conv1(x))))  # noqa: E731
+        return [stem, self.layer1, self.layer2, self.layer3, self.layer4]
+
+    def forward_features(self, x, frozen_levels: int = 0):
+        """[x1..x5]: stem after max-pool, layer1, layer2, layer3, layer4 outputs.
+
+        The first `frozen_levels` levels run without building a graph (their outputs are detached), as IRNet
+        does for the levels it does not train on top of ImageNet weights."""
+        feats = []
+        for i, level in enumerate(self.levels()):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and i >= frozen_levels):
+                x = level(x)
+            feats.append(x)
+        return feats
+
+    def forward(self, x):
+        return self.forward_features(x)[-1]
+
+
+def resnet(name: str, strides=(2, 2, 2, 1), pretrained: str | None = None, frozen_bn: bool = False) -> ResNet:
+    """A ResNet by name ("resnet50", "resnet101" or "small"), optionally with torchvision-format weights
+    from the local file `pretrained`; `frozen_bn` uses IRNet's FixedBatchNorm (stored statistics)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(ARCHITECTURES)}")
+    kind, layers, widths, stem = ARCHITECTURES[name]
+    block = Bottleneck if kind == "bottleneck" else BasicBlock
+    model = ResNet(block, layers, widths, stem, tuple(strides), FixedBatchNorm if frozen_bn else nn.BatchNorm2d)
+    if pretrained is not None:
+        load_pretrained(model, pretrained)
+    return model
+
+
+def load_pretrained(model: nn.Module, path):
+    """Loads a torchvision-format state dict (the classifier `fc.*` is ignored); raises DataError naming the
+    file and the first offending keys if the file is missing or does not match the architecture."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: pretrained weights file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable torch state dict ({e})") from e
+    state = state.get("state_dict", state)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    problems = [(what, keys) for what, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", wrong_shape))
+                if keys]
+    if problems:
+        detail = "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} ({len(keys)})"
+                           for what, keys in problems)
+        raise DataError(f"{path}: does not match the backbone ({detail})")
+    model.load_state_dict(state)

@@ -1,0 +1,24 @@
+"""Process-wide run settings shared by every stage: device choice and seeding."""
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def device(preference: str = "auto") -> torch.device:
+    """`auto` takes the first visible GPU and falls back to the CPU; `cpu` / `cuda` force one."""
+    if preference == "auto":
+        preference = "cuda" if torch.cuda.is_available() else "cpu"
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but no GPU is visible (CUDA_VISIBLE_DEVICES="
+                           f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    return torch.device(preference)
+
+
+def seed_everything(seed: int):
+    """Same seed, same result on the CPU (cuDNN autotuning still varies on GPUs)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
