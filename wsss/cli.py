@@ -1,12 +1,16 @@
 """`wsss <stage> --params JSON --<path-name> PATH ...`: runs one pipeline stage.
 
 Every stage module in wsss/ has `run(params: dict, *, <paths>)`; the Snakefile passes the rule's params as
-JSON (types preserved) and its named inputs/outputs as --name PATH. `wsss <stage> --help` lists them."""
+JSON (types preserved) and its named inputs/outputs as --name PATH. `wsss <stage> --help` lists them.
+WSSS_GPUS=n (set by the workflow from the rule's `gpu` resource) pins the job to n free GPUs."""
 import argparse
 import importlib
 import inspect
 import json
+import os
 import sys
+
+from wsss import gpu_slots
 
 STAGES = {
     "demo_dataset": "wsss.demo",
@@ -19,6 +23,7 @@ STAGES = {
     "make_ins_seg_labels": "wsss.make_ins_seg_labels",
     "eval_sem_seg": "wsss.eval_sem_seg",
     "eval_ins_seg": "wsss.eval_ins_seg",
+    "gather": "wsss.shards",
     "metrics": "wsss.metrics",
     "report": "wsss.report",
 }
@@ -37,7 +42,9 @@ def main(argv=None):
     for p in path_params:  # a parameter annotated `list` takes several paths
         ap.add_argument(f"--{p.name}", required=True, nargs="+" if p.annotation in (list, "list") else None)
     args = vars(ap.parse_args(rest))
+    gpus = gpu_slots.acquire(int(os.environ.get("WSSS_GPUS", "0")))  # before torch initialises CUDA
     fn(args.pop("params"), **args)
+    del gpus
 
 
 if __name__ == "__main__":

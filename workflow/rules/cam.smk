@@ -5,6 +5,7 @@ rule train_cam:
     output:
         model=f"{RUN}/cam/model.pt",
     params:
+        code=code("train_cam"),
         class_names=CLASSES,
         tags_from=TAGS_FROM,
         seed=config["seed"],
@@ -25,7 +26,7 @@ rule train_cam:
     benchmark:
         f"{RUN}/benchmarks/train_cam.tsv"
     run:
-        wsss("train_cam", params, log, root=DATA, out=output.model)
+        wsss("train_cam", params, log, resources, root=DATA, out=output.model)
 
 
 rule make_cam:
@@ -36,6 +37,7 @@ rule make_cam:
     output:
         cams=directory(f"{RUN}/cam/maps"),
     params:
+        code=code("make_cam"),
         class_names=CLASSES,
         tags_from=TAGS_FROM,
         device=config["device"],
@@ -48,7 +50,7 @@ rule make_cam:
     benchmark:
         f"{RUN}/benchmarks/make_cam.tsv"
     run:
-        wsss("make_cam", params, log, root=DATA, model=input.model, out=output.cams)
+        wsss("make_cam", params, log, resources, root=DATA, model=input.model, out=output.cams)
 
 
 rule eval_cam:
@@ -60,6 +62,7 @@ rule eval_cam:
         metrics=f"{RUN}/metrics/eval_cam.csv",
         sweep=f"{RUN}/cam/threshold_sweep.csv",
     params:
+        code=code("eval_cam"),
         class_names=CLASSES,
         split=TRAIN,
         thresholds=config["cam"]["eval_thresholds"],
@@ -68,7 +71,7 @@ rule eval_cam:
     benchmark:
         f"{RUN}/benchmarks/eval_cam.tsv"
     run:
-        wsss("eval_cam", params, log, root=DATA, cams=input.cams, metrics=output.metrics, sweep=output.sweep)
+        wsss("eval_cam", params, log, resources, root=DATA, cams=input.cams, metrics=output.metrics, sweep=output.sweep)
 
 
 METRIC_FILES.append(rules.eval_cam.output.metrics)

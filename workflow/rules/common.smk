@@ -1,6 +1,9 @@
 import json
 import shlex
 
+from wsss.cli import STAGES
+from wsss.provenance import code_version
+
 RUN = config["run_dir"]
 DATA = config["dataset"]["root"]
 CLASSES = config["dataset"]["class_names"]
@@ -16,12 +19,20 @@ def split_file(split):
     return f"{DATA}/ImageSets/Segmentation/{split}.txt"
 
 
-def wsss(stage, params, log, **paths):
-    """Runs `wsss <stage>` in its own process (so each job can get its own GPU), logging to `log`.
+def code(stage):
+    """Hash of the stage's code and the project code it imports: editing it reruns the stage."""
+    return code_version(STAGES[stage])
 
-    `params` (the rule's params) travel as JSON to keep their types; `paths` become --name PATH."""
+
+def wsss(stage, params, log, resources, **paths):
+    """Runs `wsss <stage>` in its own process, pinned to its own GPUs, logging to `log`.
+
+    `params` (the rule's params, less `code`) travel as JSON to keep their types; `paths` become
+    --name PATH; the rule's `gpu` resource becomes WSSS_GPUS (see wsss/gpu_slots.py)."""
+    values = {k: v for k, v in params.items() if k != "code"}
     args = " ".join(
         f"--{name} " + (" ".join(map(shlex.quote, value)) if isinstance(value, list) else shlex.quote(str(value)))
         for name, value in paths.items()
     )
-    shell(f"wsss {stage} --params {shlex.quote(json.dumps(dict(params.items())))} {args} > {log} 2>&1")
+    gpus = resources.get("gpu", 0)
+    shell(f"WSSS_GPUS={gpus} wsss {stage} --params {shlex.quote(json.dumps(values))} {args} > {log} 2>&1")

@@ -6,6 +6,7 @@ if config["dataset"]["demo"]:
             train=split_file(TRAIN),
             val=split_file(EVAL),
         params:
+            code=code("demo_dataset"),
             class_names=CLASSES,
             seed=config["demo"]["seed"],
             n_train=config["demo"]["n_train"],
@@ -16,4 +17,4 @@ if config["dataset"]["demo"]:
         benchmark:
             f"{RUN}/benchmarks/demo_dataset.tsv"
         run:
-            wsss("demo_dataset", params, log, root=DATA)
+            wsss("demo_dataset", params, log, resources, root=DATA)

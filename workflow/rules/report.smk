@@ -4,12 +4,14 @@ rule metrics:
         METRIC_FILES,
     output:
         table=report(f"{RUN}/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
+    params:
+        code=code("metrics"),
     log:
         f"{RUN}/logs/metrics.log",
     benchmark:
         f"{RUN}/benchmarks/metrics.tsv"
     run:
-        wsss("metrics", params, log, inputs=list(input), out=output.table)
+        wsss("metrics", params, log, resources, inputs=list(input), out=output.table)
 
 
 rule report:
@@ -30,6 +32,7 @@ rule report:
             category="CAM",
         ),
     params:
+        code=code("report"),
         class_names=CLASSES,
         split=TRAIN,
         n_overlays=config["report"]["n_overlays"],
@@ -42,6 +45,7 @@ rule report:
             "report",
             params,
             log,
+            resources,
             root=DATA,
             metrics_csv=input.metrics,
             sweep=input.sweep,
