@@ -1,17 +1,15 @@
 if config["dataset"]["demo"]:
 
     rule demo_dataset:
-        """The demo data set in PASCAL VOC 2012 / ScribbleSup formats, generated from a seed."""
+        """The demo data set in PASCAL VOC 2012 / ScribbleSup formats, generated from a seed (wsss/demo.py).
+        Class names must come from its shape families: disc, square, triangle, ring, cross, star."""
         output:
             train=split_file(TRAIN),
             val=split_file(EVAL),
         params:
             code=code("demo_dataset"),
             class_names=CLASSES,
-            seed=config["demo"]["seed"],
-            n_train=config["demo"]["n_train"],
-            n_val=config["demo"]["n_val"],
-            size=config["demo"]["size"],
+            **config["demo"],
         log:
             f"{RUN}/logs/demo_dataset.log",
         benchmark:
