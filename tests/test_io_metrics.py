@@ -55,3 +55,11 @@ def test_metric_rows_and_gather(tmp_path):
     miou = table[(table.metric == "iou") & (table["class"] == "")].value.iloc[0]
     assert miou == pytest.approx((3 / 4 + 4 / 5) / 2)
     assert table[table.metric == "best_threshold"].value.iloc[0] == pytest.approx(0.15)
+
+
+def test_nan_values_read_back_as_numbers(tmp_path):
+    conf = np.array([[3, 0, 1], [0, 0, 0], [0, 0, 2]])  # class 1 never occurs: NaN IoU
+    metrics.write(tmp_path / "m.csv", metrics.rows("cam", "cam", "train", ["bg", "a", "b"], conf))
+    table = metrics.read(tmp_path / "m.csv")
+    assert table.value.dtype == np.float64 and table.value.isna().sum() == 3
+    assert set(table["class"]) == {"", "bg", "a", "b"}

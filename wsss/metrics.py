@@ -46,7 +46,9 @@ def write(path, table_rows: list[dict]):
 
 
 def read(path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, dtype={"class": str})
+    table = pd.read_csv(path, keep_default_na=False, dtype={"class": str})  # "" = mean, not NaN
+    table["value"] = pd.to_numeric(table["value"].replace("", None), errors="raise")  # "" = NaN IoU
+    return table
 
 
 def run(params: dict, *, inputs: list, out):

@@ -19,6 +19,7 @@ rule train_cam:
         epochs=config["cam"]["epochs"],
         lr=config["cam"]["lr"],
         weight_decay=config["cam"]["weight_decay"],
+    threads: 8  # torch intra-op threads (Snakemake sets OMP_NUM_THREADS; capped at --cores)
     resources:
         gpu=1,
     log:
@@ -43,6 +44,7 @@ rule make_cam:
         device=config["device"],
         split=TRAIN,
         scales=config["cam"]["scales"],
+    threads: 8  # torch intra-op threads (Snakemake sets OMP_NUM_THREADS; capped at --cores)
     resources:
         gpu=1,
     log:

@@ -107,10 +107,17 @@ class ResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def stem(self, x):
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
     def levels(self):
         """The five feature levels as callables: stem (to stride 4), layer1, ..., layer4."""
-        stem = lambda x: self.maxpool(self.relu(self.bn1(self.conv1(x))))  # noqa: E731
-        return [stem, self.layer1, self.layer2, self.layer3, self.layer4]
+        return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
+
+    def level_parameters(self, level: int):
+        """Parameters of feature level `level` (0 = stem, i = layer{i})."""
+        names = ("conv1", "bn1") if level == 0 else (f"layer{level}",)
+        return [p for name in names for p in getattr(self, name).parameters()]
 
     def forward_features(self, x, frozen_levels: int = 0):
         """[x1..x5]: stem after max-pool, layer1, layer2, layer3, layer4 outputs.
@@ -151,10 +158,13 @@ def load_pretrained(model: nn.Module, path):
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise DataError(f"{path}: not a readable torch state dict ({e})") from e
-    state = state.get("state_dict", state)
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: expected a state dict (parameter name -> tensor), got {type(state).__name__}")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
+    # files saved before PyTorch 0.4.1 (torchvision's resnet50-19c8e357.pth) lack the BN step counters;
+    # load_state_dict fills them in
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     wrong_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     problems = [(what, keys) for what, keys in

@@ -1,0 +1,69 @@
+"""The classification network behind class activation maps (IRNet Sec. 3, Eq. 1; net/resnet50_cam.py).
+
+Training: features -> global average pooling -> 1x1 classifier without bias -> class logits.
+Inference: the same classifier applied at every position, M_c(x) = phi_c^T f(x), ReLU'd (Eq. 1)."""
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsss.data import DataError
+from wsss.models.resnet import resnet
+
+IRNET_FROZEN_LEVELS = 3  # resnet50_cam.py detaches after stage2 (stem + layer1 + layer2)
+
+
+class CAMNet(nn.Module):
+    """`frozen_levels`: leading backbone levels left untrained; IRNet trains only layer3, layer4 and the
+    classifier on top of ImageNet weights (its features are detached after layer2, i.e. 3 levels)."""
+
+    def __init__(self, backbone: nn.Module, n_classes: int, frozen_levels: int = 0):
+        super().__init__()
+        self.backbone = backbone
+        self.frozen_levels = frozen_levels
+        self.classifier = nn.Conv2d(backbone.channels[-1], n_classes, 1, bias=False)
+
+    def features(self, x):
+        return self.backbone.forward_features(x, self.frozen_levels)[-1]
+
+    def forward(self, x):
+        """Class logits [B, K]: the classifier on globally average-pooled features."""
+        pooled = F.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(pooled).flatten(1)
+
+    def cam(self, x):
+        """CAMs [B, K, h, w] at the backbone's output stride (Eq. 1, ReLU'd)."""
+        return F.relu(F.conv2d(self.features(x), self.classifier.weight))
+
+    def param_groups(self):
+        """(backbone parameters that train, new layers): IRNet gives the new layers 10x the learning rate."""
+        frozen = {id(p) for level in range(self.frozen_levels) for p in self.backbone.level_parameters(level)}
+        trained = [p for p in self.backbone.parameters() if id(p) not in frozen and p.requires_grad]
+        return trained, list(self.classifier.parameters())
+
+
+def build(params: dict) -> CAMNet:
+    """The CAM network described by train_cam params (backbone, strides, class_names, pretrained).
+
+    With ImageNet weights it follows IRNet (fixed BN statistics, stem..layer2 untrained); from scratch
+    every layer and the BN statistics must train."""
+    pretrained = params.get("pretrained")
+    backbone = resnet(params["backbone"], params.get("strides", (2, 2, 2, 1)), pretrained,
+                      frozen_bn=pretrained is not None)
+    return CAMNet(backbone, len(params["class_names"]) - 1, frozen_levels=IRNET_FROZEN_LEVELS if pretrained else 0)
+
+
+def load(path, device="cpu") -> CAMNet:
+    """The trained CAM network saved by train_cam ({"state_dict", "params", ...}), in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: CAM model file not found (run train_cam first)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable CAM model checkpoint ({e})") from e
+    # the weights come from the checkpoint, not from the ImageNet file it started from
+    model = build({**ckpt["params"], "pretrained": None})
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval()

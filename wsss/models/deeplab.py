@@ -1,0 +1,149 @@
+"""DeepLab segmentation networks on the wsss ResNets.
+
+- DeepLab-v2 (Chen et al., TPAMI 2017; DSRG's "DeepLab-ASPP"): output stride 8 with layer3 / layer4 atrous
+  (dilation 2 / 4 instead of stride), ASPP-L: four 3x3 classifiers with rates 6, 12, 18, 24, summed.
+- DeepLab-v3+ (Chen et al., ECCV 2018): output stride 16 (layer4 dilation 2), ASPP (1x1, three 3x3 with
+  rates 6, 12, 18, image pooling; 256 channels, BN) and the decoder (48-channel stride-4 skip from
+  layer1, two 3x3 convolutions), without multi-grid.
+
+`forward` returns class logits at the network's output stride; callers upsample them.
+"""
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsss.data import DataError
+from wsss.models.resnet import BasicBlock, Bottleneck, resnet
+
+ARCHS = ("deeplab_v2", "deeplab_v3plus")
+# (strides, dilations of layer3 / layer4) per architecture
+BACKBONE_LAYOUT = {"deeplab_v2": ((2, 2, 1, 1), (2, 4)), "deeplab_v3plus": ((2, 2, 2, 1), (1, 2))}
+
+
+def dilate(layer: nn.Sequential, dilation: int):
+    """Sets the dilation (and the padding keeping the size) of every 3x3 convolution of a ResNet layer,
+    the atrous form of a layer whose stride was removed (DeepLab-v2 Sec. 3.1)."""
+    for block in layer:
+        convs = [block.conv2] if isinstance(block, Bottleneck) else [block.conv1, block.conv2]
+        for conv in convs:
+            conv.dilation, conv.padding = (dilation, dilation), (dilation, dilation)
+
+
+class DeepLabV2(nn.Module):
+    def __init__(self, backbone, n_classes: int, rates=(6, 12, 18, 24)):
+        super().__init__()
+        self.backbone = backbone
+        self.aspp = nn.ModuleList(nn.Conv2d(backbone.channels[-1], n_classes, 3, padding=r, dilation=r)
+                                  for r in rates)
+        for conv in self.aspp:  # DeepLab-v2's fc8 initialisation
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x):
+        features = self.backbone.forward_features(x)[-1]
+        return sum(branch(features) for branch in self.aspp)
+
+    def heads(self):
+        return [self.aspp]
+
+
+def conv_bn_relu(cin, cout, kernel=1, dilation=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=dilation * (kernel // 2), dilation=dilation,
+                                   bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ASPP(nn.Module):
+    """DeepLab-v3 ASPP: parallel 1x1, atrous 3x3 and image-pooling branches, concatenated and projected."""
+
+    def __init__(self, cin, channels=256, rates=(6, 12, 18)):
+        super().__init__()
+        self.branches = nn.ModuleList([conv_bn_relu(cin, channels)] +
+                                      [conv_bn_relu(cin, channels, 3, r) for r in rates])
+        self.pool = conv_bn_relu(cin, channels)
+        self.project = conv_bn_relu(channels * (len(rates) + 2), channels)
+
+    def forward(self, x):
+        pooled = self.pool(F.adaptive_avg_pool2d(x, 1)).expand(-1, -1, *x.shape[-2:])
+        return self.project(torch.cat([b(x) for b in self.branches] + [pooled], 1))
+
+
+class DeepLabV3Plus(nn.Module):
+    def __init__(self, backbone, n_classes: int, channels=256, skip_channels=48):
+        super().__init__()
+        self.backbone = backbone
+        self.aspp = ASPP(backbone.channels[-1], channels)
+        self.skip = conv_bn_relu(backbone.channels[1], skip_channels)
+        self.decoder = nn.Sequential(conv_bn_relu(channels + skip_channels, channels, 3),
+                                     conv_bn_relu(channels, channels, 3), nn.Conv2d(channels, n_classes, 1))
+
+    def forward(self, x):
+        feats = self.backbone.forward_features(x)
+        low, high = self.skip(feats[1]), self.aspp(feats[-1])
+        high = F.interpolate(high, low.shape[-2:], mode="bilinear", align_corners=False)
+        return self.decoder(torch.cat([high, low], 1))
+
+    def heads(self):
+        return [self.aspp, self.skip, self.decoder]
+
+
+def build(params: dict) -> nn.Module:
+    """The network described by params: arch (ARCHS), backbone, class_names, pretrained (ImageNet file).
+
+    With ImageNet weights the BN statistics stay fixed (batches of a few crops estimate them poorly, as in
+    DeepLab); from scratch they train."""
+    arch = params.get("arch", "deeplab_v2")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
+    strides, (d3, d4) = BACKBONE_LAYOUT[arch]
+    pretrained = params.get("pretrained")
+    backbone = resnet(params["backbone"], strides, pretrained, frozen_bn=pretrained is not None)
+    dilate(backbone.layer3, d3)
+    dilate(backbone.layer4, d4)
+    net = DeepLabV2 if arch == "deeplab_v2" else DeepLabV3Plus
+    return net(backbone, len(params["class_names"]))
+
+
+def param_groups(model: nn.Module):
+    """(backbone parameters, head parameters): DeepLab trains the new layers at 10x the learning rate."""
+    return list(model.backbone.parameters()), [p for m in model.heads() for p in m.parameters()]
+
+
+def load_weights(model: nn.Module, path) -> int:
+    """Initialises `model` from a saved wsss network ({"state_dict", ...}: a segmentation model, or a CAM
+    network whose backbone has the same names): every tensor whose name and shape match is copied. The
+    whole backbone must be covered. Returns the number of tensors copied."""
+    state = read_checkpoint(path)["state_dict"]
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k.startswith("backbone.") and k not in matched]
+    if missing:
+        raise DataError(f"{path}: does not hold this backbone ({len(missing)} tensors missing or of another "
+                        f"shape, e.g. {missing[0]})")
+    model.load_state_dict({**own, **matched})
+    return len(matched)
+
+
+def read_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: model file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable model checkpoint ({e})") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "params" not in ckpt:
+        raise DataError(f"{path}: expected a wsss model file with 'state_dict' and 'params'")
+    return ckpt
+
+
+def load(path, device="cpu") -> nn.Module:
+    """A trained segmentation network saved by train_seg / train_dsrg, in eval mode."""
+    ckpt = read_checkpoint(path)
+    model = build({**ckpt["params"], "pretrained": None})
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise DataError(f"{path}: weights do not match the network its params describe ({e})") from e
+    return model.to(device).eval()

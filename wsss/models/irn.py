@@ -1,0 +1,128 @@
+"""IRNet (Ahn et al., CVPR 2019, Sec. 4.1): a boundary branch and a displacement branch on a frozen ResNet.
+
+Both branches read the five backbone levels (stride 4, 4, 8, 16, 16) and predict at stride 4. Every
+convolution but the last of each branch is followed by GroupNorm and ReLU. Widths follow the released
+ResNet-50 model (boundary: 32 per level; displacement: 64, 128, 256, 256, 256 and 256 in the top-down
+path), capped at the backbone's own widths so a narrow backbone gets a proportionally narrow head.
+"""
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernels import random_walk
+from wsss.data import DataError
+from wsss.models.resnet import ResNet, resnet
+
+EDGE_WIDTH = 32
+DP_WIDTHS = (64, 128, 256, 256, 256)
+DP_TOP_WIDTH = 256
+MEAN_MOMENTUM = 0.1  # the released MeanShift is a BatchNorm running mean with its default momentum
+
+
+def conv_gn_relu(c_in: int, c_out: int, upsample: int = 1) -> nn.Sequential:
+    """1x1 conv, GroupNorm (the released group counts: c/8, at most 16), optional bilinear x`upsample`
+    (before the ReLU, as released), ReLU."""
+    layers = [nn.Conv2d(c_in, c_out, 1, bias=False), nn.GroupNorm(max(1, min(16, c_out // 8)), c_out)]
+    if upsample > 1:
+        layers.append(nn.Upsample(scale_factor=upsample, mode="bilinear", align_corners=False))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def crop_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Top-left crop to `ref`'s size: an upsampled coarse map can overhang when the size is not a multiple."""
+    return x[..., :ref.shape[-2], :ref.shape[-1]]
+
+
+class IRNet(nn.Module):
+    """forward(x [B, 3, H, W]) -> (boundary logits [B, 1, h, w], displacement [B, 2, h, w]) with
+    h, w = ceil(H / 4), ceil(W / 4); displacement channel 0 is y, 1 is x, in stride-4 pixels."""
+
+    def __init__(self, backbone: ResNet):
+        super().__init__()
+        if backbone.output_stride != 16:
+            raise ValueError(f"IRNet needs an output-stride-16 backbone (strides (2, 2, 2, 1)), "
+                             f"got {backbone.output_stride}")
+        self.backbone = backbone.requires_grad_(False)  # Sec. 6.1: "The backbone of IRNet is frozen"
+        ch = backbone.channels
+        up = (1, 1, 2, 4, 4)  # level strides 4, 4, 8, 16, 16 -> stride 4
+        self.edge = nn.ModuleList(conv_gn_relu(c, EDGE_WIDTH, u) for c, u in zip(ch, up))
+        self.edge_out = nn.Conv2d(5 * EDGE_WIDTH, 1, 1, bias=True)
+
+        dpw = [min(c, w) for c, w in zip(ch, DP_WIDTHS)]
+        top = min(DP_TOP_WIDTH, max(ch))
+        self.dp = nn.ModuleList(conv_gn_relu(c, w, u) for c, w, u in zip(ch, dpw, (1, 1, 1, 2, 2)))
+        self.dp_top = conv_gn_relu(sum(dpw[2:]), top, upsample=2)  # merge at stride 8, then up to 4
+        self.dp_out = nn.Sequential(conv_gn_relu(dpw[0] + dpw[1] + top, top), nn.Conv2d(top, 2, 1, bias=False))
+        self.register_buffer("mean_displacement", torch.zeros(2))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # frozen: its BatchNorm keeps its stored statistics
+        return self
+
+    def branch_parameters(self):
+        """(boundary branch parameters, displacement branch parameters): the trainer gives the second
+        group a 10x learning rate (Sec. 6.1: its gradients "are amplified by a factor of 10")."""
+        return ([*self.edge.parameters(), *self.edge_out.parameters()],
+                [*self.dp.parameters(), *self.dp_top.parameters(), *self.dp_out.parameters()])
+
+    def forward(self, x):
+        with torch.no_grad():
+            feats = self.backbone.forward_features(x)
+        e = [layer(f) for layer, f in zip(self.edge, feats)]
+        edge = self.edge_out(torch.cat([e[0], e[1], *(crop_to(t, e[1]) for t in e[2:])], 1))
+
+        d = [layer(f) for layer, f in zip(self.dp, feats)]
+        top = crop_to(self.dp_top(torch.cat([d[2], crop_to(d[3], d[2]), crop_to(d[4], d[2])], 1)), d[1])
+        disp = self.dp_out(torch.cat([d[0], d[1], top], 1))
+        return edge, self._centre(disp)
+
+    def _centre(self, disp):
+        """Sec. 4.3: "Displacement vectors are then further refined by subtracting the mean of D". Training
+        tracks the mean output (a running mean, as released) and inference subtracts it."""
+        if self.training:
+            with torch.no_grad():
+                batch_mean = disp.mean((0, 2, 3))
+                self.mean_displacement.lerp_(batch_mean, MEAN_MOMENTUM)
+            return disp
+        return disp - self.mean_displacement.view(1, 2, 1, 1)
+
+    @torch.no_grad()
+    def infer(self, image: torch.Tensor):
+        """(boundary [h, w] in [0, 1], displacement [2, h, w]) for one normalised image [3, H, W]: the
+        boundary averages the logits of the image and of its mirror image, the displacement is the
+        image's own (as released: a mirrored field would point the wrong way)."""
+        edge, disp = self(torch.stack([image, image.flip(-1)]))
+        return torch.sigmoid((edge[0, 0] + edge[1, 0].flip(-1)) / 2), disp[0]
+
+
+def build(backbone: str) -> IRNet:
+    """An untrained IRNet on a randomly initialised `backbone` (the trainer loads its weights)."""
+    return IRNet(resnet(backbone, strides=(2, 2, 2, 1), frozen_bn=True))
+
+
+def load(path, device="cpu") -> IRNet:
+    """The IRNet saved by train_irn ({"state_dict", "params", ...}), in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: IRNet model file not found (run train_irn first)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        model = build(ckpt["params"]["backbone"])
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as e:
+        raise DataError(f"{path}: not a readable IRNet checkpoint ({e})") from e
+    return model.to(device).eval()
+
+
+def propagate(scores: torch.Tensor, boundary: torch.Tensor, size, beta: float, steps: int,
+              radius: int = 5) -> torch.Tensor:
+    """Random walk of stride-4 score maps [C, h, w] within the boundaries [h, w] (Eq. 12-13: x0 = scores *
+    (1 - B), T = S^-1 A^beta, t steps), upsampled x4 bilinearly, cropped to the image `size` (H, W) and
+    divided by the global maximum: [C, H, W] in [0, 1] (as released: step/make_sem_seg_labels.py)."""
+    rw = random_walk(scores[None], boundary[None], radius=radius, beta=beta, steps=steps)
+    up = F.interpolate(rw, scale_factor=4, mode="bilinear", align_corners=False)[0, :, :size[0], :size[1]]
+    return up / up.max().clamp_min(1e-5)  # the guard only matters for all-zero scores

@@ -1,0 +1,106 @@
+"""Training augmentation and inference inputs shared by every trainer, as in IRNet's misc/imutils.py and
+voc12/dataloader.py: random rescale (long side or factor), ImageNet colour normalisation, horizontal flip,
+random crop padded to the crop size, HWC -> CHW. A label map (uint8, 255 = ignore) is rescaled with nearest
+neighbour and flipped/cropped along with the image; padding fills it with 255 and the image with 0 (the
+mean colour after normalisation).
+
+Randomness comes from `rng` (anything with `random()` and `randint(a, b)`; the `random` module by default,
+which the DataLoader seeds per worker from torch's generator, so runs repeat under a seed)."""
+import random
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+IGNORE = 255
+INFERENCE_SCALES = (1.0, 0.5, 1.5, 2.0)  # IRNet make_cam.py
+
+
+def normalize(image: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3 RGB -> float32 HxWx3 with ImageNet mean and std."""
+    return (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """float HxWx3 -> float32 tensor [3, H, W]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), np.float32))
+
+
+def rescale(image: np.ndarray, scale: float, label: np.ndarray | None = None):
+    """Resizes by `scale` (size rounded as IRNet's pil_rescale): bicubic for the image, nearest for the label."""
+    h, w = image.shape[:2]
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    image = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+    if label is not None:
+        label = np.asarray(Image.fromarray(label).resize(size, Image.NEAREST))
+    return image, label
+
+
+def random_crop(image: np.ndarray, label: np.ndarray | None, size: int, rng=random):
+    """A size x size window at a random position; a side shorter than `size` is placed at a random offset
+    inside a padded canvas (IRNet's imutils.random_crop)."""
+    h, w = image.shape[:2]
+    out = np.zeros((size, size, *image.shape[2:]), image.dtype)
+    out_label = None if label is None else np.full((size, size), IGNORE, label.dtype)
+    (src_y, dst_y, ch), (src_x, dst_x, cw) = _crop_window(h, size, rng), _crop_window(w, size, rng)
+    out[dst_y:dst_y + ch, dst_x:dst_x + cw] = image[src_y:src_y + ch, src_x:src_x + cw]
+    if label is not None:
+        out_label[dst_y:dst_y + ch, dst_x:dst_x + cw] = label[src_y:src_y + ch, src_x:src_x + cw]
+    return out, out_label
+
+
+def _crop_window(length, size, rng):
+    """(source start, destination start, extent) along one axis."""
+    if length >= size:
+        return rng.randint(0, length - size), 0, size
+    return 0, rng.randint(0, size - length), length
+
+
+class TrainAugment:
+    """Random rescale -> normalise -> random flip -> random crop -> CHW tensor.
+
+    resize_long: (lo, hi) draws the long side uniformly (IRNet CAM training: (320, 640));
+    scale: (lo, hi) draws a factor uniformly (IRNet IRN training: (0.5, 1.5)); crop: side (IRNet: 512)."""
+
+    def __init__(self, crop: int, resize_long=None, scale=None, flip: bool = True):
+        if resize_long is not None and scale is not None:
+            raise ValueError("give resize_long or scale, not both")
+        self.crop, self.resize_long, self.scale, self.flip = crop, resize_long, scale, flip
+
+    def __call__(self, image: np.ndarray, label: np.ndarray | None = None, rng=random):
+        """uint8 HxWx3 (and uint8 HxW label) -> float32 [3, crop, crop] (and int64 [crop, crop] label)."""
+        factor = self._draw_scale(image.shape[:2], rng)
+        if factor is not None:
+            image, label = rescale(image, factor, label)
+        image = normalize(image)
+        if self.flip and rng.random() < 0.5:
+            image = image[:, ::-1]
+            label = None if label is None else label[:, ::-1]
+        image, label = random_crop(image, label, self.crop, rng)
+        return to_tensor(image), (None if label is None else torch.from_numpy(label.astype(np.int64)))
+
+    def _draw_scale(self, shape, rng):
+        if self.resize_long is not None:
+            return rng.randint(*self.resize_long) / max(shape)
+        if self.scale is not None:
+            lo, hi = self.scale
+            return lo + rng.random() * (hi - lo)
+        return None
+
+
+def multiscale_inputs(image: np.ndarray, scales=INFERENCE_SCALES, flip: bool = True) -> list[torch.Tensor]:
+    """One normalised batch per scale, [2, 3, h, w] (image and its mirror) or [1, 3, h, w] without flip,
+    as IRNet's VOC12ClassificationDatasetMSF builds them."""
+    batches = []
+    for s in scales:
+        scaled = image if s == 1 else rescale(image, s)[0]
+        x = to_tensor(normalize(scaled))
+        batches.append(torch.stack([x, x.flip(-1)]) if flip else x[None])
+    return batches
+
+
+def fuse_flips(output: torch.Tensor) -> torch.Tensor:
+    """Sums the prediction of an image and the mirrored prediction of its mirror: [2, ...] -> [...]."""
+    return output[0] + output[1].flip(-1) if len(output) == 2 else output[0]
