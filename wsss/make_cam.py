@@ -9,7 +9,7 @@ Output folder `out` (written atomically), one `<id>.npz` per image:
   cam       float32 [k, ceil(H/4), ceil(W/4)]   stride-4 CAMs (IRNet's `cam`, read by IRN training)
   high_res  float32 [k, H, W]       full-resolution CAMs: each run is upsampled to the image size rounded
                                     up to the network's output stride, then cropped, as released
-params: device, class_names, tags_from, split, scales."""
+params: device, class_names, tags_from, split, scales, shard (`i-of-n`: every n-th image, wsss/shards.py)."""
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from wsss.data import DataError, image_tags, load_image, path, read_ids
 from wsss.io import atomic_path, save_npz
 from wsss.models import cam
 from wsss.runtime import device
+from wsss.shards import select
 from wsss.transforms import INFERENCE_SCALES, fuse_flips, multiscale_inputs
 
 CAM_STRIDE = 4  # the `cam` array's stride (IRNet's IRN works at 1/4 resolution)
@@ -31,7 +32,7 @@ def run(params: dict, *, root, model, out):
     """Writes `<out>/<id>.npz` for every image of `split`, from the CAM network saved at `model`."""
     dev = device(params.get("device", "auto"))
     net = cam.load(model, dev).to(memory_format=torch.channels_last)  # faster convolutions (train_cam.py)
-    ids = read_ids(root, params["split"])
+    ids = select(read_ids(root, params["split"]), params.get("shard", "1-of-1"))
     tags = image_tags(root, ids, params["class_names"], params["tags_from"])
     scales = params.get("scales", INFERENCE_SCALES)
     with atomic_path(out) as tmp, torch.no_grad():

@@ -33,16 +33,22 @@ def write_summary(table: pd.DataFrame, benchmarks: list, out):
                                                     values="value", sort=False)
     per_class = table[(table["class"] != "") & (table.metric == "iou")].pivot_table(
         index=["stage", "method", "split"], columns="class", values="value", sort=False)
-    times = pd.DataFrame([dict(rule=Path(p).stem, seconds=pd.read_csv(p, sep="\t")["s"].iloc[0])
-                          for p in benchmarks])
+    times = pd.DataFrame([dict(rule=_rule_of(p), seconds=pd.read_csv(p, sep="\t")["s"].iloc[0])
+                          for p in benchmarks]).groupby("rule", sort=False).sum().reset_index()
     html = "\n".join([
         "<html><head><meta charset='utf-8'><title>wsss run summary</title></head><body>",
         "<h2>Means</h2>", means.to_html(float_format="{:.4f}".format),
         "<h2>Per-class IoU</h2>", per_class.to_html(float_format="{:.3f}".format),
-        "<h2>Run time per rule</h2>", times.to_html(index=False, float_format="{:.1f}".format),
+        "<h2>Run time per rule (shards summed)</h2>", times.to_html(index=False, float_format="{:.1f}".format),
         "</body></html>"])
     with atomic_path(out) as tmp:
         tmp.write_text(html)
+
+
+def _rule_of(benchmark_file) -> str:
+    """benchmarks/<rule>.tsv, or benchmarks/<rule>/<shard>.tsv for a sharded rule (shards are summed)."""
+    p = Path(benchmark_file)
+    return p.stem if p.parent.name == "benchmarks" else p.parent.name
 
 
 def plot_sweep(sweep: pd.DataFrame, out):

@@ -23,20 +23,20 @@ rule train_cam:
     resources:
         gpu=1,
     log:
-        f"{RUN}/logs/train_cam.log",
+        log_file("train_cam"),
     benchmark:
-        f"{RUN}/benchmarks/train_cam.tsv"
+        bench("train_cam")
     run:
         wsss("train_cam", params, log, resources, root=DATA, out=output.model)
 
 
 rule make_cam:
-    """Multi-scale CAMs (stride 4 and full resolution) of the training images."""
+    """Multi-scale CAMs (stride 4 and full resolution) of the training images, one shard of them."""
     input:
         split=split_file(TRAIN),
         model=rules.train_cam.output.model,
     output:
-        cams=directory(f"{RUN}/cam/maps"),
+        cams=shard_folder("cam/maps"),
     params:
         code=code("make_cam"),
         class_names=CLASSES,
@@ -44,13 +44,14 @@ rule make_cam:
         device=config["device"],
         split=TRAIN,
         scales=config["cam"]["scales"],
+        shard="{scatteritem}",
     threads: 8  # torch intra-op threads (Snakemake sets OMP_NUM_THREADS; capped at --cores)
     resources:
         gpu=1,
     log:
-        f"{RUN}/logs/make_cam.log",
+        log_file("make_cam", sharded=True),
     benchmark:
-        f"{RUN}/benchmarks/make_cam.tsv"
+        bench("make_cam", sharded=True)
     run:
         wsss("make_cam", params, log, resources, root=DATA, model=input.model, out=output.cams)
 
@@ -59,7 +60,7 @@ rule eval_cam:
     """Background-threshold sweep of the CAMs against the ground-truth masks."""
     input:
         split=split_file(TRAIN),
-        cams=rules.make_cam.output.cams,
+        cams=f"{RUN}/cam/maps",
     output:
         metrics=f"{RUN}/metrics/eval_cam.csv",
         sweep=f"{RUN}/cam/threshold_sweep.csv",
@@ -69,9 +70,9 @@ rule eval_cam:
         split=TRAIN,
         thresholds=config["cam"]["eval_thresholds"],
     log:
-        f"{RUN}/logs/eval_cam.log",
+        log_file("eval_cam"),
     benchmark:
-        f"{RUN}/benchmarks/eval_cam.tsv"
+        bench("eval_cam")
     run:
         wsss("eval_cam", params, log, resources, root=DATA, cams=input.cams, metrics=output.metrics, sweep=output.sweep)
 

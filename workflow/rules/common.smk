@@ -11,12 +11,29 @@ TAGS_FROM = config["dataset"]["tags_from"]
 TRAIN = config["dataset"]["train_split"]
 EVAL = config["dataset"]["eval_split"]
 METRIC_FILES = []  # every evaluation rule adds its metrics CSV; rule `metrics` gathers them
-# rules whose benchmark TSV the report shows as run times
-BENCHMARKED = ["train_cam", "make_cam", "eval_cam"]
+BENCHMARKS = []  # every rule's benchmark TSVs (all shards); the report shows the run times
+SHARDED = []  # output folders of sharded per-image stages; rule gather_shards merges each
 
 
 def split_file(split):
     return f"{DATA}/ImageSets/Segmentation/{split}.txt"
+
+
+def log_file(rule, sharded=False):
+    return f"{RUN}/logs/{rule}" + ("/{scatteritem}.log" if sharded else ".log")
+
+
+def bench(rule, sharded=False):
+    """The rule's benchmark file pattern, registered for the report (every shard of a sharded rule)."""
+    pattern = f"{RUN}/benchmarks/{rule}" + ("/{scatteritem}.tsv" if sharded else ".tsv")
+    BENCHMARKS.extend(gather.shard(pattern) if sharded else [pattern])
+    return pattern
+
+
+def shard_folder(folder):
+    """Output folder of one shard of a per-image stage whose gathered result is {RUN}/<folder>."""
+    SHARDED.append(folder)
+    return directory(f"{RUN}/{folder}.shards/{{scatteritem}}")
 
 
 def code(stage):
@@ -34,5 +51,5 @@ def wsss(stage, params, log, resources, **paths):
         f"--{name} " + (" ".join(map(shlex.quote, value)) if isinstance(value, list) else shlex.quote(str(value)))
         for name, value in paths.items()
     )
-    gpus = resources.get("gpu", 0)
-    shell(f"WSSS_GPUS={gpus} wsss {stage} --params {shlex.quote(json.dumps(values))} {args} > {log} 2>&1")
+    command = f"WSSS_GPUS={resources.get('gpu', 0)} wsss {stage} --params {shlex.quote(json.dumps(values))} {args}"
+    shell(command.replace("{", "{{").replace("}", "}}") + " > {log} 2>&1")  # shell() formats its string again

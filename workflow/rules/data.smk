@@ -11,8 +11,8 @@ if config["dataset"]["demo"]:
             class_names=CLASSES,
             **config["demo"],
         log:
-            f"{RUN}/logs/demo_dataset.log",
+            log_file("demo_dataset"),
         benchmark:
-            f"{RUN}/benchmarks/demo_dataset.tsv"
+            bench("demo_dataset")
         run:
             wsss("demo_dataset", params, log, resources, root=DATA)

@@ -1,3 +1,21 @@
+rule gather_shards:
+    """Merges the shard folders of a per-image stage into one folder (config `shards`)."""
+    input:
+        lambda wc: gather.shard(f"{RUN}/{{folder}}.shards/{{scatteritem}}", folder=wc.folder),
+    output:
+        directory(f"{RUN}/{{folder}}"),
+    wildcard_constraints:
+        folder="|".join(SHARDED),
+    params:
+        code=code("gather"),
+    log:
+        f"{RUN}/logs/gather_shards/{{folder}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/gather_shards/{{folder}}.tsv"
+    run:
+        wsss("gather", params, log, resources, inputs=list(input), out=output[0])
+
+
 rule metrics:
     """One long table of every evaluation: stage, method, split, metric, class, value."""
     input:
@@ -7,9 +25,9 @@ rule metrics:
     params:
         code=code("metrics"),
     log:
-        f"{RUN}/logs/metrics.log",
+        log_file("metrics"),
     benchmark:
-        f"{RUN}/benchmarks/metrics.tsv"
+        bench("metrics")
     run:
         wsss("metrics", params, log, resources, inputs=list(input), out=output.table)
 
@@ -20,8 +38,8 @@ rule report:
         split=split_file(TRAIN),
         metrics=rules.metrics.output.table,
         sweep=rules.eval_cam.output.sweep,
-        cams=rules.make_cam.output.cams,
-        benchmarks=expand(f"{RUN}/benchmarks/{{rule}}.tsv", rule=BENCHMARKED),
+        cams=f"{RUN}/cam/maps",
+        benchmarks=[b for b in BENCHMARKS if b != f"{RUN}/benchmarks/report.tsv"],
     output:
         summary=report(f"{RUN}/report/summary.html", caption="../report/summary.rst", category="Metrics"),
         sweep_plot=report(f"{RUN}/report/cam_threshold_sweep.png", caption="../report/sweep.rst", category="CAM"),
@@ -37,9 +55,9 @@ rule report:
         split=TRAIN,
         n_overlays=config["report"]["n_overlays"],
     log:
-        f"{RUN}/logs/report.log",
+        log_file("report"),
     benchmark:
-        f"{RUN}/benchmarks/report.tsv"
+        bench("report")
     run:
         wsss(
             "report",
