@@ -61,3 +61,15 @@ def cuda_stream():
     if cuda_simulator():
         return 0
     return cuda.external_stream(torch.cuda.current_stream().cuda_stream)
+
+
+THREADS_PER_BLOCK = 128
+
+
+def launch(n: int):
+    """Launch configuration [blocks, threads, stream] for a kernel with one thread per item, n items.
+
+    Small grids get fewer threads: no idle ones (the CUDA simulator runs each thread in Python)."""
+    n = max(n, 1)
+    threads = min(THREADS_PER_BLOCK, n)
+    return (n + threads - 1) // threads, threads, cuda_stream()

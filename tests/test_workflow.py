@@ -4,13 +4,16 @@ One real run of the whole DAG (module-scoped fixture); each rerun case then edit
 asserts the exact set of jobs `snakemake -n` plans."""
 import copy
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 import pytest
 import yaml
+
+from wsss import metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile")]
@@ -61,7 +64,7 @@ def tiny_run(tmp_path_factory):
 
 def test_pipeline_outputs(tiny_run):
     run = tiny_run / "results" / "tiny"
-    table = pd.read_csv(run / "metrics.csv", keep_default_na=False)
+    table = metrics.read(run / "metrics.csv")
     assert list(table.columns) == ["stage", "method", "split", "metric", "class", "value"]
     miou = table[(table.stage == "cam") & (table.metric == "iou") & (table["class"] == "")].value
     assert len(miou) == 1 and 0 <= miou.iloc[0] <= 1
@@ -81,14 +84,35 @@ def edited(path: str, value) -> dict:
     return config
 
 
+AFTER_CAMS = {"gather_shards", "eval_cam", "metrics", "report", "all"}
+
+
 @pytest.mark.parametrize("path, value, expected", [
     ("cam.eval_thresholds", [0.15, 0.25], {"eval_cam", "metrics", "report", "all"}),
-    ("cam.lr", 0.05, {"train_cam", "make_cam", "eval_cam", "metrics", "report", "all"}),
-    ("cam.scales", [1.0], {"make_cam", "eval_cam", "metrics", "report", "all"}),
+    ("cam.lr", 0.05, {"train_cam", "make_cam"} | AFTER_CAMS),
+    ("cam.scales", [1.0], {"make_cam"} | AFTER_CAMS),
     ("report.n_overlays", 1, {"report", "all"}),
+    ("demo.n_val", 5, {"demo_dataset", "train_cam", "make_cam"} | AFTER_CAMS),
 ])
 def test_only_stale_stages_rerun(tiny_run, path, value, expected):
     assert planned_jobs(tiny_run, edited(path, value)) == expected
+
+
+def test_sharded_run_equals_unsharded(tiny_run, tmp_path):
+    sharded = tmp_path / "sharded"
+    shutil.copytree(tiny_run, sharded, symlinks=True)
+    config = edited("shards", 3)
+    assert planned_jobs(sharded, config) == {"make_cam"} | AFTER_CAMS
+    result = snakemake(sharded, config)
+    assert result.returncode == 0, result.stderr[-5000:]
+    before, after = (w / "results" / "tiny" for w in (tiny_run, sharded))
+    files = sorted(p.name for p in (before / "cam" / "maps").iterdir())
+    assert files == sorted(p.name for p in (after / "cam" / "maps").iterdir()) and len(files) == 10
+    for name in files:
+        with np.load(before / "cam" / "maps" / name) as a, np.load(after / "cam" / "maps" / name) as b:
+            assert all(np.array_equal(a[k], b[k]) for k in ("keys", "cam", "high_res"))
+    assert (before / "metrics.csv").read_bytes() == (after / "metrics.csv").read_bytes()
+    assert len(list((after / "benchmarks" / "make_cam").glob("*.tsv"))) == 3
 
 
 @pytest.mark.parametrize("path, value, message", [

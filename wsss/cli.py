@@ -23,6 +23,11 @@ STAGES = {
     "make_ins_seg_labels": "wsss.make_ins_seg_labels",
     "eval_sem_seg": "wsss.eval_sem_seg",
     "eval_ins_seg": "wsss.eval_ins_seg",
+    "dsrg_seeds": "wsss.dsrg_seeds",
+    "train_dsrg": "wsss.train_dsrg",
+    "train_seg": "wsss.train_seg",
+    "infer_seg": "wsss.infer_seg",
+    "eval_seg": "wsss.eval_seg",
     "gather": "wsss.shards",
     "metrics": "wsss.metrics",
     "report": "wsss.report",
@@ -39,8 +44,10 @@ def main(argv=None):
     path_params = [p for p in inspect.signature(fn).parameters.values() if p.name != "params"]
     ap = argparse.ArgumentParser(prog=f"wsss {stage}", description=inspect.getdoc(fn))
     ap.add_argument("--params", type=json.loads, default={}, help="stage parameters as a JSON object")
-    for p in path_params:  # a parameter annotated `list` takes several paths
-        ap.add_argument(f"--{p.name}", required=True, nargs="+" if p.annotation in (list, "list") else None)
+    for p in path_params:  # a parameter annotated `list` takes several paths; one with a default is optional
+        ap.add_argument(f"--{p.name}", required=p.default is inspect.Parameter.empty,
+                        default=None if p.default is inspect.Parameter.empty else p.default,
+                        nargs="+" if p.annotation in (list, "list") else None)
     args = vars(ap.parse_args(rest))
     gpus = gpu_slots.acquire(int(os.environ.get("WSSS_GPUS", "0")))  # before torch initialises CUDA
     fn(args.pop("params"), **args)

@@ -17,11 +17,14 @@ def select(ids: list[str], shard: str) -> list[str]:
 
 
 def run(params: dict, *, inputs: list, out):
-    """The `gather` stage: every file of every shard folder, hard-linked (copied across devices)."""
+    """The `gather` stage: every file of every shard folder, hard-linked (copied across devices);
+    hidden files are bookkeeping, not results."""
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for folder in inputs:
             for f in Path(folder).iterdir():
+                if f.name.startswith("."):  # Snakemake's .snakemake_timestamp of directory outputs
+                    continue
                 if (tmp / f.name).exists():
                     raise ValueError(f"{f}: {f.name} is in two shards")
                 try:
