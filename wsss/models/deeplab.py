@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss.data import DataError
-from wsss.models.resnet import BasicBlock, Bottleneck, resnet
+from wsss.models.resnet import Bottleneck, resnet
 
 ARCHS = ("deeplab_v2", "deeplab_v3plus")
 # (strides, dilations of layer3 / layer4) per architecture

@@ -1,0 +1,147 @@
+"""train_dsrg: growth from the original cues every iteration (Sec. 1, 3.3), the loss it trains on
+(Eq. 1 + Eq. 2), the supervision-quality log (Fig. 4) and the whole stage on the tiny set."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from wsss import data, dsrg_seeds, train_dsrg
+from wsss.losses import balanced_seed_loss, constrain_loss, seg_probs
+from wsss.models import deeplab
+
+
+@pytest.fixture(autouse=True)
+def torch_kernels(monkeypatch):
+    """region_grow's torch backend (exact like the others) needs no numba compilation; one thread is
+    faster than two on these tiny tensors."""
+    monkeypatch.setenv("WSSS_KERNEL_BACKEND", "torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class FixedLogits(torch.nn.Module):
+    """A 'network' whose output is a fixed 8 x 8 logit map, whatever the image."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits)
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1, -1, -1)
+
+
+def _case():
+    """Grid 8 x 8 (64 px images at stride 8), classes (bg, 1, 2), class 1 present. The network is sure of
+    class 1 on the left half and of background on the right; one cue of each sits in a corner."""
+    logits = torch.zeros(1, 3, 8, 8)
+    logits[0, 1, :, :4] = 10
+    logits[0, 0, :, 4:] = 10
+    cues = torch.full((1, 64, 64), 255)
+    cues[0, :8, :8] = 1          # lands on grid cell (0, 0)
+    cues[0, 56:, 56:] = 0        # grid cell (7, 7)
+    gt = torch.zeros(1, 64, 64, dtype=torch.long)
+    gt[0, :, :32] = 1
+    batch = {"image": torch.zeros(1, 3, 64, 64), "cues": cues, "gt": gt, "tags": torch.tensor([[True, False]])}
+    return FixedLogits(logits), batch
+
+
+STEP = dict(crf_scale=12, crf_log_unary=True, th_fg=0.85, th_bg=0.99)
+
+
+def test_growth_starts_from_the_original_cues_every_iteration(monkeypatch):
+    model, batch = _case()
+    calls, grow = [], train_dsrg.region_grow
+
+    def recording(q, seeds, present, th_fg, th_bg):
+        grown = grow(q, seeds, present, th_fg, th_bg)
+        calls.append((seeds.clone(), grown, q))
+        return grown
+    monkeypatch.setattr(train_dsrg, "region_grow", recording)
+    log = train_dsrg.SupervisionLog(3, per_epoch=2)
+    step = train_dsrg.DSRGStep(dict(STEP, growth=True), log)
+    losses = [step(model, batch, it) for it in range(2)]
+
+    original = torch.zeros(1, 3, 8, 8, dtype=torch.bool)
+    original[0, 1, 0, 0] = original[0, 0, 7, 7] = True
+    left = torch.zeros(8, 8, dtype=torch.bool)
+    left[:, :4] = True
+    for it, (seeds, grown, q) in enumerate(calls):
+        assert torch.equal(seeds, original), f"iteration {it} did not start from the original cues"
+        # the confident halves joined their cue's class (class 2, absent, never grows)
+        assert torch.equal(grown[0, 1], left) and torch.equal(grown[0, 0], ~left) and not grown[0, 2].any()
+        probs = seg_probs(model.logits)
+        expected = balanced_seed_loss(probs, grown) + constrain_loss(probs, q)
+        assert losses[it].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert log.grown[:3, 3].sum() == 0  # every grid cell labelled in both iterations
+
+
+def test_growth_off_trains_on_the_original_cues(monkeypatch):
+    model, batch = _case()
+
+    def forbidden(*args):
+        raise AssertionError("region_grow called with growth off")
+    monkeypatch.setattr(train_dsrg, "region_grow", forbidden)
+    uniform = torch.full((1, 3, 8, 8), 1 / 3)
+    monkeypatch.setattr(train_dsrg, "crf_batch", lambda *args: uniform)  # a known Q
+    loss = train_dsrg.DSRGStep(dict(STEP, growth=False), train_dsrg.SupervisionLog(3, 1))(model, batch, 0)
+    p = seg_probs(model.logits).detach()
+    # Eq. 1 with one foreground and one background cue, plus Eq. 2 against Q
+    expected = -math.log(p[0, 1, 0, 0]) - math.log(p[0, 0, 7, 7]) + constrain_loss(p, uniform).item()
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_supervision_log_hand_computed():
+    log = train_dsrg.SupervisionLog(2, per_epoch=1)
+    gt = torch.tensor([[[0, 0, 1, 1]]])
+    original = torch.zeros(1, 2, 1, 4, dtype=torch.bool)
+    original[0, 0, 0, 0] = True                               # supervision 0, -, -, -
+    grown = original.clone()
+    grown[0, 1, 0, 2] = grown[0, 0, 0, 3] = True              # supervision 0, -, 1, 0
+    log.add(0, original, grown, gt, crf_s=0.1, grow_s=0.2)
+    log.end_iteration(0, seconds=1.0)
+    table = log.table()
+    assert table["epoch"].tolist() == [0, 1]
+    # cues: class 0 precision 1, recall 1/2, IoU 1/2; class 1 never predicted (precision NaN), recall 0
+    assert table.iloc[0, 1:5].tolist() == pytest.approx([1.0, 0.25, 0.25, 0.25])
+    # grown: class 0 precision 1/2, recall 1/2, IoU 1/3; class 1 precision 1, recall 1/2, IoU 1/2
+    assert table.iloc[1, 1:5].tolist() == pytest.approx([0.75, 0.5, 5 / 12, 0.75])
+    assert table.iloc[1, 5:].tolist() == pytest.approx([0.7, 0.1, 0.2])
+    copy = train_dsrg.SupervisionLog(2, per_epoch=1)
+    copy.load_state_dict(log.state_dict())  # what a checkpoint restores
+    pd.testing.assert_frame_equal(copy.table(), table)
+
+
+def _fake_cams(root, names, folder):
+    """CAM files from the ground truth: each present class's mask, box-blurred and cut so they peak inside."""
+    folder.mkdir()
+    for image_id in data.read_ids(root, "train"):
+        gt = data.load_mask(data.path(root, "mask", image_id), len(names))
+        keys = np.array([c for c in range(1, len(names)) if (gt == c).any()])
+        masks = torch.from_numpy(np.stack([gt == c for c in keys]).astype(np.float32))[None]
+        cam = F.avg_pool2d(masks, 9, 1, 4)[0]
+        cam = cam / cam.amax((1, 2), keepdim=True)
+        np.savez(folder / f"{image_id}.npz", keys=keys, cam=cam[:, ::4, ::4].numpy(), high_res=cam.numpy())
+
+
+def test_stage_writes_model_log_and_plot(tiny_voc, tmp_path):
+    root, names = tiny_voc
+    _fake_cams(root, names, tmp_path / "cams")
+    dsrg_seeds.run(dict(split="train", fg_rule="top_fraction", fg_fraction=0.2, bg_cam=0.05, bg_saliency=0.06),
+                   root=root, cams=tmp_path / "cams", out=tmp_path / "seeds")
+    params = dict(seed=0, device="cpu", class_names=names, split="train", tags_from="masks", arch="deeplab_v2",
+                  backbone="small", pretrained=None, crop=64, scale=None, batch_size=4, epochs=2, lr=0.001,
+                  lr_policy="step", lr_step=2000, lr_gamma=0.1, momentum=0.9, weight_decay=0.0005,
+                  head_lr_mult=10, checkpoint_every=3, growth=True, **STEP)
+    train_dsrg.run(params, root=root, seeds=tmp_path / "seeds", out=tmp_path / "dsrg.pt",
+                   supervision=tmp_path / "sup.csv", plot=tmp_path / "sup.png")
+    table = pd.read_csv(tmp_path / "sup.csv")
+    assert table.columns.tolist() == train_dsrg.SupervisionLog.COLUMNS
+    assert table["epoch"].tolist() == [0, 1, 2]
+    assert table[["precision", "recall", "iou", "labelled"]].stack().between(0, 1).all()
+    assert (tmp_path / "sup.png").read_bytes()[:4] == b"\x89PNG"
+    assert deeplab.load(tmp_path / "dsrg.pt")(torch.zeros(1, 3, 64, 64)).shape == (1, len(names), 8, 8)

@@ -1,0 +1,139 @@
+"""train_seg (deterministic batches, schedule, kill-and-resume), infer_seg and eval_seg on the tiny set."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from wsss import data, eval_seg, infer_seg, train_seg
+from wsss.io import save_png
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is faster than two, and much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _params(class_names, **over):
+    return dict(dict(seed=3, device="cpu", class_names=class_names, split="train", arch="deeplab_v2",
+                     backbone="small", pretrained=None, crop=48, scale=[0.5, 2.0], batch_size=2, iterations=6,
+                     lr=0.01, lr_policy="poly", power=0.9, momentum=0.9, weight_decay=0.0005, head_lr_mult=10,
+                     checkpoint_every=2), **over)
+
+
+def test_batch_plan_is_a_function_of_the_iteration():
+    full = list(train_seg.BatchPlan(5, 2, seed=1, start=0, n_iters=6))
+    assert list(train_seg.BatchPlan(5, 2, seed=1, start=3, n_iters=6)) == full[3:]
+    for epoch in range(3):  # 2 batches per epoch; the fifth image is dropped
+        indices = [i for batch in full[2 * epoch:2 * epoch + 2] for i, _ in batch]
+        assert len(set(indices)) == 4
+    assert full != list(train_seg.BatchPlan(5, 2, seed=2, start=0, n_iters=6))
+
+
+def test_lr_schedules():
+    assert train_seg.lr_factor({"power": 0.9}, 50, 100) == pytest.approx(0.5 ** 0.9)
+    step = {"lr_policy": "step", "lr_step": 2000, "lr_gamma": 0.1}
+    assert train_seg.lr_factor(step, 1999, 8000) == 1
+    assert train_seg.lr_factor(step, 4000, 8000) == pytest.approx(0.01)
+
+
+def _kill_at(monkeypatch, iteration):
+    """Makes train_seg's loss raise at `iteration` (a killed job); returns the list of iterations run."""
+    seen, loss = [], train_seg.cross_entropy
+
+    def counting(logits, labels):
+        if len(seen) == iteration:
+            raise KeyboardInterrupt
+        seen.append(len(seen))
+        return loss(logits, labels)
+    monkeypatch.setattr(train_seg, "cross_entropy", counting)
+    return seen
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(tiny_voc, tmp_path, monkeypatch):
+    root, names = tiny_voc
+    params = _params(names)
+    labels = root / "SegmentationClass"
+    train_seg.run(params, root=root, labels=labels, out=tmp_path / "straight.pt")
+
+    seen = _kill_at(monkeypatch, iteration=5)  # dies in iteration 5, after the checkpoint of iteration 4
+    with pytest.raises(KeyboardInterrupt):
+        train_seg.run(params, root=root, labels=labels, out=tmp_path / "resumed.pt")
+    assert (tmp_path / "resumed.pt.ckpt").is_file() and not (tmp_path / "resumed.pt").exists()
+    monkeypatch.undo()
+    seen = _kill_at(monkeypatch, iteration=99)
+    train_seg.run(params, root=root, labels=labels, out=tmp_path / "resumed.pt")
+    assert len(seen) == 2  # only iterations 4 and 5 ran again
+    assert not (tmp_path / "resumed.pt.ckpt").exists()
+
+    straight = torch.load(tmp_path / "straight.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)
+    assert resumed["params"] == params
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+
+
+def test_checkpoint_of_other_params_is_not_resumed(tiny_voc, tmp_path, monkeypatch):
+    root, names = tiny_voc
+    labels = root / "SegmentationClass"
+    _kill_at(monkeypatch, iteration=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_seg.run(_params(names, lr=0.02), root=root, labels=labels, out=tmp_path / "m.pt")
+    monkeypatch.undo()
+    seen = _kill_at(monkeypatch, iteration=99)
+    train_seg.run(_params(names, iterations=2), root=root, labels=labels, out=tmp_path / "m.pt")
+    assert len(seen) == 2
+
+
+def test_missing_pseudo_label_is_named(tiny_voc, tmp_path):
+    root, names = tiny_voc
+    first = data.read_ids(root, "train")[0]
+    (root / "SegmentationClass" / f"{first}.png").unlink()
+    with pytest.raises(data.DataError, match=f"{first}.png: pseudo-label not found"):
+        train_seg.run(_params(names), root=root, labels=root / "SegmentationClass", out=tmp_path / "m.pt")
+
+
+def _val_rows(root, names, pred, tmp_path):
+    eval_seg.run(dict(split="val", class_names=names, method="m"), root=root, pred=pred, out=tmp_path / "m.csv")
+    table = pd.read_csv(tmp_path / "m.csv", keep_default_na=False, na_values={"value": [""]})
+    assert set(table["stage"]) == {"seg"} and set(table["method"]) == {"m"}
+    return table[table["metric"] == "iou"].set_index("class")["value"]
+
+
+def test_eval_seg_scores_hand_made_predictions(tiny_voc, tmp_path):
+    root, names = tiny_voc
+    perfect, everything_bg, n_bg, n_valid = tmp_path / "gt", tmp_path / "bg", 0, 0
+    for image_id in data.read_ids(root, "val"):
+        gt = data.load_mask(data.path(root, "mask", image_id), len(names))
+        save_png(perfect / f"{image_id}.png", np.where(gt == 255, 0, gt), data.voc_palette())
+        save_png(everything_bg / f"{image_id}.png", np.zeros_like(gt), data.voc_palette())
+        n_bg, n_valid = n_bg + (gt == 0).sum(), n_valid + (gt != 255).sum()
+    assert _val_rows(root, names, perfect, tmp_path)[""] == 1.0  # void pixels do not count
+    iou = _val_rows(root, names, everything_bg, tmp_path)
+    assert iou["background"] == pytest.approx(n_bg / n_valid)
+    present = [c for c in names[1:] if iou[c] == iou[c]]  # classes in the val ground truth
+    assert present and all(iou[c] == 0 for c in present)
+
+
+def test_eval_seg_rejects_unlabelled_predictions(tiny_voc, tmp_path):
+    root, names = tiny_voc
+    with pytest.raises(data.DataError, match="val_00000.png: prediction holds ignore"):
+        eval_seg.run(dict(split="val", class_names=names, method="m"), root=root, pred=root / "SegmentationClass",
+                     out=tmp_path / "m.csv")
+
+
+def test_infer_seg_writes_a_label_per_image(tiny_voc, tmp_path):
+    root, names = tiny_voc
+    train_seg.run(_params(names, iterations=2), root=root, labels=root / "SegmentationClass",
+                  out=tmp_path / "m.pt")
+    for crf in (False, True):
+        out = tmp_path / f"pred{crf}"
+        infer_seg.run(dict(split="val", scales=[0.75, 1.0], flip=True, crf=crf, device="cpu"), root=root,
+                      model=tmp_path / "m.pt", out=out)
+        for image_id in data.read_ids(root, "val"):
+            shape = data.load_image(data.path(root, "image", image_id)).shape[:2]
+            label = data.load_mask(out / f"{image_id}.png", len(names), shape)
+            assert label.max() < len(names)

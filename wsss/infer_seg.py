@@ -1,0 +1,44 @@
+"""The infer_seg stage: label PNGs (`<out>/<id>.png`, VOC palette) from a trained segmentation network.
+
+Per image: logits at every scale and of the mirrored image, upsampled (bilinear) to the image size and
+summed; softmax; optionally the dense CRF (wsss.crf with Koltun's defaults, as DSRG Sec. 4.1 / test-ms.py
+do); argmax. Paper values (DSRG's test-ms.py: 241, 321, 401 px for 321 px training crops): scales
+[0.75, 1.0, 1.25], crf true; flip true is DeepLab's usual test-time addition.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from wsss import data
+from wsss.crf import dense_crf
+from wsss.io import atomic_path, save_png
+from wsss.models import deeplab
+from wsss.runtime import device
+from wsss.transforms import fuse_flips, multiscale_inputs
+
+
+def run(params: dict, *, root, model, out):
+    """Writes the network's prediction for every image of `split`."""
+    dev = device(params.get("device", "auto"))
+    net = deeplab.load(model, dev)
+    palette = data.voc_palette()
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for image_id in tqdm(data.read_ids(root, params["split"]), desc="infer_seg"):
+            image = data.load_image(data.path(root, "image", image_id))
+            probs = predict(net, image, params["scales"], params["flip"], dev)
+            if params["crf"]:
+                probs = dense_crf(image, probs)
+            save_png(tmp / f"{image_id}.png", probs.argmax(0).astype(np.uint8), palette)
+
+
+@torch.no_grad()
+def predict(net, image: np.ndarray, scales, flip: bool, dev) -> np.ndarray:
+    """float32 [C, H, W] class probabilities of uint8 HxWx3 `image`, fused over scales and flips."""
+    size = image.shape[:2]
+    total = 0
+    for batch in multiscale_inputs(image, scales, flip):
+        logits = F.interpolate(net(batch.to(dev)), size, mode="bilinear", align_corners=False)
+        total = total + fuse_flips(logits)
+    return F.softmax(total, 0).cpu().numpy()

@@ -1,0 +1,223 @@
+"""The train_dsrg stage: DSRG training (Sec. 3.2-3.3, Fig. 2) of a DeepLab-v2 network from seed cues.
+
+Every iteration, on the network's output grid (stride 8):
+  P = softmax of the logits, floored as SEC does (wsss.losses.seg_probs);
+  Q = dense CRF of P on the image downscaled to that grid (wsss.crf, Koltun's pairwise defaults with the
+      spatial deviations divided by `crf_scale`, 12 in the released code), floored;
+  S = kernels.region_grow(Q, original cues, present classes, th_fg, th_bg): grown from the ORIGINAL cues
+      of the image every time (Sec. 1: "DSRG always choose the original seed cues as initial seed
+      points"), on the CRF-refined probabilities as the released UpdateSeedLayer3 does; `growth: false`
+      trains on the original cues (Table 2's "+BSL" row);
+  loss = balanced seeding loss(P, S) (Eq. 1) + constrain loss(P, Q) (Eq. 2).
+The cues (dsrg_seeds, image size) are augmented with the image and sampled (nearest) onto the grid.
+
+Outputs: `out` (the network, as train_seg saves it, so infer_seg reads it), `supervision` (CSV per epoch:
+mean precision, recall and IoU over classes of the supervision against the ground truth, as Fig. 4; epoch 0
+is the original cues; the labelled fraction; seconds per iteration in the network step, the CRF and the
+growth) and `plot` (that CSV drawn).
+
+Paper values (Sec. 4.1; released solver-s.prototxt in brackets): batch_size 20, crop 321 (the released
+code resizes whole images to 321 x 321 and only mirrors: scale null), lr 0.0005, lr_policy step, lr_step
+2000 [1000], lr_gamma 0.1 [0.33], epochs 15 [8000 iterations of 20 on 10582 images], momentum 0.9,
+weight_decay 0.0005, head_lr_mult 10, th_fg 0.85, th_bg 0.99, crf_scale 12, crf_log_unary true [false:
+the released layers pass P itself as the unary energy].
+"""
+import random
+import time
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from kernels import region_grow
+from wsss import data, metrics
+from wsss.crf import dense_crf
+from wsss.io import atomic_path, save_csv
+from wsss.losses import balanced_seed_loss, constrain_loss, floor_probs, seg_probs
+from wsss.models import deeplab
+from wsss.runtime import seed_everything
+from wsss.train_seg import fit, iterations_per_epoch, label_files
+from wsss.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainAugment
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+
+def run(params: dict, *, root, seeds, out, supervision, plot, init=None):
+    """Trains DSRG on the cues `seeds`/<id>.png of `split`; `init`: a saved network to start from (the
+    demo starts from its CAM network's backbone; the paper from ImageNet weights, `pretrained`)."""
+    seed_everything(params["seed"])
+    class_names = params["class_names"]
+    ids = data.read_ids(root, params["split"])
+    tags = data.image_tags(root, ids, class_names, params["tags_from"])
+    scale = params.get("scale")
+    dataset = CuedImages(root, ids, seeds, tags, len(class_names),
+                         TrainAugment(params["crop"], scale=tuple(scale) if scale else None))
+    model = deeplab.build(params)
+    if init is not None:
+        deeplab.load_weights(model, init)
+    per_epoch = iterations_per_epoch(len(ids), params["batch_size"])
+    log = SupervisionLog(len(class_names), per_epoch)
+    fit(model, dataset, DSRGStep(params, log), params, params["epochs"] * per_epoch, out=out,
+        desc="train_dsrg", tracker=log)
+    table = log.table()
+    save_csv(supervision, table)
+    save_plot(plot, table, "DSRG supervision" + ("" if params["growth"] else " (no growth)"))
+
+
+class CuedImages(Dataset):
+    """Augmented image, its original cues, image tags and ground truth; keyed as train_seg.BatchPlan."""
+
+    def __init__(self, root, ids, seeds, tags, n_classes, augment):
+        self.root, self.ids, self.n_classes, self.augment = root, ids, n_classes, augment
+        self.cue_files = label_files(seeds, ids, "seed cues")
+        self.tags = torch.from_numpy(tags)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, key):
+        index, aug_seed = key
+        image_id = self.ids[index]
+        image = data.load_image(data.path(self.root, "image", image_id))
+        cues = data.load_mask(self.cue_files[index], self.n_classes, image.shape[:2])
+        gt = data.load_mask(data.path(self.root, "mask", image_id), self.n_classes, image.shape[:2])
+        # the same seed gives the same scale, flip and crop to both label maps
+        x, cues = self.augment(image, cues, random.Random(aug_seed))
+        _, gt = self.augment(image, gt, random.Random(aug_seed))
+        return {"image": x, "cues": cues, "gt": gt, "tags": self.tags[index]}
+
+
+class DSRGStep:
+    """loss_fn of train_seg.fit for one DSRG iteration (module docstring)."""
+
+    def __init__(self, params, log):
+        self.params, self.log = params, log
+
+    def __call__(self, model, batch, it):
+        p = self.params
+        logits = model(batch["image"])
+        probs = seg_probs(logits)
+        grid = logits.shape[-2:]
+        original = cue_seeds(shrink(batch["cues"], grid), logits.shape[1])
+        started = clock(probs)
+        q = floor_probs(crf_batch(small_images(batch["image"], grid), probs.detach(), p["crf_scale"],
+                                  p["crf_log_unary"]))
+        crf_done = clock(q)
+        present = torch.cat([torch.ones_like(batch["tags"][:, :1]), batch["tags"]], 1).bool()
+        grown = region_grow(q, original, present, p["th_fg"], p["th_bg"]) if p["growth"] else original
+        self.log.add(it, original, grown, shrink(batch["gt"], grid), crf_done - started, clock(grown) - crf_done)
+        return balanced_seed_loss(probs, grown) + constrain_loss(probs, q)
+
+
+def clock(t: torch.Tensor) -> float:
+    """time.perf_counter() once t's device has finished its queued work (CUDA runs asynchronously)."""
+    if t.is_cuda:
+        torch.cuda.synchronize(t.device)
+    return time.perf_counter()
+
+
+def shrink(labels: torch.Tensor, size) -> torch.Tensor:
+    """Nearest-neighbour resampling of [B, H, W] label maps onto the output grid."""
+    return F.interpolate(labels[:, None].float(), size, mode="nearest")[:, 0].long()
+
+
+def cue_seeds(cues: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """bool [B, C, h, w] seed sets S_c of a [B, h, w] cue map (255 = no cue)."""
+    return cues[:, None] == torch.arange(n_classes, device=cues.device)[None, :, None, None]
+
+
+def small_images(x: torch.Tensor, size) -> np.ndarray:
+    """uint8 [B, h, w, 3] RGB images for the CRF: the normalised batch un-normalised and resized to the
+    output grid (bilinear, corners aligned, as the released code's scipy zoom)."""
+    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    rgb = F.interpolate((x * std + mean) * 255, size, mode="bilinear", align_corners=True)
+    return rgb.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def crf_batch(images: np.ndarray, probs: torch.Tensor, scale: float, log_unary: bool) -> torch.Tensor:
+    """Dense-CRF marginals [B, C, h, w] (on probs' device) of each image's probabilities."""
+    q = [dense_crf(img, p, scale=scale, log_unary=log_unary) for img, p in zip(images, probs.cpu().numpy())]
+    return torch.from_numpy(np.stack(q)).to(probs.device)
+
+
+def supervision_map(seeds: torch.Tensor) -> torch.Tensor:
+    """[B, h, w] class of each pixel's seeds (the highest one when several, as region_grow's label map),
+    C = unlabelled."""
+    classes = torch.arange(seeds.shape[1], device=seeds.device)[None, :, None, None]
+    label = torch.where(seeds, classes, -1).amax(1)
+    return torch.where(label < 0, seeds.shape[1], label)
+
+
+class SupervisionLog:
+    """Per-epoch quality of the supervision against the ground truth (DSRG Fig. 4) and timings; a tracker
+    for train_seg.fit (its state goes into the checkpoints)."""
+    COLUMNS = ["epoch", "precision", "recall", "iou", "labelled", "network_s", "crf_s", "grow_s"]
+
+    def __init__(self, n_classes: int, per_epoch: int):
+        self.n, self.per_epoch = n_classes, per_epoch
+        # confusions with an extra prediction column n = unlabelled, so recall counts what is left out
+        self.cues = np.zeros((n_classes + 1, n_classes + 1), np.int64)
+        self.grown = np.zeros_like(self.cues)
+        self.seconds = np.zeros(3)  # whole iterations, crf, growth, summed over the epoch so far
+        self.rows = np.zeros((0, len(self.COLUMNS)))
+
+    def add(self, it, original, grown, gt, crf_s, grow_s):
+        gt = gt.cpu().numpy()
+        if it < self.per_epoch:  # epoch 0 of Fig. 4: the original cues, seen through epoch 1's crops
+            self.cues += metrics.confusion(supervision_map(original).cpu().numpy(), gt, self.n + 1)
+        self.grown += metrics.confusion(supervision_map(grown).cpu().numpy(), gt, self.n + 1)
+        self.seconds[1:] += crf_s, grow_s
+
+    def end_iteration(self, it, seconds):
+        self.seconds[0] += seconds
+        if (it + 1) % self.per_epoch:
+            return
+        epoch = (it + 1) // self.per_epoch
+        if epoch == 1:
+            self._append([0, *self._quality(self.cues), np.nan, np.nan, np.nan])
+        total, crf_s, grow_s = self.seconds / self.per_epoch
+        self._append([epoch, *self._quality(self.grown), total - crf_s - grow_s, crf_s, grow_s])
+        tqdm.write("epoch {:.0f}: precision {:.3f} recall {:.3f} iou {:.3f} labelled {:.3f}".format(*self.rows[-1]))
+        self.grown[:] = 0
+        self.seconds[:] = 0
+
+    def _quality(self, conf):
+        s = metrics.scores(conf)
+        labelled = 1 - conf[:, self.n].sum() / max(conf.sum(), 1)
+        return [np.nanmean(s[m][:self.n]) for m in ("precision", "recall", "iou")] + [labelled]
+
+    def _append(self, row):
+        self.rows = np.vstack([self.rows, row])
+
+    def table(self) -> pd.DataFrame:
+        table = pd.DataFrame(self.rows, columns=self.COLUMNS)
+        table["epoch"] = table["epoch"].astype(int)
+        return table
+
+    def state_dict(self):
+        return {k: torch.from_numpy(getattr(self, k).copy()) for k in ("cues", "grown", "seconds", "rows")}
+
+    def load_state_dict(self, state):
+        for k, v in state.items():
+            setattr(self, k, v.numpy())
+
+
+def save_plot(file, table: pd.DataFrame, title: str):
+    """Precision, recall and IoU of the supervision over epochs (DSRG Fig. 4)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for metric in ("precision", "recall", "iou"):
+        ax.plot(table["epoch"], 100 * table[metric], marker="o", label=metric)
+    ax.set(xlabel="epoch", ylabel="%", title=title, ylim=(0, 100))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(file) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
