@@ -5,6 +5,8 @@ op, the size, the implementation and the reference it is compared with; the tabl
 memory of each, and the ratios against the reference measured in the same run, so the ratios do not
 depend on the machine.
 """
+import ctypes
+import ctypes.util
 import dataclasses
 import gc
 import os
@@ -15,6 +17,11 @@ from typing import Callable
 import torch
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+# glibc raises its mmap threshold as buffers are freed (up to 32 MB) and then recycles freed heap memory,
+# so after the warm-up later allocations no longer show in the RSS. A fixed 1 MiB threshold gives every
+# large buffer its own mapping, returned on free: RSS growth is then the peak of live large buffers.
+_M_MMAP_THRESHOLD = -3
+getattr(ctypes.CDLL(ctypes.util.find_library("c")), "mallopt", lambda *a: 0)(_M_MMAP_THRESHOLD, 1 << 20)
 
 
 @dataclasses.dataclass
