@@ -15,8 +15,9 @@ from wsss import data, metrics
 from wsss.io import atomic_path
 
 
-def run(params: dict, *, root, metrics_csv, sweep, cams, benchmarks: list, summary, sweep_plot, overlays):
-    """Writes the summary table, the sweep plot and `n_overlays` CAM overlays."""
+def run(params: dict, *, root, metrics_csv, sweep, cams, benchmarks, summary, sweep_plot, overlays):
+    """Writes the summary table (with the run times of every rule's file under `benchmarks`), the sweep
+    plot and `n_overlays` CAM overlays."""
     table = metrics.read(metrics_csv)
     write_summary(table, benchmarks, summary)
     plot_sweep(pd.read_csv(sweep), sweep_plot)
@@ -28,13 +29,14 @@ def run(params: dict, *, root, metrics_csv, sweep, cams, benchmarks: list, summa
                              tmp / f"{image_id}.png")
 
 
-def write_summary(table: pd.DataFrame, benchmarks: list, out):
+def write_summary(table: pd.DataFrame, benchmarks, out):
     means = table[table["class"] == ""].pivot_table(index=["stage", "method", "split"], columns="metric",
                                                     values="value", sort=False)
     per_class = table[(table["class"] != "") & (table.metric == "iou")].pivot_table(
         index=["stage", "method", "split"], columns="class", values="value", sort=False)
-    times = pd.DataFrame([dict(rule=_rule_of(p), seconds=pd.read_csv(p, sep="\t")["s"].iloc[0])
-                          for p in benchmarks]).groupby("rule", sort=False).sum().reset_index()
+    times = pd.DataFrame([dict(rule=_rule_of(p.relative_to(benchmarks)), seconds=pd.read_csv(p, sep="\t")["s"].iloc[0])
+                          for p in sorted(Path(benchmarks).glob("**/*.tsv"))])
+    times = times.groupby("rule", sort=False).sum().reset_index()
     html = "\n".join([
         "<html><head><meta charset='utf-8'><title>wsss run summary</title></head><body>",
         "<h2>Means</h2>", means.to_html(float_format="{:.4f}".format),
@@ -45,10 +47,9 @@ def write_summary(table: pd.DataFrame, benchmarks: list, out):
         tmp.write_text(html)
 
 
-def _rule_of(benchmark_file) -> str:
-    """benchmarks/<rule>.tsv, or benchmarks/<rule>/<shard>.tsv for a sharded rule (shards are summed)."""
-    p = Path(benchmark_file)
-    return p.stem if p.parent.name == "benchmarks" else p.parent.name
+def _rule_of(relative: Path) -> str:
+    """<rule>.tsv, or <rule>/<shard or folder>.tsv for a rule with many jobs (their times are summed)."""
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
 
 
 def plot_sweep(sweep: pd.DataFrame, out):

@@ -1,4 +1,5 @@
 import json
+import re
 import shlex
 
 from wsss.cli import STAGES
@@ -9,9 +10,11 @@ DATA = config["dataset"]["root"]
 CLASSES = config["dataset"]["class_names"]
 TAGS_FROM = config["dataset"]["tags_from"]
 TRAIN = config["dataset"]["train_split"]
+CAM_MODEL = f"{RUN}/cam/model.pt"
+# Without ImageNet weights (the demo), later networks start from the trained CAM network's backbone.
+INIT_FROM_CAM = config["model"]["pretrained"] is None
 EVAL = config["dataset"]["eval_split"]
 METRIC_FILES = []  # every evaluation rule adds its metrics CSV; rule `metrics` gathers them
-BENCHMARKS = []  # every rule's benchmark TSVs (all shards); the report shows the run times
 SHARDED = []  # output folders of sharded per-image stages; rule gather_shards merges each
 
 
@@ -24,15 +27,14 @@ def log_file(rule, sharded=False):
 
 
 def bench(rule, sharded=False):
-    """The rule's benchmark file pattern, registered for the report (every shard of a sharded rule)."""
-    pattern = f"{RUN}/benchmarks/{rule}" + ("/{scatteritem}.tsv" if sharded else ".tsv")
-    BENCHMARKS.extend(gather.shard(pattern) if sharded else [pattern])
-    return pattern
+    """The rule's benchmark file; the report reads every file under {RUN}/benchmarks/ (shards summed)."""
+    return f"{RUN}/benchmarks/{rule}" + ("/{scatteritem}.tsv" if sharded else ".tsv")
 
 
 def shard_folder(folder):
-    """Output folder of one shard of a per-image stage whose gathered result is {RUN}/<folder>."""
-    SHARDED.append(folder)
+    """Output folder of one shard of a per-image stage whose gathered result is {RUN}/<folder>
+    (`folder` may hold wildcards, each matching one path component)."""
+    SHARDED.append(re.sub(r"\{\w+\}", "[^/]+", folder))
     return directory(f"{RUN}/{folder}.shards/{{scatteritem}}")
 
 

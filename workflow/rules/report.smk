@@ -39,7 +39,6 @@ rule report:
         metrics=rules.metrics.output.table,
         sweep=rules.eval_cam.output.sweep,
         cams=f"{RUN}/cam/maps",
-        benchmarks=[b for b in BENCHMARKS if b != f"{RUN}/benchmarks/report.tsv"],
     output:
         summary=report(f"{RUN}/report/summary.html", caption="../report/summary.rst", category="Metrics"),
         sweep_plot=report(f"{RUN}/report/cam_threshold_sweep.png", caption="../report/sweep.rst", category="CAM"),
@@ -68,7 +67,7 @@ rule report:
             metrics_csv=input.metrics,
             sweep=input.sweep,
             cams=input.cams,
-            benchmarks=list(input.benchmarks),
+            benchmarks=f"{RUN}/benchmarks",
             summary=output.summary,
             sweep_plot=output.sweep_plot,
             overlays=output.overlays,
