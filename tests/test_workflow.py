@@ -28,6 +28,9 @@ TINY = {
     "model": {"backbone": "small", "pretrained": None},
     "cam": {"crop": 64, "resize_long": [48, 80], "batch_size": 5, "epochs": 1, "scales": [1.0, 0.5],
             "eval_thresholds": [0.1, 0.2, 0.3]},
+    "irn": {"crop": 64, "batch_size": 5, "epochs": 1, "pair_radius": 5, "steps": 16, "dp_iterations": 5},
+    "seg": {"crop": 64, "batch_size": 5, "iterations": 2, "checkpoint_every": 1, "infer_scales": [1.0]},
+    "dsrg": {"epochs": 1},
     "report": {"n_overlays": 2},
 }
 
@@ -47,7 +50,10 @@ def _env():
 def planned_jobs(workdir: Path, config: dict) -> set[str]:
     result = snakemake(workdir, config, "--dry-run")
     assert result.returncode == 0, result.stderr + result.stdout
-    out = result.stdout + result.stderr
+    return _jobs(result.stdout + result.stderr)
+
+
+def _jobs(out: str) -> set[str]:
     if "Nothing to be done" in out:
         return set()
     table = out.split("Job stats:")[1].split("total")[0]
@@ -84,18 +90,57 @@ def edited(path: str, value) -> dict:
     return config
 
 
-AFTER_CAMS = {"gather_shards", "eval_cam", "metrics", "report", "all"}
+# What follows each stage in the DAG (rule names; a rule with several jobs counts once).
+TAIL = {"metrics", "report", "all"}
+SEG = {"infer_seg", "gather_shards", "eval_seg"} | TAIL
+LABELS = {"make_sem_seg_labels", "make_ins_seg_labels", "gather_shards", "eval_sem_seg", "eval_ins_seg",
+          "train_seg"} | SEG
+IRN = {"cam_to_ir_label", "train_irn"} | LABELS
+DSRG = {"train_dsrg", "train_seg"} | SEG
+AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
 
 
 @pytest.mark.parametrize("path, value, expected", [
-    ("cam.eval_thresholds", [0.15, 0.25], {"eval_cam", "metrics", "report", "all"}),
+    ("demo.n_val", 5, {"demo_dataset", "train_cam", "make_cam"} | AFTER_CAMS),
     ("cam.lr", 0.05, {"train_cam", "make_cam"} | AFTER_CAMS),
     ("cam.scales", [1.0], {"make_cam"} | AFTER_CAMS),
+    ("cam.eval_thresholds", [0.15, 0.25], {"eval_cam"} | TAIL),
+    ("irn.crf_bi_sxy", 40, IRN),  # the CRF of the relation labels: cam_to_ir_label and everything after it
+    ("irn.lr", 0.05, {"train_irn"} | LABELS),
+    # beta drives both random walks (semantic and instance labels, IRNet Sec. 5), nothing upstream
+    ("irn.beta", 8, LABELS),
+    ("irn.centroid_thres", 2.0, {"make_ins_seg_labels", "gather_shards", "eval_ins_seg"} | TAIL),
+    ("dsrg.fg_fraction", 0.15, {"dsrg_seeds"} | DSRG),
+    ("dsrg.th_fg", 0.8, DSRG),
+    ("seg.iterations", 3, {"train_seg"} | SEG),
+    ("seg.infer_crf", False, {"train_seg"} | SEG),  # dsrg_retrain learns the DSRG model's predictions
     ("report.n_overlays", 1, {"report", "all"}),
-    ("demo.n_val", 5, {"demo_dataset", "train_cam", "make_cam"} | AFTER_CAMS),
 ])
 def test_only_stale_stages_rerun(tiny_run, path, value, expected):
     assert planned_jobs(tiny_run, edited(path, value)) == expected
+
+
+def test_editing_stage_code_reruns_that_stage_and_what_follows(tiny_run, tmp_path):
+    """The Snakefile hashes each stage's code and the project modules it imports (wsss/provenance.py)."""
+    copy = tmp_path / "repo"
+    for folder in ("wsss", "kernels", "workflow"):
+        shutil.copytree(REPO / folder, copy / folder)
+    env = {**_env(), "PYTHONPATH": str(copy)}
+
+    def plan():
+        (tiny_run / "config.yaml").write_text(yaml.safe_dump(TINY))
+        result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(copy / "workflow" / "Snakefile"),
+                                 "--directory", str(tiny_run), "--dry-run"], capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+        return _jobs(result.stdout + result.stderr)
+
+    assert plan() == set()
+    with open(copy / "wsss" / "eval_cam.py", "a") as f:
+        f.write("\n# an edit\n")
+    assert plan() == {"eval_cam"} | TAIL
+    with open(copy / "kernels" / "region_grow.py", "a") as f:
+        f.write("\n# an edit\n")
+    assert plan() == {"eval_cam"} | DSRG
 
 
 def test_sharded_run_equals_unsharded(tiny_run, tmp_path):
@@ -131,3 +176,14 @@ def test_config_typo_is_rejected(tmp_path):
     result = snakemake(tmp_path, config, "--dry-run")
     assert result.returncode != 0
     assert "learning_rate" in result.stdout + result.stderr
+
+
+def test_touch_keeps_results_after_a_cosmetic_edit(tiny_run, tmp_path):
+    """README: `snakemake --touch` accepts the existing outputs under the edited config."""
+    work = tmp_path / "touched"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    config = edited("cam.eval_thresholds", [0.1, 0.2, 0.3, 0.4])
+    assert planned_jobs(work, config) == {"eval_cam"} | TAIL
+    result = snakemake(work, config, "--touch")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(work, config) == set()

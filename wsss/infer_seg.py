@@ -15,6 +15,7 @@ from wsss.crf import dense_crf
 from wsss.io import atomic_path, save_png
 from wsss.models import deeplab
 from wsss.runtime import device
+from wsss.shards import select
 from wsss.transforms import fuse_flips, multiscale_inputs
 
 
@@ -25,7 +26,8 @@ def run(params: dict, *, root, model, out):
     palette = data.voc_palette()
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        for image_id in tqdm(data.read_ids(root, params["split"]), desc="infer_seg"):
+        for image_id in tqdm(select(data.read_ids(root, params["split"]), params.get("shard", "1-of-1")),
+                             desc="infer_seg"):
             image = data.load_image(data.path(root, "image", image_id))
             probs = predict(net, image, params["scales"], params["flip"], dev)
             if params["crf"]:

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
+
+from wsss.data import DataError
 
 
 @contextlib.contextmanager
@@ -56,3 +59,15 @@ def save_csv(path, table: pd.DataFrame):
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
 
+
+
+def load_torch(path, what: str):
+    """`torch.load` on the CPU of a model or weights file; DataError naming the file if it is missing or
+    unreadable (`what` says what the file should be)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable {what} ({e})") from e

@@ -22,3 +22,8 @@ def seed_everything(seed: int):
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def threads() -> int:
+    """CPU threads this job may use: Snakemake sets OMP_NUM_THREADS to the rule's `threads`."""
+    return int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))

@@ -4,7 +4,8 @@ IRN = config["irn"]
 
 def walk_params():
     """The random walk's settings (Eq. 12-13), shared by the semantic and the instance labels."""
-    return dict(radius=IRN["rw_radius"], beta=IRN["beta"], steps=IRN["steps"], bg_thres=IRN["sem_bg_thres"])
+    return dict(radius=IRN["rw_radius"], beta=IRN["beta"], steps=IRN["steps"], bg_thres=IRN["sem_bg_thres"],
+                input_scale=IRN["input_scale"])
 
 
 rule cam_to_ir_label:
@@ -54,6 +55,7 @@ rule train_irn:
         pretrained=config["model"]["pretrained"],
         irn_backbone="cam" if INIT_FROM_CAM else "pretrained",
         radius=IRN["pair_radius"],
+        input_scale=IRN["input_scale"],
         crop=IRN["crop"],
         scale=IRN["scale"],
         batch_size=IRN["batch_size"],
@@ -141,7 +143,7 @@ rule eval_sem_seg:
         class_names=CLASSES,
         split=TRAIN,
         stage="{labels}",
-        method=lambda wc: "irnet_rw" if wc.labels == "sem_seg" else "irnet",
+        method=lambda wc: "irnet_rw" if wc.labels == "sem_seg" else "irnet_crf",
     log:
         log_file("eval_sem_seg_{labels}"),
     benchmark:

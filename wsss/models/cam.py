@@ -2,13 +2,11 @@
 
 Training: features -> global average pooling -> 1x1 classifier without bias -> class logits.
 Inference: the same classifier applied at every position, M_c(x) = phi_c^T f(x), ReLU'd (Eq. 1)."""
-from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss.data import DataError
+from wsss.models import load_trained
 from wsss.models.resnet import resnet
 
 IRNET_FROZEN_LEVELS = 3  # resnet50_cam.py detaches after stage2 (stem + layer1 + layer2)
@@ -56,14 +54,5 @@ def build(params: dict) -> CAMNet:
 
 def load(path, device="cpu") -> CAMNet:
     """The trained CAM network saved by train_cam ({"state_dict", "params", ...}), in eval mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: CAM model file not found (run train_cam first)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DataError(f"{path}: not a readable CAM model checkpoint ({e})") from e
     # the weights come from the checkpoint, not from the ImageNet file it started from
-    model = build({**ckpt["params"], "pretrained": None})
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval()
+    return load_trained(path, lambda params: build({**params, "pretrained": None}), device)

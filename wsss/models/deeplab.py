@@ -8,13 +8,13 @@
 
 `forward` returns class logits at the network's output stride; callers upsample them.
 """
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wsss.data import DataError
+from wsss.models import load_trained, read_checkpoint
 from wsss.models.resnet import Bottleneck, resnet
 
 ARCHS = ("deeplab_v2", "deeplab_v3plus")
@@ -125,25 +125,8 @@ def load_weights(model: nn.Module, path) -> int:
     return len(matched)
 
 
-def read_checkpoint(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: model file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DataError(f"{path}: not a readable model checkpoint ({e})") from e
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "params" not in ckpt:
-        raise DataError(f"{path}: expected a wsss model file with 'state_dict' and 'params'")
-    return ckpt
-
 
 def load(path, device="cpu") -> nn.Module:
     """A trained segmentation network saved by train_seg / train_dsrg, in eval mode."""
-    ckpt = read_checkpoint(path)
-    model = build({**ckpt["params"], "pretrained": None})
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise DataError(f"{path}: weights do not match the network its params describe ({e})") from e
-    return model.to(device).eval()
+    # the weights come from the checkpoint, not from the ImageNet file it started from
+    return load_trained(path, lambda params: build({**params, "pretrained": None}), device)

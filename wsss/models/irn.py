@@ -5,14 +5,13 @@ convolution but the last of each branch is followed by GroupNorm and ReLU. Width
 ResNet-50 model (boundary: 32 per level; displacement: 64, 128, 256, 256, 256 and 256 in the top-down
 path), capped at the backbone's own widths so a narrow backbone gets a proportionally narrow head.
 """
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kernels import random_walk
-from wsss.data import DataError
+from wsss.models import load_trained
 from wsss.models.resnet import ResNet, resnet
 
 EDGE_WIDTH = 32
@@ -106,23 +105,17 @@ def build(backbone: str) -> IRNet:
 
 def load(path, device="cpu") -> IRNet:
     """The IRNet saved by train_irn ({"state_dict", "params", ...}), in eval mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: IRNet model file not found (run train_irn first)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        model = build(ckpt["params"]["backbone"])
-        model.load_state_dict(ckpt["state_dict"])
-    except Exception as e:
-        raise DataError(f"{path}: not a readable IRNet checkpoint ({e})") from e
-    return model.to(device).eval()
+    return load_trained(path, lambda params: build(params["backbone"]), device)
 
 
-def propagate(scores: torch.Tensor, boundary: torch.Tensor, size, beta: float, steps: int,
-              radius: int = 5) -> torch.Tensor:
+def propagate(scores: torch.Tensor, boundary: torch.Tensor, input_size, image_size, beta: float, steps: int,
+              radius: int) -> torch.Tensor:
     """Random walk of stride-4 score maps [C, h, w] within the boundaries [h, w] (Eq. 12-13: x0 = scores *
-    (1 - B), T = S^-1 A^beta, t steps), upsampled x4 bilinearly, cropped to the image `size` (H, W) and
-    divided by the global maximum: [C, H, W] in [0, 1] (as released: step/make_sem_seg_labels.py)."""
+    (1 - B), T = S^-1 A^beta, t steps), upsampled x4 bilinearly and cropped to the `input_size` IRNet saw (as
+    released: step/make_sem_seg_labels.py), resized to `image_size` if that differs (IRNet ran on a rescaled
+    image), divided by the global maximum: [C, H, W] in [0, 1]."""
     rw = random_walk(scores[None], boundary[None], radius=radius, beta=beta, steps=steps)
-    up = F.interpolate(rw, scale_factor=4, mode="bilinear", align_corners=False)[0, :, :size[0], :size[1]]
-    return up / up.max().clamp_min(1e-5)  # the guard only matters for all-zero scores
+    up = F.interpolate(rw, scale_factor=4, mode="bilinear", align_corners=False)[..., :input_size[0], :input_size[1]]
+    if tuple(input_size) != tuple(image_size):
+        up = F.interpolate(up, size=tuple(image_size), mode="bilinear", align_corners=False)
+    return up[0] / up.max().clamp_min(1e-5)  # the guard only matters for all-zero scores

@@ -5,13 +5,13 @@ torchvision-format ImageNet state dict loads as-is.
 layer1 keeps the size, so IRNet's (2, 2, 2, 1) gives output stride 16 (IRNet Sec. 3: "reduce the stride of
 its last downsampling layer from 2 to 1"). The last stride is reduced without dilation, as IRNet does.
 `forward_features` returns the five levels IRNet's branches read (IRNet Sec. 4.1 and footnote 1)."""
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wsss.data import DataError
+from wsss.io import load_torch
 
 # name -> (block, blocks per layer, widths of layer1..4 before expansion, stem width)
 ARCHITECTURES = {
@@ -151,13 +151,7 @@ def resnet(name: str, strides=(2, 2, 2, 1), pretrained: str | None = None, froze
 def load_pretrained(model: nn.Module, path):
     """Loads a torchvision-format state dict (the classifier `fc.*` is ignored); raises DataError naming the
     file and the first offending keys if the file is missing or does not match the architecture."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: pretrained weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise DataError(f"{path}: not a readable torch state dict ({e})") from e
+    state = load_torch(path, "pretrained weights file")
     if not isinstance(state, dict):
         raise DataError(f"{path}: expected a state dict (parameter name -> tensor), got {type(state).__name__}")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}

@@ -1,0 +1,81 @@
+"""The cam_to_ir_label stage: inter-pixel relation labels from CAMs (IRNet Sec. 4.2, Fig. 3).
+
+Output: `<out>/<id>.png`, a palette PNG (VOC colour map) of the image's size: 0 confident background,
+c = 1..K confident class c, 255 unsure (no relation is mined from it). Per image:
+  1. foreground: argmax over a constant `conf_fg_thres` (0.30) background plane and the high-res CAMs,
+     refined by dense CRF on the full-resolution image;
+  2. background: the same with a `conf_bg_thres` (0.05) plane, so background must beat even a weak CAM;
+  3. label = the CRF(0.30) class where it is an object; background only where CRF(0.05) also says
+     background; 255 elsewhere (as released: step/cam_to_ir_label.py).
+The CRF (pydensecrf, as released): unary from the hard labels with probability `crf_gt_prob`, a Gaussian
+kernel (sxy `crf_gauss_sxy`, compat `crf_gauss_compat`), a bilateral kernel (sxy `crf_bi_sxy`, srgb
+`crf_bi_srgb`, compat `crf_bi_compat`), `crf_iterations` mean-field steps. CPU work: a process pool.
+
+params (paper / demo): split, conf_fg_thres (0.30 / 0.6), conf_bg_thres (0.05 / 0.15), crf_gt_prob (0.7),
+crf_gauss_sxy (3), crf_gauss_compat (3), crf_bi_sxy (50), crf_bi_srgb (5), crf_bi_compat (10),
+crf_iterations (10), shard, num_workers (processes; 0 = in this process; default the job's threads). The demo's CAMs are calibrated higher
+than IRNet's VOC CAMs (best eval_cam threshold 0.45 against VOC's 0.15), hence its higher thresholds.
+"""
+import contextlib
+import multiprocessing
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from wsss import data, make_cam, runtime
+from wsss.crf import dense_crf, label_probs
+from wsss.io import atomic_path, save_png
+from wsss.shards import select
+
+
+def run(params: dict, *, root, cams, out):
+    """Writes one IR label PNG per image of `split` from its CAM file in `cams`."""
+    ids = select(data.read_ids(root, params["split"]), params.get("shard", "1-of-1"))
+    work = partial(_label_one, root=root, cams=Path(cams), params=params)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        workers = params.get("num_workers", runtime.threads())  # default: the job's threads
+        with _imap(workers if workers > 1 else 0) as imap:
+            for image_id, label in tqdm(imap(work, ids), total=len(ids), desc="cam_to_ir_label"):
+                save_png(tmp / f"{image_id}.png", label, data.voc_palette())
+
+
+@contextlib.contextmanager
+def _imap(num_workers: int):
+    """An ordered, lazy map over a pool of `num_workers` spawned processes (no forked torch threads), or in
+    this process for 0."""
+    if num_workers == 0:
+        yield map
+        return
+    with multiprocessing.get_context("spawn").Pool(num_workers) as pool:
+        yield partial(pool.imap, chunksize=8)
+
+
+def _label_one(image_id, *, root, cams, params):
+    image = data.load_image(data.path(root, "image", image_id))
+    cam = make_cam.load(cams / f"{image_id}.npz", image.shape[:2])
+    return image_id, ir_label(image, cam["keys"], cam["high_res"], params)
+
+
+def ir_label(image: np.ndarray, keys: np.ndarray, high_res: np.ndarray, params: dict) -> np.ndarray:
+    """uint8 [H, W] IR label (0 background, keys' classes, 255 unsure) of one image."""
+    classes = np.concatenate([[0], keys]).astype(np.uint8)
+    fg = classes[confident_crf(image, high_res, params["conf_fg_thres"], params)]
+    bg = classes[confident_crf(image, high_res, params["conf_bg_thres"], params)]
+    label = np.where(fg == 0, data.IGNORE, fg).astype(np.uint8)
+    label[(fg == 0) & (bg == 0)] = 0
+    return label
+
+
+def confident_crf(image: np.ndarray, cams: np.ndarray, threshold: float, params: dict) -> np.ndarray:
+    """Index map (0 = the constant `threshold` plane, i = cams[i-1]) of the argmax, refined by dense CRF with
+    the hard labels as unary (IRNet misc/imutils.crf_inference_label)."""
+    hard = np.argmax(np.concatenate([np.full((1, *cams.shape[1:]), threshold, cams.dtype), cams]), 0)
+    probs = label_probs(hard, len(cams) + 1, params["crf_gt_prob"])
+    q = dense_crf(image, probs,
+                  n_iters=params["crf_iterations"], gauss_sxy=params["crf_gauss_sxy"],
+                  gauss_compat=params["crf_gauss_compat"], bilateral_sxy=params["crf_bi_sxy"],
+                  bilateral_srgb=params["crf_bi_srgb"], bilateral_compat=params["crf_bi_compat"])
+    return q.argmax(0)

@@ -1,0 +1,31 @@
+"""The eval_sem_seg stage: mIoU, precision and recall of label PNGs against `SegmentationClass` (IRNet Table 2).
+
+Used for the random-walk semantic labels (stage "sem_seg", method "irnet_rw") and for the IR labels (stage
+"ir_label"); `stage` and `method` params name the rows. Void ground truth (255) is not scored, nor are
+pixels the labels leave unsure (255, only IR labels have them): the extra metric `coverage` is the share of
+non-void ground-truth pixels that were scored (1 for semantic labels).
+
+params: class_names, split, stage ("sem_seg" | "ir_label"), method ("irnet_rw" | "irnet_crf").
+"""
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from wsss import data, metrics
+
+
+def run(params: dict, *, root, labels, out):
+    """Writes metrics rows for the label PNGs in `labels` over the images of `split`."""
+    n = len(params["class_names"])
+    conf = np.zeros((n, n), np.int64)
+    unsure = 0
+    for image_id in tqdm(data.read_ids(root, params["split"]), desc=f"eval {params['stage']}"):
+        gt = data.load_mask(data.path(root, "mask", image_id), n)
+        pred = data.load_mask(Path(labels) / f"{image_id}.png", n, gt.shape)
+        scored = pred != data.IGNORE
+        conf += metrics.confusion(pred[scored], gt[scored], n)
+        unsure += int(np.sum(~scored & (gt != data.IGNORE)))
+    coverage = conf.sum() / max(conf.sum() + unsure, 1)
+    metrics.write(out, metrics.rows(params["stage"], params["method"], params["split"], params["class_names"],
+                                    conf, coverage=coverage))

@@ -1,0 +1,72 @@
+"""The make_sem_seg_labels stage: semantic pseudo-labels by random walk over IRNet's boundaries (IRNet Sec. 5,
+Eq. 12-13; the "reduced version" of Sec. 6.2 without instance-wise CAMs).
+
+Per image: the boundary map from IRNet (image and mirror averaged); the stride-4 CAMs of the present classes
+random-walked within it (radius `radius` 5, `beta` 10, `steps` t = 256), upsampled x4 to the image and
+divided by their global maximum; a constant background plane `bg_thres` (0.25); argmax.
+IRNet sees the image rescaled by `input_scale` (paper: 1; with 2 the small demo images get a stride-4 grid
+twice as fine, and the CAMs are resampled onto it; train_irn must use the same value).
+Output: `<out>/<id>.png`, a palette PNG (VOC colour map) of the image's size: 0 background, 1..K classes.
+
+params (paper / demo): device, split, input_scale (1 / 2), beta (10), steps (256), radius (5), bg_thres (0.25).
+"""
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from wsss import data, make_cam, runtime
+from wsss.io import atomic_path, save_png
+from wsss.shards import select
+from wsss.models import irn
+from wsss.transforms import normalize, rescale, to_tensor
+
+
+def run(params: dict, *, root, cams, irn_model, out):
+    """Writes one semantic label PNG per image of `split`."""
+    device = runtime.device(params.get("device", "auto"))
+    model = irn.load(irn_model, device)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for x in tqdm(irn_inputs(root, params["split"], cams, model, params["input_scale"], device,
+                                   params.get("shard", "1-of-1")),
+                      desc="make_sem_seg_labels"):
+            scores = irn.propagate(x.cam, x.boundary, x.input_size, x.image_size, params["beta"], params["steps"],
+                                   params["radius"])
+            save_png(tmp / f"{x.image_id}.png", semantic_label(scores, x.keys, params["bg_thres"]),
+                     data.voc_palette())
+
+
+class IRNInputs(NamedTuple):
+    """One image's inputs to label synthesis; tensors on the inference device, at IRNet's stride-4 grid."""
+    image_id: str
+    image_size: tuple  # (H, W) of the image
+    input_size: tuple  # (H, W) of what IRNet saw (the image rescaled by input_scale)
+    keys: np.ndarray  # int64 [k] label-space classes of the CAMs
+    cam: torch.Tensor  # [k, h, w] CAMs
+    boundary: torch.Tensor  # [h, w] in [0, 1]
+    displacement: torch.Tensor  # [2, h, w] (y, x) in grid cells
+
+
+def irn_inputs(root, split, cams, model: irn.IRNet, input_scale: float, device, shard="1-of-1"):
+    """IRNInputs of every image of `split` in `shard` (wsss/shards.py)."""
+    for image_id in select(data.read_ids(root, split), shard):
+        image = data.load_image(data.path(root, "image", image_id))
+        cam = make_cam.load(Path(cams) / f"{image_id}.npz", image.shape[:2])
+        seen = image if input_scale == 1 else rescale(image, input_scale)[0]
+        boundary, displacement = model.infer(to_tensor(normalize(seen)).to(device))
+        stride4 = torch.from_numpy(cam["cam"]).to(device)
+        if stride4.shape[1:] != boundary.shape:  # a rescaled input: CAMs onto IRNet's grid
+            stride4 = F.interpolate(stride4[None], size=boundary.shape, mode="bilinear", align_corners=False)[0]
+        yield IRNInputs(image_id, image.shape[:2], seen.shape[:2], cam["keys"], stride4, boundary, displacement)
+
+
+def semantic_label(scores: torch.Tensor, keys: np.ndarray, bg_thres: float) -> np.ndarray:
+    """uint8 [H, W]: argmax over a constant background plane `bg_thres` and the propagated scores [k, H, W],
+    mapped to label space (0 background, keys[i] for score channel i)."""
+    plane = torch.full_like(scores[:1], bg_thres)
+    index = torch.cat([plane, scores]).argmax(0).cpu().numpy()
+    return np.concatenate([[0], keys]).astype(np.uint8)[index]

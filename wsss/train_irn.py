@@ -1,0 +1,159 @@
+"""The train_irn stage: IRNet's two branches trained from the IR labels (IRNet Sec. 4.2-4.5, Sec. 6.1).
+
+Per batch: pairs within `radius` (10) at stride 4 from the reduced IR labels (Eq. 2-4, wsss.relations);
+boundary loss Eq. 8 on the affinities of Eq. 7 (kernels.line_max_affinity); displacement losses Eq. 5-6;
+joint loss Eq. 9. SGD with polynomial decay (power 0.9) from `lr`, weight decay `weight_decay`, the
+displacement branch at 10x the learning rate (Sec. 6.1), the backbone frozen.
+
+The backbone (`irn_backbone`): "pretrained" loads the ImageNet file `pretrained` (the paper's setting:
+IRNet shares the classification network's ImageNet-initialised ResNet-50); "cam" copies the trained CAM
+network's backbone from `cam_model`, for runs without ImageNet weights (the demo), where a random frozen
+backbone would give the branches nothing to work with.
+
+`input_scale` multiplies the random rescale range `scale`; make_sem_seg_labels and make_ins_seg_labels
+must use the same value (paper 1; the demo's 128 px images need 2 for a fine enough stride-4 grid).
+
+params (paper / demo): seed, device, split, class_names, backbone (resnet50 / small), pretrained (ImageNet
+file / null), irn_backbone (pretrained / cam), crop (512 / 128), scale ([0.5, 1.5]), input_scale (1 / 2),
+batch_size (32 / 8), epochs (3 / 5), lr (0.1), momentum (0 / 0.9), weight_decay (1e-4), radius (10 / 5),
+num_workers.
+Output `out` (irn/model.pt): {"state_dict", "params" (as given, used to rebuild the network),
+"epoch_seconds" (wall time of each epoch)}.
+"""
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from kernels import line_max_affinity
+from wsss import data, relations, runtime
+from wsss.io import atomic_path
+from wsss.models import cam, irn, load_pretrained
+from wsss.transforms import TrainAugment
+
+EPS = 1e-5  # the released code's guard inside the logarithms and the pair-count divisions
+POLY_POWER = 0.9
+
+
+def run(params: dict, *, root, ir_labels, cam_model, out):
+    """Trains IRNet on the images of `split` with their IR labels; saves it to `out`."""
+    runtime.seed_everything(params["seed"])
+    device = runtime.device(params.get("device", "auto"))
+    ids = data.read_ids(root, params["split"])
+    lo, hi = params["scale"]  # the random rescale range around the `input_scale` the label stages use
+    augment = TrainAugment(crop=params["crop"], scale=(lo * params["input_scale"], hi * params["input_scale"]))
+    dataset = IRLabelDataset(root, ids, ir_labels, len(params["class_names"]), augment)
+    if len(dataset) < params["batch_size"]:
+        raise data.DataError(f"{data.path(root, 'split', params['split'])}: {len(dataset)} images, fewer than "
+                             f"one batch of {params['batch_size']}")
+    loader = DataLoader(dataset, params["batch_size"], shuffle=True, drop_last=True,
+                        num_workers=params["num_workers"], pin_memory=device.type == "cuda",
+                        generator=torch.Generator().manual_seed(params["seed"]))
+    model = init_model(params, cam_model).to(device).train()
+    epoch_seconds = train(model, loader, params, device)
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    with atomic_path(out) as tmp:
+        torch.save({"state_dict": state, "params": params, "epoch_seconds": epoch_seconds}, tmp)
+
+
+class IRLabelDataset(Dataset):
+    """(normalised crop [3, S, S], its IR label reduced to stride 4 [S/4, S/4]) per image."""
+
+    def __init__(self, root, ids, label_dir, n_classes, augment):
+        self.root, self.ids, self.label_dir = root, ids, Path(label_dir)
+        self.n_classes, self.augment = n_classes, augment
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, index):
+        image = data.load_image(data.path(self.root, "image", self.ids[index]))
+        label = data.load_mask(self.label_dir / f"{self.ids[index]}.png", self.n_classes, image.shape)
+        image, label = self.augment(image, label)
+        return image, relations.downsample_label(label)
+
+
+def init_model(params: dict, cam_model) -> irn.IRNet:
+    """IRNet with its frozen backbone taken from ImageNet weights or from the trained CAM network."""
+    model = irn.build(params["backbone"])
+    if params["irn_backbone"] == "pretrained":
+        if not params.get("pretrained"):
+            raise ValueError("irn_backbone 'pretrained' needs `pretrained`, an ImageNet weights file")
+        load_pretrained(model.backbone, params["pretrained"])
+    elif params["irn_backbone"] == "cam":
+        try:
+            model.backbone.load_state_dict(cam.load(cam_model).backbone.state_dict())
+        except RuntimeError as e:
+            raise data.DataError(f"{cam_model}: the CAM network's backbone is not a {params['backbone']!r} "
+                                 f"({e})") from e
+    else:
+        raise ValueError(f"irn_backbone must be 'pretrained' or 'cam', got {params['irn_backbone']!r}")
+    return model
+
+
+def train(model: irn.IRNet, loader: DataLoader, params: dict, device) -> list[float]:
+    """SGD with poly decay over all steps; returns the wall time of each epoch in seconds."""
+    boundary_params, displacement_params = model.branch_parameters()
+    lr = params["lr"]
+    # Sec. 6.1: displacement-branch gradients x10, i.e. 10x its learning rate under SGD. The released
+    # PolyOptimizer passes weight_decay into SGD's momentum slot, so it runs with (practically) no momentum:
+    # `momentum` 0 is the paper setting; the short CPU demo needs 0.9 to learn in its few steps.
+    optimizer = torch.optim.SGD([{"params": boundary_params, "lr": lr},
+                                 {"params": displacement_params, "lr": 10 * lr}],
+                                lr=lr, momentum=params["momentum"], weight_decay=params["weight_decay"])
+    initial = [group["lr"] for group in optimizer.param_groups]
+    max_step, step, epoch_seconds = len(loader) * params["epochs"], 0, []
+    for epoch in range(params["epochs"]):
+        start = time.perf_counter()
+        bar = tqdm(loader, desc=f"train_irn epoch {epoch + 1}/{params['epochs']}")
+        for image, label in bar:
+            for group, lr0 in zip(optimizer.param_groups, initial):
+                group["lr"] = lr0 * (1 - step / max_step) ** POLY_POWER
+            edge, disp = model(image.to(device, non_blocking=True))
+            parts = losses(edge, disp, label.to(device, non_blocking=True), params["radius"])
+            optimizer.zero_grad(set_to_none=True)
+            total_loss(parts).backward()
+            optimizer.step()
+            step += 1
+            bar.set_postfix({k: f"{v.item():.3f}" for k, v in parts.items()})
+        epoch_seconds.append(time.perf_counter() - start)
+        tqdm.write(f"train_irn: epoch {epoch + 1} took {epoch_seconds[-1]:.1f} s on {device}")
+    return epoch_seconds
+
+
+def losses(edge: torch.Tensor, disp: torch.Tensor, label: torch.Tensor, radius: int) -> dict[str, torch.Tensor]:
+    """The five loss terms of one batch: boundary logits [B, 1, h, w], displacement [B, 2, h, w], IR labels
+    [B, h, w] at stride 4."""
+    pairs = relations.pair_sets(label, radius)
+    affinity = line_max_affinity(torch.sigmoid(edge[:, 0]), radius)  # Eq. 7
+    return {**boundary_losses(affinity, pairs), **displacement_losses(disp, pairs, radius)}
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (values * mask).sum() / (mask.sum() + EPS)
+
+
+def boundary_losses(affinity: torch.Tensor, pairs: dict) -> dict[str, torch.Tensor]:
+    """Eq. 8's three cross-entropy terms, each normalised by its own pair count: same-class pairs want
+    affinity 1 (no boundary on the line between them), different-class pairs want 0."""
+    return {"aff_fg": masked_mean(-torch.log(affinity + EPS), pairs["fg_pos"]),
+            "aff_bg": masked_mean(-torch.log(affinity + EPS), pairs["bg_pos"]),
+            "aff_neg": masked_mean(-torch.log(1 + EPS - affinity), pairs["neg"])}
+
+
+def displacement_losses(disp: torch.Tensor, pairs: dict, radius: int) -> dict[str, torch.Tensor]:
+    """Eq. 5 (foreground pairs: D(x_i) - D(x_j) should equal x_j - x_i) and Eq. 6 (background pairs: no
+    difference), L1 averaged over the two components as released."""
+    delta = relations.pair_differences(disp, radius)
+    target = relations.pair_offsets(radius, disp.device)
+    return {"dp_fg": masked_mean((delta - target).abs().mean(1), pairs["fg_pos"]),
+            "dp_bg": masked_mean(delta.abs().mean(1), pairs["bg_pos"])}
+
+
+def total_loss(parts: dict) -> torch.Tensor:
+    """Eq. 9 with L^B as in Eq. 8 (positive terms halved); the whole is halved as released, the scale
+    the released learning rate 0.1 goes with."""
+    boundary = parts["aff_fg"] / 2 + parts["aff_bg"] / 2 + parts["aff_neg"]
+    return (boundary + parts["dp_fg"] + parts["dp_bg"]) / 2
