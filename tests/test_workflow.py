@@ -130,7 +130,8 @@ def test_editing_stage_code_reruns_that_stage_and_what_follows(tiny_run, tmp_pat
     def plan():
         (tiny_run / "config.yaml").write_text(yaml.safe_dump(TINY))
         result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(copy / "workflow" / "Snakefile"),
-                                 "--directory", str(tiny_run), "--dry-run"], capture_output=True, text=True, env=env)
+                                 "--directory", str(tiny_run), "--dry-run"], capture_output=True, text=True, env=env,
+                                cwd=copy)  # `python -m` puts the working directory first on sys.path
         assert result.returncode == 0, result.stderr
         return _jobs(result.stdout + result.stderr)
 

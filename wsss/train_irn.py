@@ -49,7 +49,7 @@ def run(params: dict, *, root, ir_labels, cam_model, out):
         raise data.DataError(f"{data.path(root, 'split', params['split'])}: {len(dataset)} images, fewer than "
                              f"one batch of {params['batch_size']}")
     loader = DataLoader(dataset, params["batch_size"], shuffle=True, drop_last=True,
-                        num_workers=params["num_workers"], pin_memory=device.type == "cuda",
+                        num_workers=params.get("num_workers", 0), pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(params["seed"]))
     model = init_model(params, cam_model).to(device).train()
     epoch_seconds = train(model, loader, params, device)
