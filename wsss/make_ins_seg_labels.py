@@ -27,9 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from wsss import data, runtime
+from wsss import data
 from wsss.io import atomic_path, save_npz
 from wsss.make_sem_seg_labels import irn_inputs
 from wsss.models import irn
@@ -39,13 +38,9 @@ MIN_FRAGMENT = 0.01  # released max_fragment_size: pieces under 1 % of the image
 
 def run(params: dict, *, root, cams, irn_model, out):
     """Writes one instance label file per image of `split`."""
-    device = runtime.device(params.get("device", "auto"))
-    model = irn.load(irn_model, device)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        for x in tqdm(irn_inputs(root, params["split"], cams, model, params["input_scale"], device,
-                                   params.get("shard", "1-of-1")),
-                      desc="make_ins_seg_labels"):
+        for x in irn_inputs(params, root, cams, irn_model, desc="make_ins_seg_labels"):
             instances = instance_map(x.displacement, params["dp_iterations"], params["centroid_thres"])
             # Eq. 11: channel c * n + k is class c on instance k
             instance_cams = (x.cam[:, None] * instances[None]).flatten(0, 1)

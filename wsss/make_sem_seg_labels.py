@@ -27,13 +27,9 @@ from wsss.transforms import normalize, rescale, to_tensor
 
 def run(params: dict, *, root, cams, irn_model, out):
     """Writes one semantic label PNG per image of `split`."""
-    device = runtime.device(params.get("device", "auto"))
-    model = irn.load(irn_model, device)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        for x in tqdm(irn_inputs(root, params["split"], cams, model, params["input_scale"], device,
-                                   params.get("shard", "1-of-1")),
-                      desc="make_sem_seg_labels"):
+        for x in irn_inputs(params, root, cams, irn_model, desc="make_sem_seg_labels"):
             scores = irn.propagate(x.cam, x.boundary, x.input_size, x.image_size, params["beta"], params["steps"],
                                    params["radius"])
             save_png(tmp / f"{x.image_id}.png", semantic_label(scores, x.keys, params["bg_thres"]),
@@ -51,9 +47,14 @@ class IRNInputs(NamedTuple):
     displacement: torch.Tensor  # [2, h, w] (y, x) in grid cells
 
 
-def irn_inputs(root, split, cams, model: irn.IRNet, input_scale: float, device, shard="1-of-1"):
-    """IRNInputs of every image of `split` in `shard` (wsss/shards.py)."""
-    for image_id in select(data.read_ids(root, split), shard):
+def irn_inputs(params: dict, root, cams, irn_model, desc: str):
+    """IRNInputs of every image of the `split` and `shard` in params, from the IRNet saved at `irn_model`
+    on params' device, with a progress bar: the loop both label stages share."""
+    device = runtime.device(params.get("device", "auto"))
+    model = irn.load(irn_model, device)
+    input_scale = params["input_scale"]
+    ids = select(data.read_ids(root, params["split"]), params.get("shard", "1-of-1"))
+    for image_id in tqdm(ids, desc=desc):
         image = data.load_image(data.path(root, "image", image_id))
         cam = make_cam.load(Path(cams) / f"{image_id}.npz", image.shape[:2])
         seen = image if input_scale == 1 else rescale(image, input_scale)[0]
