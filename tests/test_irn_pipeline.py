@@ -65,7 +65,7 @@ def test_stages_end_to_end(tiny_voc, tmp_path):
                    "radius": 10, "num_workers": 0},
                   root=root, ir_labels=tmp_path / "ir_label", cam_model=tmp_path / "cam.pt", out=tmp_path / "irn.pt")
     ckpt = torch.load(tmp_path / "irn.pt", weights_only=True)
-    assert len(ckpt["epoch_seconds"]) == 1 and ckpt["params"]["irn_backbone"] == "cam"
+    assert len(ckpt["history"]["seconds"]) == 1 and ckpt["params"]["irn_backbone"] == "cam"
     model = irn.load(tmp_path / "irn.pt")
     cam_backbone = cam.load(tmp_path / "cam.pt").backbone.state_dict()
     assert all(torch.equal(v, cam_backbone[k]) for k, v in model.backbone.state_dict().items())  # frozen copy

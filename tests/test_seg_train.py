@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from wsss import data, eval_seg, infer_seg, train_seg
+from wsss import data, eval_seg, infer_seg, train_seg, training
 from wsss.io import save_png
 
 
@@ -25,19 +25,28 @@ def _params(class_names, **over):
 
 
 def test_batch_plan_is_a_function_of_the_iteration():
-    full = list(train_seg.BatchPlan(5, 2, seed=1, start=0, n_iters=6))
-    assert list(train_seg.BatchPlan(5, 2, seed=1, start=3, n_iters=6)) == full[3:]
+    full = list(training.BatchPlan(5, 2, seed=1, start=0, n_iters=6))
+    assert list(training.BatchPlan(5, 2, seed=1, start=3, n_iters=6)) == full[3:]
     for epoch in range(3):  # 2 batches per epoch; the fifth image is dropped
         indices = [i for batch in full[2 * epoch:2 * epoch + 2] for i, _ in batch]
         assert len(set(indices)) == 4
-    assert full != list(train_seg.BatchPlan(5, 2, seed=2, start=0, n_iters=6))
+    assert full != list(training.BatchPlan(5, 2, seed=2, start=0, n_iters=6))
+
+
+def test_ranks_split_every_batch_of_the_plan():
+    """Two DDP ranks draw the same global batches as one process, each its half (augmentation seeds too)."""
+    whole = list(training.BatchPlan(9, 4, seed=5, start=0, n_iters=6))
+    halves = [list(training.BatchPlan(9, 4, seed=5, start=0, n_iters=6, rank=r, world=2)) for r in (0, 1)]
+    assert [a + b for a, b in zip(*halves)] == whole
+    with pytest.raises(ValueError, match="does not split evenly over 3"):
+        training.BatchPlan(9, 4, seed=5, start=0, n_iters=6, rank=0, world=3)
 
 
 def test_lr_schedules():
-    assert train_seg.lr_factor({"power": 0.9}, 50, 100) == pytest.approx(0.5 ** 0.9)
+    assert training.lr_factor({"power": 0.9}, 50, 100) == pytest.approx(0.5 ** 0.9)
     step = {"lr_policy": "step", "lr_step": 2000, "lr_gamma": 0.1}
-    assert train_seg.lr_factor(step, 1999, 8000) == 1
-    assert train_seg.lr_factor(step, 4000, 8000) == pytest.approx(0.01)
+    assert training.lr_factor(step, 1999, 8000) == 1
+    assert training.lr_factor(step, 4000, 8000) == pytest.approx(0.01)
 
 
 def _kill_at(monkeypatch, iteration):

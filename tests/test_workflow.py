@@ -47,8 +47,8 @@ def _env():
     return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
 
 
-def planned_jobs(workdir: Path, config: dict) -> set[str]:
-    result = snakemake(workdir, config, "--dry-run")
+def planned_jobs(workdir: Path, config: dict, *args) -> set[str]:
+    result = snakemake(workdir, config, "--dry-run", *args)
     assert result.returncode == 0, result.stderr + result.stdout
     return _jobs(result.stdout + result.stderr)
 
@@ -118,6 +118,18 @@ AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
 ])
 def test_only_stale_stages_rerun(tiny_run, path, value, expected):
     assert planned_jobs(tiny_run, edited(path, value)) == expected
+
+
+def test_unused_keys_rerun_nothing(tiny_run):
+    """With `dataset.demo: false` the data set on disk is the user's and the `demo` section is unused."""
+    config = edited("dataset.demo", False)
+    config["demo"]["n_train"] = 7
+    assert planned_jobs(tiny_run, config) == set()
+
+
+def test_gpu_count_reruns_nothing(tiny_run):
+    """A training rule's GPU count is a resource, not a param: DDP over N GPUs trains the same network."""
+    assert planned_jobs(tiny_run, TINY, "--set-resources", "train_seg:gpu=2", "train_cam:gpu=4") == set()
 
 
 def test_editing_stage_code_reruns_that_stage_and_what_follows(tiny_run, tmp_path):

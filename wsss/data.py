@@ -118,6 +118,15 @@ def rasterise_scribbles(strokes, shape, width: int = 3) -> np.ndarray:
     return np.asarray(canvas)
 
 
+def label_files(folder, ids, what: str) -> list[Path]:
+    """`folder`/<id>.png for every id; checked up front, so a missing file stops a trainer before it starts."""
+    files = [Path(folder) / f"{i}.png" for i in ids]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise DataError(f"{missing[0]}: {what} not found ({len(missing)} of {len(ids)} missing in {folder})")
+    return files
+
+
 def image_tags(root, ids, class_names, source: str = "masks") -> np.ndarray:
     """bool [N, K] image-level labels, column c-1 = class c, from SegmentationClass masks or from
     Annotations/<id>.xml (VOC `object/name`). An image without any object class is an error."""

@@ -4,31 +4,34 @@ released step/train_cam.py).
 Images of `split` with their image-level tags, augmented as IRNet does (random long side in
 `resize_long`, flip, `crop` x `crop` random crop); multi-label soft-margin loss on the GAP logits; SGD whose
 learning rate decays as lr * (1 - step / max_step) ** 0.9 (IRNet Sec. 6.1 "polynomial decay", PolyOptimizer),
-the new classifier at 10x lr. No momentum: the released PolyOptimizer passes weight_decay where SGD
-expects momentum, so IRNet's SGD runs with momentum 1e-4, i.e. none.
+the new classifier at 10x lr, in wsss.training's loop (DDP over the job's GPUs). No momentum: the released
+PolyOptimizer passes weight_decay where SGD expects momentum, so IRNet's SGD runs with momentum 1e-4, i.e.
+none.
 
 params (IRNet on VOC 2012 / CPU demo): seed, device, class_names, tags_from, split, backbone
 (resnet50 / small), pretrained (ImageNet file / null), strides ((2,2,2,1)), crop (512 / 128), resize_long
 ([320, 640] / [96, 160]), batch_size (16), epochs (5 / 12), lr (0.1), weight_decay (1e-4), num_workers (0).
-Output `out`: {"state_dict", "params", "history"} (history: mean loss per epoch), written atomically."""
+Output `out`: {"state_dict", "params", "history"} (history: mean loss and seconds per epoch), written
+atomically."""
+import random
+
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+from torch.utils.data import Dataset
 
+from wsss import distributed
 from wsss.data import DataError, VOCDataset, path
-from wsss.io import atomic_path
 from wsss.models import cam
-from wsss.runtime import device, seed_everything
+from wsss.runtime import seed_everything
+from wsss.training import fit
 from wsss.transforms import TrainAugment
 
-POLY_POWER = 0.9  # IRNet torchutils.PolyOptimizer
 NEW_LAYER_LR_MULT = 10  # IRNet train_cam.py: the classifier learns at 10x the backbone rate
-DEFAULTS = dict(device="auto", strides=[2, 2, 2, 1], num_workers=0)
+DEFAULTS = dict(device="auto", strides=[2, 2, 2, 1], num_workers=0, momentum=0.0, power=0.9)
 
 
 class TaggedImages(Dataset):
-    """(augmented image [3, crop, crop], tags float32 [K]) pairs of a VOCDataset."""
+    """{"image": augmented [3, crop, crop], "tags": float32 [K]}; keyed as wsss.training.BatchPlan."""
 
     def __init__(self, images: VOCDataset, augment: TrainAugment):
         self.images, self.augment = images, augment
@@ -36,54 +39,32 @@ class TaggedImages(Dataset):
     def __len__(self):
         return len(self.images)
 
-    def __getitem__(self, index):
+    def __getitem__(self, key):
+        index, aug_seed = key
         item = self.images[index]
-        return self.augment(item["image"])[0], torch.from_numpy(item["tags"])
+        return {"image": self.augment(item["image"], rng=random.Random(aug_seed))[0],
+                "tags": torch.from_numpy(item["tags"])}
 
 
 def run(params: dict, *, root, out):
     """Trains the CAM network on `split` of `root` and saves it to `out`."""
-    p = {**DEFAULTS, **params}
+    distributed.launch(train, {**DEFAULTS, **params}, root=root, out=out)
+
+
+def train(p: dict, *, root, out):
     seed_everything(p["seed"])
-    dev = device(p["device"])
     images = VOCDataset(root, p["split"], p["class_names"], p["tags_from"], with_mask=False)
     if len(images) < p["batch_size"]:
         raise DataError(f"{path(root, 'split', p['split'])}: {len(images)} images, fewer than one batch "
                         f"(batch_size {p['batch_size']})")
-    loader = DataLoader(TaggedImages(images, TrainAugment(p["crop"], resize_long=p["resize_long"])),
-                        batch_size=p["batch_size"], shuffle=True, drop_last=True, num_workers=p["num_workers"],
-                        generator=torch.Generator().manual_seed(p["seed"]), pin_memory=dev.type == "cuda")
-    # channels-last runs the CPU convolutions about 1.4x faster and suits GPU convolutions as well
-    model = cam.build(p).to(dev, memory_format=torch.channels_last)
-    optimizer, schedule = _optimizer(model, p, max_step=len(loader) * p["epochs"])
-    history = []
-    for epoch in range(p["epochs"]):
-        history.append(_train_epoch(model, loader, optimizer, schedule, dev, f"train_cam {epoch + 1}/{p['epochs']}"))
-        tqdm.write(f"epoch {epoch + 1}: loss {history[-1]:.4f}")
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
-    with atomic_path(out) as tmp:
-        torch.save({"state_dict": state, "params": p, "history": history}, tmp)
-
-
-def _optimizer(model, p, max_step):
+    model = cam.build(p)
     backbone, new = model.param_groups()
-    optimizer = torch.optim.SGD([{"params": backbone, "lr": p["lr"]},
-                                 {"params": new, "lr": NEW_LAYER_LR_MULT * p["lr"]}],
-                                lr=p["lr"], weight_decay=p["weight_decay"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / max_step) ** POLY_POWER)
-    return optimizer, schedule
+    n_iters = len(images) // p["batch_size"] * p["epochs"]
+    dataset = TaggedImages(images, TrainAugment(p["crop"], resize_long=p["resize_long"]))
+    fit(model, [(backbone, 1.0), (new, NEW_LAYER_LR_MULT)], dataset, classification_loss, p, n_iters, out=out,
+        desc="train_cam")
 
 
-def _train_epoch(model, loader, optimizer, schedule, dev, desc) -> float:
-    """One pass over the loader; returns the mean multi-label soft-margin loss."""
-    model.train()
-    total = 0.0
-    for images, tags in tqdm(loader, desc=desc, leave=False):
-        images = images.to(dev, memory_format=torch.channels_last, non_blocking=True)
-        loss = F.multilabel_soft_margin_loss(model(images), tags.to(dev))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        total += loss.item()
-    return total / len(loader)
+def classification_loss(net, batch, it):
+    """Multi-label soft-margin loss of the GAP logits (a mean over the batch, so exact under DDP)."""
+    return F.multilabel_soft_margin_loss(net(batch["image"]), batch["tags"])

@@ -34,13 +34,13 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from kernels import region_grow
-from wsss import data, metrics
+from wsss import data, distributed, metrics
 from wsss.crf import dense_crf
 from wsss.io import atomic_path, save_csv
 from wsss.losses import balanced_seed_loss, constrain_loss, floor_probs, seg_probs
 from wsss.models import deeplab
 from wsss.runtime import seed_everything
-from wsss.train_seg import fit, iterations_per_epoch, label_files
+from wsss.training import fit, iterations_per_epoch
 from wsss.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainAugment
 
 matplotlib.use("Agg")
@@ -51,6 +51,11 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 def run(params: dict, *, root, seeds, out, supervision, plot, init=None):
     """Trains DSRG on the cues `seeds`/<id>.png of `split`; `init`: a saved network to start from (the
     demo starts from its CAM network's backbone; the paper from ImageNet weights, `pretrained`)."""
+    distributed.launch(train, params, root=root, seeds=seeds, out=out, supervision=supervision, plot=plot,
+                       init=init)
+
+
+def train(params: dict, *, root, seeds, out, supervision, plot, init=None):
     seed_everything(params["seed"])
     class_names = params["class_names"]
     ids = data.read_ids(root, params["split"])
@@ -63,19 +68,21 @@ def run(params: dict, *, root, seeds, out, supervision, plot, init=None):
         deeplab.load_weights(model, init)
     per_epoch = iterations_per_epoch(len(ids), params["batch_size"])
     log = SupervisionLog(len(class_names), per_epoch)
-    fit(model, dataset, DSRGStep(params, log), params, params["epochs"] * per_epoch, out=out,
-        desc="train_dsrg", tracker=log)
-    table = log.table()
-    save_csv(supervision, table)
-    save_plot(plot, table, "DSRG supervision" + ("" if params["growth"] else " (no growth)"))
+    backbone, heads = deeplab.param_groups(model)
+    fit(model, [(backbone, 1.0), (heads, params.get("head_lr_mult", 10.0))], dataset, DSRGStep(params, log),
+        params, params["epochs"] * per_epoch, out=out, desc="train_dsrg", tracker=log)
+    if distributed.is_main():
+        table = log.table()
+        save_csv(supervision, table)
+        save_plot(plot, table, "DSRG supervision" + ("" if params["growth"] else " (no growth)"))
 
 
 class CuedImages(Dataset):
-    """Augmented image, its original cues, image tags and ground truth; keyed as train_seg.BatchPlan."""
+    """Augmented image, its original cues, image tags and ground truth; keyed as wsss.training.BatchPlan."""
 
     def __init__(self, root, ids, seeds, tags, n_classes, augment):
         self.root, self.ids, self.n_classes, self.augment = root, ids, n_classes, augment
-        self.cue_files = label_files(seeds, ids, "seed cues")
+        self.cue_files = data.label_files(seeds, ids, "seed cues")
         self.tags = torch.from_numpy(tags)
 
     def __len__(self):
@@ -94,7 +101,7 @@ class CuedImages(Dataset):
 
 
 class DSRGStep:
-    """loss_fn of train_seg.fit for one DSRG iteration (module docstring)."""
+    """loss_fn of wsss.training.fit for one DSRG iteration (module docstring)."""
 
     def __init__(self, params, log):
         self.params, self.log = params, log
@@ -157,7 +164,8 @@ def supervision_map(seeds: torch.Tensor) -> torch.Tensor:
 
 class SupervisionLog:
     """Per-epoch quality of the supervision against the ground truth (DSRG Fig. 4) and timings; a tracker
-    for train_seg.fit (its state goes into the checkpoints)."""
+    for wsss.training.fit (its state goes into the checkpoints; the confusions are summed over DDP
+    ranks at the end of each epoch)."""
     COLUMNS = ["epoch", "precision", "recall", "iou", "labelled", "network_s", "crf_s", "grow_s"]
 
     def __init__(self, n_classes: int, per_epoch: int):
@@ -180,11 +188,13 @@ class SupervisionLog:
         if (it + 1) % self.per_epoch:
             return
         epoch = (it + 1) // self.per_epoch
+        self.grown = distributed.total(self.grown)
         if epoch == 1:
-            self._append([0, *self._quality(self.cues), np.nan, np.nan, np.nan])
+            self._append([0, *self._quality(distributed.total(self.cues)), np.nan, np.nan, np.nan])
         total, crf_s, grow_s = self.seconds / self.per_epoch
         self._append([epoch, *self._quality(self.grown), total - crf_s - grow_s, crf_s, grow_s])
-        tqdm.write("epoch {:.0f}: precision {:.3f} recall {:.3f} iou {:.3f} labelled {:.3f}".format(*self.rows[-1]))
+        if distributed.is_main():
+            tqdm.write("epoch {:.0f}: precision {:.3f} recall {:.3f} iou {:.3f} labelled {:.3f}".format(*self.rows[-1]))
         self.grown[:] = 0
         self.seconds[:] = 0
 

@@ -3,7 +3,8 @@
 Per batch: pairs within `radius` (10) at stride 4 from the reduced IR labels (Eq. 2-4, wsss.relations);
 boundary loss Eq. 8 on the affinities of Eq. 7 (kernels.line_max_affinity); displacement losses Eq. 5-6;
 joint loss Eq. 9. SGD with polynomial decay (power 0.9) from `lr`, weight decay `weight_decay`, the
-displacement branch at 10x the learning rate (Sec. 6.1), the backbone frozen.
+displacement branch at 10x the learning rate (Sec. 6.1), the backbone frozen; wsss.training's loop (DDP
+over the job's GPUs, the loss normalised by pair counts over the whole batch).
 
 The backbone (`irn_backbone`): "pretrained" loads the ImageNet file `pretrained` (the paper's setting:
 IRNet shares the classification network's ImageNet-initialised ResNet-50); "cam" copies the trained CAM
@@ -18,29 +19,30 @@ file / null), irn_backbone (pretrained / cam), crop (512 / 128), scale ([0.5, 1.
 batch_size (32 / 8), epochs (3 / 5), lr (0.1), momentum (0 / 0.9), weight_decay (1e-4), radius (10 / 5),
 num_workers.
 Output `out` (irn/model.pt): {"state_dict", "params" (as given, used to rebuild the network),
-"epoch_seconds" (wall time of each epoch)}.
+"history" (mean loss and wall seconds of each epoch)}.
 """
-import time
+import random
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+from torch.utils.data import Dataset
 
 from kernels import line_max_affinity
-from wsss import data, relations, runtime
-from wsss.io import atomic_path
+from wsss import data, distributed, relations, runtime
 from wsss.models import cam, irn, load_pretrained
+from wsss.training import fit
 from wsss.transforms import TrainAugment
 
 EPS = 1e-5  # the released code's guard inside the logarithms and the pair-count divisions
-POLY_POWER = 0.9
 
 
 def run(params: dict, *, root, ir_labels, cam_model, out):
     """Trains IRNet on the images of `split` with their IR labels; saves it to `out`."""
+    distributed.launch(train, params, root=root, ir_labels=ir_labels, cam_model=cam_model, out=out)
+
+
+def train(params: dict, *, root, ir_labels, cam_model, out):
     runtime.seed_everything(params["seed"])
-    device = runtime.device(params.get("device", "auto"))
     ids = data.read_ids(root, params["split"])
     lo, hi = params["scale"]  # the random rescale range around the `input_scale` the label stages use
     augment = TrainAugment(crop=params["crop"], scale=(lo * params["input_scale"], hi * params["input_scale"]))
@@ -48,18 +50,19 @@ def run(params: dict, *, root, ir_labels, cam_model, out):
     if len(dataset) < params["batch_size"]:
         raise data.DataError(f"{data.path(root, 'split', params['split'])}: {len(dataset)} images, fewer than "
                              f"one batch of {params['batch_size']}")
-    loader = DataLoader(dataset, params["batch_size"], shuffle=True, drop_last=True,
-                        num_workers=params.get("num_workers", 0), pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(params["seed"]))
-    model = init_model(params, cam_model).to(device).train()
-    epoch_seconds = train(model, loader, params, device)
-    state = {k: v.cpu() for k, v in model.state_dict().items()}
-    with atomic_path(out) as tmp:
-        torch.save({"state_dict": state, "params": params, "epoch_seconds": epoch_seconds}, tmp)
+    model = init_model(params, cam_model)
+    boundary, displacement = model.branch_parameters()
+    # Sec. 6.1: displacement-branch gradients x10, i.e. 10x its learning rate under SGD. The released
+    # PolyOptimizer passes weight_decay into SGD's momentum slot, so it runs with (practically) no momentum:
+    # `momentum` 0 is the paper setting; the short CPU demo needs 0.9 to learn in its few steps.
+    n_iters = len(dataset) // params["batch_size"] * params["epochs"]
+    fit(model, [(boundary, 1.0), (displacement, 10.0)], dataset, Objective(params["radius"]), params, n_iters,
+        out=out, desc="train_irn")
 
 
 class IRLabelDataset(Dataset):
-    """(normalised crop [3, S, S], its IR label reduced to stride 4 [S/4, S/4]) per image."""
+    """{"image": normalised crop [3, S, S], "label": its IR label reduced to stride 4 [S/4, S/4]}; keyed as
+    wsss.training.BatchPlan."""
 
     def __init__(self, root, ids, label_dir, n_classes, augment):
         self.root, self.ids, self.label_dir = root, ids, Path(label_dir)
@@ -68,11 +71,12 @@ class IRLabelDataset(Dataset):
     def __len__(self):
         return len(self.ids)
 
-    def __getitem__(self, index):
+    def __getitem__(self, key):
+        index, aug_seed = key
         image = data.load_image(data.path(self.root, "image", self.ids[index]))
         label = data.load_mask(self.label_dir / f"{self.ids[index]}.png", self.n_classes, image.shape)
-        image, label = self.augment(image, label)
-        return image, relations.downsample_label(label)
+        image, label = self.augment(image, label, random.Random(aug_seed))
+        return {"image": image, "label": relations.downsample_label(label)}
 
 
 def init_model(params: dict, cam_model) -> irn.IRNet:
@@ -93,34 +97,15 @@ def init_model(params: dict, cam_model) -> irn.IRNet:
     return model
 
 
-def train(model: irn.IRNet, loader: DataLoader, params: dict, device) -> list[float]:
-    """SGD with poly decay over all steps; returns the wall time of each epoch in seconds."""
-    boundary_params, displacement_params = model.branch_parameters()
-    lr = params["lr"]
-    # Sec. 6.1: displacement-branch gradients x10, i.e. 10x its learning rate under SGD. The released
-    # PolyOptimizer passes weight_decay into SGD's momentum slot, so it runs with (practically) no momentum:
-    # `momentum` 0 is the paper setting; the short CPU demo needs 0.9 to learn in its few steps.
-    optimizer = torch.optim.SGD([{"params": boundary_params, "lr": lr},
-                                 {"params": displacement_params, "lr": 10 * lr}],
-                                lr=lr, momentum=params["momentum"], weight_decay=params["weight_decay"])
-    initial = [group["lr"] for group in optimizer.param_groups]
-    max_step, step, epoch_seconds = len(loader) * params["epochs"], 0, []
-    for epoch in range(params["epochs"]):
-        start = time.perf_counter()
-        bar = tqdm(loader, desc=f"train_irn epoch {epoch + 1}/{params['epochs']}")
-        for image, label in bar:
-            for group, lr0 in zip(optimizer.param_groups, initial):
-                group["lr"] = lr0 * (1 - step / max_step) ** POLY_POWER
-            edge, disp = model(image.to(device, non_blocking=True))
-            parts = losses(edge, disp, label.to(device, non_blocking=True), params["radius"])
-            optimizer.zero_grad(set_to_none=True)
-            total_loss(parts).backward()
-            optimizer.step()
-            step += 1
-            bar.set_postfix({k: f"{v.item():.3f}" for k, v in parts.items()})
-        epoch_seconds.append(time.perf_counter() - start)
-        tqdm.write(f"train_irn: epoch {epoch + 1} took {epoch_seconds[-1]:.1f} s on {device}")
-    return epoch_seconds
+class Objective:
+    """loss_fn of wsss.training.fit: Eq. 9 of one batch."""
+
+    def __init__(self, radius: int):
+        self.radius = radius
+
+    def __call__(self, net, batch, it):
+        edge, disp = net(batch["image"])
+        return total_loss(losses(edge, disp, batch["label"], self.radius))
 
 
 def losses(edge: torch.Tensor, disp: torch.Tensor, label: torch.Tensor, radius: int) -> dict[str, torch.Tensor]:
@@ -132,7 +117,8 @@ def losses(edge: torch.Tensor, disp: torch.Tensor, label: torch.Tensor, radius: 
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (values * mask).sum() / (mask.sum() + EPS)
+    """Mean of `values` where `mask` over the whole batch (all DDP ranks, wsss.distributed.mean)."""
+    return (values * mask).sum() / (distributed.mean(mask.sum()) + EPS)
 
 
 def boundary_losses(affinity: torch.Tensor, pairs: dict) -> dict[str, torch.Tensor]:

@@ -20,6 +20,9 @@ class CAMNet(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.frozen_levels = frozen_levels
+        for level in range(frozen_levels):  # no gradient reaches them; DDP needs them marked as such
+            for p in backbone.level_parameters(level):
+                p.requires_grad_(False)
         self.classifier = nn.Conv2d(backbone.channels[-1], n_classes, 1, bias=False)
 
     def features(self, x):
@@ -36,9 +39,7 @@ class CAMNet(nn.Module):
 
     def param_groups(self):
         """(backbone parameters that train, new layers): IRNet gives the new layers 10x the learning rate."""
-        frozen = {id(p) for level in range(self.frozen_levels) for p in self.backbone.level_parameters(level)}
-        trained = [p for p in self.backbone.parameters() if id(p) not in frozen and p.requires_grad]
-        return trained, list(self.classifier.parameters())
+        return [p for p in self.backbone.parameters() if p.requires_grad], list(self.classifier.parameters())
 
 
 def build(params: dict) -> CAMNet:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels import random_walk
+from wsss import distributed
 from wsss.models import load_trained
 from wsss.models.resnet import ResNet, resnet
 
@@ -84,7 +85,7 @@ class IRNet(nn.Module):
         tracks the mean output (a running mean, as released) and inference subtracts it."""
         if self.training:
             with torch.no_grad():
-                batch_mean = disp.mean((0, 2, 3))
+                batch_mean = distributed.mean(disp.mean((0, 2, 3)))  # the whole batch's, under DDP too
                 self.mean_displacement.lerp_(batch_mean, MEAN_MOMENTUM)
             return disp
         return disp - self.mean_displacement.view(1, 2, 1, 1)
