@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,45 @@ def test_the_cli_trains_on_two_ranks(tiny_voc, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "DDP: training on 2 processes (gloo)" in result.stderr
     assert len(torch.load(tmp_path / "m.pt", weights_only=True)["history"]["loss"]) == 1
+
+
+SLEEPER = '''
+import os, time
+from pathlib import Path
+
+def train(params, *, out):
+    Path(out, f"{os.getpid()}.pid").write_text("")
+    time.sleep(300)
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_ranks_die_with_a_killed_launcher(tmp_path):
+    """SIGKILL to the job (Snakemake giving up) must not leave ranks that go on to write outputs."""
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    script = ("import sleeper; from wsss import distributed; "
+              f"distributed.launch(sleeper.train, {{'device': 'cpu'}}, out={str(tmp_path)!r})")
+    env = {**os.environ, "WSSS_WORLD_SIZE": "2", "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    launcher = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)
+    try:
+        assert _wait_for(lambda: len(list(tmp_path.glob("*.pid"))) == 2, 120), launcher.stderr.read1().decode()
+    finally:
+        launcher.kill()
+        launcher.wait()
+    ranks = [int(f.stem) for f in tmp_path.glob("*.pid")]
+    assert _wait_for(lambda: not any(_alive(pid) for pid in ranks), 30)

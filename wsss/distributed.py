@@ -10,7 +10,9 @@ a GPU, else 1.
 Every rank draws the same global batches (wsss.training.BatchPlan) and takes its slice of each; DDP
 averages the gradients, and losses normalised by counts over the batch divide by `mean(count)`, so N ranks
 of batch B/N step as one process of batch B. BatchNorm layers that learn their statistics are synchronised
-on GPUs (SyncBatchNorm); on the CPU each rank normalises its own slice. Rank 0 writes the outputs."""
+on GPUs (SyncBatchNorm); on the CPU each rank normalises its own slice. Rank 0 writes the outputs. A
+killed launcher takes its ranks with it (torch's spawn sets PR_SET_PDEATHSIG; tested), so no orphan
+goes on to write the outputs of a job Snakemake has given up."""
 import os
 import sys
 import tempfile

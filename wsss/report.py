@@ -2,6 +2,7 @@
 
 `snakemake --report` bundles these outputs (marked with report() in workflow/rules/report.smk) into one
 HTML file; the files are also readable on their own under {run_dir}/report/."""
+import re
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +20,7 @@ def run(params: dict, *, root, metrics_csv, sweep, cams, benchmarks, summary, sw
     """Writes the summary table (with the run times of every rule's file under `benchmarks`), the sweep
     plot and `n_overlays` CAM overlays."""
     table = metrics.read(metrics_csv)
-    write_summary(table, benchmarks, summary)
+    write_summary(table, benchmarks, summary, params["shards"])
     plot_sweep(pd.read_csv(sweep), sweep_plot)
     ids = data.read_ids(root, params["split"])[: params["n_overlays"]]
     with atomic_path(overlays) as tmp:
@@ -29,14 +30,12 @@ def run(params: dict, *, root, metrics_csv, sweep, cams, benchmarks, summary, sw
                              tmp / f"{image_id}.png")
 
 
-def write_summary(table: pd.DataFrame, benchmarks, out):
+def write_summary(table: pd.DataFrame, benchmarks, out, shards: int):
     means = table[table["class"] == ""].pivot_table(index=["stage", "method", "split"], columns="metric",
                                                     values="value", sort=False)
     per_class = table[(table["class"] != "") & (table.metric == "iou")].pivot_table(
         index=["stage", "method", "split"], columns="class", values="value", sort=False)
-    times = pd.DataFrame([dict(rule=_rule_of(p.relative_to(benchmarks)), seconds=pd.read_csv(p, sep="\t")["s"].iloc[0])
-                          for p in sorted(Path(benchmarks).glob("**/*.tsv"))])
-    times = times.groupby("rule", sort=False).sum().reset_index()
+    times = run_times(benchmarks, shards)
     html = "\n".join([
         "<html><head><meta charset='utf-8'><title>wsss run summary</title></head><body>",
         "<h2>Means</h2>", means.to_html(float_format="{:.4f}".format),
@@ -45,6 +44,19 @@ def write_summary(table: pd.DataFrame, benchmarks, out):
         "</body></html>"])
     with atomic_path(out) as tmp:
         tmp.write_text(html)
+
+
+def run_times(benchmarks, shards: int) -> pd.DataFrame:
+    """rule, seconds: the Snakemake benchmark files under `benchmarks`, a rule's jobs summed."""
+    times = pd.DataFrame([dict(rule=_rule_of(p.relative_to(benchmarks)), seconds=pd.read_csv(p, sep="\t")["s"].iloc[0])
+                          for p in sorted(Path(benchmarks).glob("**/*.tsv")) if _current(p, shards)])
+    return times.groupby("rule", sort=False).sum().reset_index()
+
+
+def _current(file: Path, shards: int) -> bool:
+    """False for the benchmark of a shard of an earlier run with another `shards` (<i>-of-<n>.tsv)."""
+    match = re.fullmatch(r"\d+-of-(\d+)", file.stem)
+    return match is None or int(match.group(1)) == shards
 
 
 def _rule_of(relative: Path) -> str:

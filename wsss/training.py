@@ -167,8 +167,8 @@ def resume(file: Path, params, model, optimizer, history, tracker) -> int:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:
         raise data.DataError(f"{file}: unreadable checkpoint ({e}); delete it to start afresh") from e
-    if state.get("params") != params:
-        tqdm.write(f"{file}: checkpoint of other params, starting afresh")
+    if state.get("params") != params or "history" not in state:
+        tqdm.write(f"{file}: checkpoint of other params (or of an older wsss), starting afresh")
         return 0
     model.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])

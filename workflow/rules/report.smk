@@ -53,6 +53,7 @@ rule report:
         class_names=CLASSES,
         split=TRAIN,
         n_overlays=config["report"]["n_overlays"],
+        shards=config["shards"],  # benchmarks of shards of another count are old runs' (not summed)
     log:
         log_file("report"),
     benchmark:
