@@ -118,6 +118,6 @@ def total(a: np.ndarray) -> np.ndarray:
         return a
     t = torch.from_numpy(np.ascontiguousarray(a))
     if dist.get_backend() == "nccl":
-        t = t.cuda()
+        t = t.to(torch.device("cuda", torch.cuda.current_device()))  # NCCL reduces on this rank's GPU
     dist.all_reduce(t)
     return t.cpu().numpy()

@@ -27,7 +27,7 @@ from wsss.training import fit
 from wsss.transforms import TrainAugment
 
 NEW_LAYER_LR_MULT = 10  # IRNet train_cam.py: the classifier learns at 10x the backbone rate
-DEFAULTS = dict(device="auto", strides=[2, 2, 2, 1], num_workers=0, momentum=0.0, power=0.9)
+DEFAULTS = dict(device="auto", strides=[2, 2, 2, 1], num_workers=0, momentum=0.0)
 
 
 class TaggedImages(Dataset):
