@@ -1,6 +1,7 @@
 import json
 import re
 import shlex
+import sys
 
 from wsss.cli import STAGES
 from wsss.provenance import code_version
@@ -44,7 +45,9 @@ def code(stage):
 
 
 def wsss(stage, params, log, resources, **paths):
-    """Runs `wsss <stage>` in its own process, pinned to its own GPUs, logging to `log`.
+    """Runs `wsss <stage>` in its own process, pinned to its own GPUs, logging to `log`. The command is
+    Snakemake's own Python with `-m wsss.cli`, so jobs need no activated environment (`make demo` calls
+    .venv/bin/snakemake with .venv/bin not on PATH; a SLURM job runs the submitting Python).
 
     `params` (the rule's params, less `code`) travel as JSON to keep their types; `paths` become
     --name PATH; the rule's `gpu` resource becomes WSSS_GPUS (see wsss/gpu_slots.py)."""
@@ -53,5 +56,6 @@ def wsss(stage, params, log, resources, **paths):
         f"--{name} " + (" ".join(map(shlex.quote, value)) if isinstance(value, list) else shlex.quote(str(value)))
         for name, value in paths.items()
     )
-    command = f"WSSS_GPUS={resources.get('gpu', 0)} wsss {stage} --params {shlex.quote(json.dumps(values))} {args}"
+    python = shlex.quote(sys.executable)
+    command = f"WSSS_GPUS={resources.get('gpu', 0)} {python} -m wsss.cli {stage} --params {shlex.quote(json.dumps(values))} {args}"
     shell(command.replace("{", "{{").replace("}", "}}") + " > {log} 2>&1")  # shell() formats its string again
