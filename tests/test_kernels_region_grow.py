@@ -186,24 +186,16 @@ def test_rejects_bad_arguments():
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 9), st.integers(1, 9))
 
 
+# "components" follows the authors' released union-find; "bfs" the literal reading of the paper
+@pytest.mark.parametrize("mode, reference", [("components", union_find_reference), ("bfs", bfs_reference)])
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), shape=shapes, thresholds=st.sampled_from(THRESHOLDS),
        dtype=st.sampled_from([torch.float32, torch.float64]))
-def test_components_match_the_authors_union_find(seed, shape, thresholds, dtype):
+def test_modes_match_their_references(mode, reference, seed, shape, thresholds, dtype):
     probs, seeds, present = random_case(seed, *shape, dtype=dtype)
-    want = expected(union_find_reference, probs, seeds, present, *thresholds)
+    want = expected(reference, probs, seeds, present, *thresholds)
     for backend in CPU_BACKENDS:
-        assert torch.equal(region_grow(probs, seeds, present, *thresholds, backend=backend), want), backend
-
-
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), shape=shapes, thresholds=st.sampled_from(THRESHOLDS),
-       dtype=st.sampled_from([torch.float32, torch.float64]))
-def test_bfs_matches_the_literal_paper_reading(seed, shape, thresholds, dtype):
-    probs, seeds, present = random_case(seed, *shape, dtype=dtype)
-    want = expected(bfs_reference, probs, seeds, present, *thresholds)
-    for backend in CPU_BACKENDS:
-        assert torch.equal(region_grow(probs, seeds, present, *thresholds, mode="bfs", backend=backend),
+        assert torch.equal(region_grow(probs, seeds, present, *thresholds, mode=mode, backend=backend),
                            want), backend
 
 
