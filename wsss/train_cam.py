@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from wsss import distributed
-from wsss.data import DataError, VOCDataset, path
+from wsss.data import VOCDataset, path
 from wsss.models import cam
 from wsss.runtime import seed_everything
-from wsss.training import fit
+from wsss.training import fit, iterations_per_epoch
 from wsss.transforms import TrainAugment
 
 NEW_LAYER_LR_MULT = 10  # IRNet train_cam.py: the classifier learns at 10x the backbone rate
@@ -54,12 +54,9 @@ def run(params: dict, *, root, out):
 def train(p: dict, *, root, out):
     seed_everything(p["seed"])
     images = VOCDataset(root, p["split"], p["class_names"], p["tags_from"], with_mask=False)
-    if len(images) < p["batch_size"]:
-        raise DataError(f"{path(root, 'split', p['split'])}: {len(images)} images, fewer than one batch "
-                        f"(batch_size {p['batch_size']})")
+    n_iters = iterations_per_epoch(len(images), p["batch_size"], path(root, "split", p["split"])) * p["epochs"]
     model = cam.build(p)
     backbone, new = model.param_groups()
-    n_iters = len(images) // p["batch_size"] * p["epochs"]
     dataset = TaggedImages(images, TrainAugment(p["crop"], resize_long=p["resize_long"]))
     fit(model, [(backbone, 1.0), (new, NEW_LAYER_LR_MULT)], dataset, classification_loss, p, n_iters, out=out,
         desc="train_cam")

@@ -66,7 +66,7 @@ def train(params: dict, *, root, seeds, out, supervision, plot, init=None):
     model = deeplab.build(params)
     if init is not None:
         deeplab.load_weights(model, init)
-    per_epoch = iterations_per_epoch(len(ids), params["batch_size"])
+    per_epoch = iterations_per_epoch(len(ids), params["batch_size"], data.path(root, "split", params["split"]))
     log = SupervisionLog(len(class_names), per_epoch)
     backbone, heads = deeplab.param_groups(model)
     fit(model, [(backbone, 1.0), (heads, params.get("head_lr_mult", 10.0))], dataset, DSRGStep(params, log),

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 from kernels import line_max_affinity
 from wsss import data, distributed, relations, runtime
 from wsss.models import cam, irn, load_pretrained
-from wsss.training import fit
+from wsss.training import fit, iterations_per_epoch
 from wsss.transforms import TrainAugment
 
 EPS = 1e-5  # the released code's guard inside the logarithms and the pair-count divisions
@@ -47,17 +47,14 @@ def train(params: dict, *, root, ir_labels, cam_model, out):
     lo, hi = params["scale"]  # the random rescale range around the `input_scale` the label stages use
     augment = TrainAugment(crop=params["crop"], scale=(lo * params["input_scale"], hi * params["input_scale"]))
     dataset = IRLabelDataset(root, ids, ir_labels, len(params["class_names"]), augment)
-    if len(dataset) < params["batch_size"]:
-        raise data.DataError(f"{data.path(root, 'split', params['split'])}: {len(dataset)} images, fewer than "
-                             f"one batch of {params['batch_size']}")
+    per_epoch = iterations_per_epoch(len(dataset), params["batch_size"], data.path(root, "split", params["split"]))
     model = init_model(params, cam_model)
     boundary, displacement = model.branch_parameters()
     # Sec. 6.1: displacement-branch gradients x10, i.e. 10x its learning rate under SGD. The released
     # PolyOptimizer passes weight_decay into SGD's momentum slot, so it runs with (practically) no momentum:
     # `momentum` 0 is the paper setting; the short CPU demo needs 0.9 to learn in its few steps.
-    n_iters = len(dataset) // params["batch_size"] * params["epochs"]
-    fit(model, [(boundary, 1.0), (displacement, 10.0)], dataset, Objective(params["radius"]), params, n_iters,
-        out=out, desc="train_irn")
+    fit(model, [(boundary, 1.0), (displacement, 10.0)], dataset, Objective(params["radius"]), params,
+        per_epoch * params["epochs"], out=out, desc="train_irn")
 
 
 class IRLabelDataset(Dataset):

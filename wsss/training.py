@@ -49,9 +49,10 @@ class BatchPlan:
                    for s in range(first, first + self.share)]
 
 
-def iterations_per_epoch(n_items: int, batch_size: int) -> int:
+def iterations_per_epoch(n_items: int, batch_size: int, source="the training set") -> int:
+    """Full batches per epoch; `source` (the split file) names the culprit when there is not one."""
     if n_items < batch_size:
-        raise data.DataError(f"{n_items} training images are fewer than one batch of {batch_size}")
+        raise data.DataError(f"{source}: {n_items} images, fewer than one batch of {batch_size}")
     return n_items // batch_size
 
 
