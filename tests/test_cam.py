@@ -4,10 +4,11 @@ import pandas as pd
 import pytest
 import torch
 
-from wsss import eval_cam, make_cam, train_cam
-from wsss.data import DataError, image_tags, path, read_ids, voc_palette
+from wsss.cam import eval_cam, make_cam, train_cam
+from wsss.cam import net as cam_net
+from wsss.datasets.voc import image_tags, path, read_ids, voc_palette
+from wsss.errors import DataError
 from wsss.io import save_npz, save_png
-from wsss.models import cam
 
 TRAIN = dict(seed=0, device="cpu", tags_from="masks", split="train", backbone="small", pretrained=None,
              crop=64, resize_long=[48, 80], batch_size=4, epochs=8, lr=0.1, weight_decay=0.0001)
@@ -18,7 +19,7 @@ def _model_file(tmp_path, class_names):
     params = {**TRAIN, "class_names": class_names}
     torch.manual_seed(0)
     file = tmp_path / "model.pt"
-    torch.save({"state_dict": cam.build(params).state_dict(), "params": params, "history": []}, file)
+    torch.save({"state_dict": cam_net.build(params).state_dict(), "params": params, "history": []}, file)
     return file
 
 
@@ -34,7 +35,7 @@ def test_train_cam_loss_decreases_and_repeats(tiny_voc, tmp_path):
     assert b["history"]["loss"] == c["history"]["loss"]  # same seed, same run on the CPU
     assert all(torch.equal(v, c["state_dict"][k]) for k, v in b["state_dict"].items())
     assert a["params"]["strides"] == [2, 2, 2, 1]
-    net = cam.load(tmp_path / "a.pt")
+    net = cam_net.load(tmp_path / "a.pt")
     assert net.classifier.out_channels == len(class_names) - 1 and not net.training
 
 
@@ -66,7 +67,7 @@ def test_make_cam_format(tiny_voc, tmp_path):
 def test_make_cam_fuses_flips(tiny_voc, tmp_path):
     """CAMs of an image and its mirror are mirrors of each other, since both flips are summed."""
     root, class_names = tiny_voc
-    net = cam.load(_model_file(tmp_path, class_names))
+    net = cam_net.load(_model_file(tmp_path, class_names))
     image = np.asarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3)), np.uint8)
     keys = np.array([1, 3])
     with torch.no_grad():

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsss import data, io
-from wsss.data import DataError
+from wsss import io
+from wsss.datasets import voc
+from wsss.errors import DataError
 
 NAMES = ["background", "aeroplane", "bicycle", "bird"]
 H, W = 20, 24
@@ -35,32 +36,32 @@ def _voc_xml(names):
 def root(tmp_path):
     """Two images (a, b) with palette masks, instance PNGs and VOC XMLs, listed in train.txt."""
     for image_id in "ab":
-        _write_jpeg(data.path(tmp_path, "image", image_id))
-        io.save_png(data.path(tmp_path, "mask", image_id), _mask(), data.voc_palette())
+        _write_jpeg(voc.path(tmp_path, "image", image_id))
+        io.save_png(voc.path(tmp_path, "mask", image_id), _mask(), voc.voc_palette())
         instances = np.where(_mask() == 3, 1, np.where(_mask() == 1, 2, _mask()))
-        io.save_png(data.path(tmp_path, "instances", image_id), instances, data.voc_palette())
-        file = data.path(tmp_path, "annotation", image_id)
+        io.save_png(voc.path(tmp_path, "instances", image_id), instances, voc.voc_palette())
+        file = voc.path(tmp_path, "annotation", image_id)
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(_voc_xml(["bird", "aeroplane"]))
-    split = data.path(tmp_path, "split", "train")
+    split = voc.path(tmp_path, "split", "train")
     split.parent.mkdir(parents=True)
     split.write_text("a\nb\n\n")
     return tmp_path
 
 
 def test_voc_palette_matches_the_voc_colour_map():
-    palette = data.voc_palette()
+    palette = voc.voc_palette()
     assert palette.shape == (256, 3) and palette.dtype == np.uint8
     assert palette[1].tolist() == [128, 0, 0]  # aeroplane
     assert palette[15].tolist() == [192, 128, 128]  # person
     assert palette[255].tolist() == [224, 224, 192]  # void
-    assert (data.voc_palette(21) == palette[:21]).all()
+    assert (voc.voc_palette(21) == palette[:21]).all()
 
 
 def test_load_mask_reads_palette_indices_with_the_void_band(root):
-    file = data.path(root, "mask", "a")
+    file = voc.path(root, "mask", "a")
     assert Image.open(file).mode == "P"
-    mask = data.load_mask(file, len(NAMES), shape=(H, W, 3))
+    mask = voc.load_mask(file, len(NAMES), shape=(H, W, 3))
     assert mask.dtype == np.uint8 and (mask == _mask()).all()
     assert set(np.unique(mask)) == {0, 1, 3, 255}
 
@@ -68,29 +69,29 @@ def test_load_mask_reads_palette_indices_with_the_void_band(root):
 def test_load_mask_accepts_grey_pngs(tmp_path):
     file = tmp_path / "m.png"
     Image.fromarray(_mask()).save(file)  # mode L
-    assert (data.load_mask(file, len(NAMES)) == _mask()).all()
+    assert (voc.load_mask(file, len(NAMES)) == _mask()).all()
 
 
 def test_load_instances(root):
-    instances = data.load_instances(data.path(root, "instances", "a"), (H, W))
+    instances = voc.load_instances(voc.path(root, "instances", "a"), (H, W))
     assert set(np.unique(instances)) == {0, 1, 2, 255}
     assert (instances[_mask() == 3] == 1).all()
 
 
 def test_read_ids_skips_blank_lines(root):
-    assert data.read_ids(root, "train") == ["a", "b"]
+    assert voc.read_ids(root, "train") == ["a", "b"]
 
 
 def test_image_tags_from_masks_and_xml_agree(root):
-    from_masks = data.image_tags(root, ["a", "b"], NAMES, "masks")
-    from_xml = data.image_tags(root, ["a", "b"], NAMES, "xml")
+    from_masks = voc.image_tags(root, ["a", "b"], NAMES, "masks")
+    from_xml = voc.image_tags(root, ["a", "b"], NAMES, "xml")
     assert from_masks.dtype == bool and from_masks.shape == (2, 3)
     assert from_masks.tolist() == [[True, False, True]] * 2
     assert (from_masks == from_xml).all()
 
 
 def test_dataset_items(root):
-    dataset = data.VOCDataset(root, "train", NAMES, with_instances=True)
+    dataset = voc.VOCDataset(root, "train", NAMES, with_instances=True)
     assert len(dataset) == 2
     item = dataset[1]
     assert item["id"] == "b"
@@ -98,7 +99,7 @@ def test_dataset_items(root):
     assert item["tags"].dtype == np.float32 and item["tags"].tolist() == [1, 0, 1]
     assert (item["mask"] == _mask()).all()
     assert item["instances"].shape == (H, W)
-    assert set(data.VOCDataset(root, "train", NAMES, tags_from="xml", with_mask=False)[0]) == {"id", "image", "tags"}
+    assert set(voc.VOCDataset(root, "train", NAMES, tags_from="xml", with_mask=False)[0]) == {"id", "image", "tags"}
 
 
 # Scribbles: three strokes drawn by hand, 3 px wide, as an L-mode PNG and as ScribbleSup XML.
@@ -127,8 +128,8 @@ def test_scribble_png_and_xml_of_the_same_strokes_agree(tmp_path):
     io.save_png(png, _scribble_png())
     xml.write_text(_scribble_xml(STROKES))
     assert Image.open(png).mode == "L"
-    from_png = data.load_scribble(png, len(NAMES), (H, W))
-    from_xml = data.load_scribble_xml(xml, NAMES, (H, W))
+    from_png = voc.load_scribble(png, len(NAMES), (H, W))
+    from_xml = voc.load_scribble_xml(xml, NAMES, (H, W))
     for label in (0, 1, 3):
         a, b = from_png == label, from_xml == label
         assert (a & b).sum() / (a | b).sum() > 0.9, label
@@ -138,7 +139,7 @@ def test_scribble_png_and_xml_of_the_same_strokes_agree(tmp_path):
 def test_scribble_xml_tags(tmp_path):
     xml = tmp_path / "s.xml"
     xml.write_text(_scribble_xml([("sky", [(5, 5), (10, 5)]), ("bicycle", [(5, 10), (10, 10)])]))
-    scribble = data.load_scribble_xml(xml, NAMES, (H, W), width=1)
+    scribble = voc.load_scribble_xml(xml, NAMES, (H, W), width=1)
     assert (scribble[5, 5:11] == 0).all()  # PASCAL-Context classes are background for VOC
     assert (scribble[10, 5:11] == 2).all()
     assert (scribble == 255).sum() == H * W - 12
@@ -149,7 +150,7 @@ def test_bad_scribble_xml(tmp_path, tag, size, problem):
     xml = tmp_path / "s.xml"
     xml.write_text(_scribble_xml([(tag, [(1, 1), (3, 3)])], size))
     with pytest.raises(DataError, match=problem) as error:
-        data.load_scribble_xml(xml, NAMES, (H, W))
+        voc.load_scribble_xml(xml, NAMES, (H, W))
     assert str(xml) in str(error.value)
 
 
@@ -163,39 +164,39 @@ def _raises(fn, file, problem):
 
 
 def test_missing_image(root):
-    file = data.path(root, "image", "zzz")
-    _raises(lambda: data.load_image(file), file, "not found")
+    file = voc.path(root, "image", "zzz")
+    _raises(lambda: voc.load_image(file), file, "not found")
 
 
 @pytest.mark.parametrize("content", [b"not a jpeg at all", "truncated"])
 def test_unreadable_image(root, content):
-    file = data.path(root, "image", "a")
+    file = voc.path(root, "image", "a")
     if content == "truncated":
         content = file.read_bytes()[:200]
     file.write_bytes(content)
-    _raises(lambda: data.load_image(file), file, "unreadable image")
+    _raises(lambda: voc.load_image(file), file, "unreadable image")
 
 
 def test_mask_of_the_wrong_size(root):
-    file = data.path(root, "mask", "a")
-    io.save_png(file, np.zeros((H + 2, W), np.uint8), data.voc_palette())
-    _raises(lambda: data.load_mask(file, len(NAMES), (H, W)), file, f"{H + 2}x{W}.*{H}x{W}")
-    _raises(lambda: data.VOCDataset(root, "train", NAMES, tags_from="xml")[0], file, "HxW")
+    file = voc.path(root, "mask", "a")
+    io.save_png(file, np.zeros((H + 2, W), np.uint8), voc.voc_palette())
+    _raises(lambda: voc.load_mask(file, len(NAMES), (H, W)), file, f"{H + 2}x{W}.*{H}x{W}")
+    _raises(lambda: voc.VOCDataset(root, "train", NAMES, tags_from="xml")[0], file, "HxW")
 
 
 def test_mask_values_outside_the_classes(root):
-    file = data.path(root, "mask", "b")
+    file = voc.path(root, "mask", "b")
     mask = _mask()
     mask[0, :3] = [4, 7, 254]
-    io.save_png(file, mask, data.voc_palette())
-    _raises(lambda: data.load_mask(file, len(NAMES)), file, r"\[4, 7, 254\] outside 0..3 and 255")
-    _raises(lambda: data.image_tags(root, ["a", "b"], NAMES), file, "outside")
+    io.save_png(file, mask, voc.voc_palette())
+    _raises(lambda: voc.load_mask(file, len(NAMES)), file, r"\[4, 7, 254\] outside 0..3 and 255")
+    _raises(lambda: voc.image_tags(root, ["a", "b"], NAMES), file, "outside")
 
 
 def test_rgb_mask(root):
-    file = data.path(root, "mask", "a")
-    Image.fromarray(data.voc_palette()[_mask()]).save(file)
-    _raises(lambda: data.load_mask(file, len(NAMES)), file, "mode RGB")
+    file = voc.path(root, "mask", "a")
+    Image.fromarray(voc.voc_palette()[_mask()]).save(file)
+    _raises(lambda: voc.load_mask(file, len(NAMES)), file, "mode RGB")
 
 
 def test_scribble_values_outside_the_classes(tmp_path):
@@ -203,32 +204,32 @@ def test_scribble_values_outside_the_classes(tmp_path):
     scribble = _scribble_png()
     scribble[0, 0] = 9
     io.save_png(file, scribble)
-    _raises(lambda: data.load_scribble(file, len(NAMES)), file, r"\[9\]")
+    _raises(lambda: voc.load_scribble(file, len(NAMES)), file, r"\[9\]")
 
 
 def test_missing_and_empty_split_list(root):
-    _raises(lambda: data.read_ids(root, "val"), data.path(root, "split", "val"), "not found")
-    file = data.path(root, "split", "train")
+    _raises(lambda: voc.read_ids(root, "val"), voc.path(root, "split", "val"), "not found")
+    file = voc.path(root, "split", "train")
     file.write_text("\n  \n")
-    _raises(lambda: data.read_ids(root, "train"), file, "empty")
-    _raises(lambda: data.VOCDataset(root, "train", NAMES), file, "empty")
+    _raises(lambda: voc.read_ids(root, "train"), file, "empty")
+    _raises(lambda: voc.VOCDataset(root, "train", NAMES), file, "empty")
 
 
 def test_image_without_object_class(root):
-    file = data.path(root, "mask", "b")
-    io.save_png(file, np.where(_mask() == 255, 255, 0).astype(np.uint8), data.voc_palette())
-    _raises(lambda: data.image_tags(root, ["a", "b"], NAMES), file, "no object class")
-    xml = data.path(root, "annotation", "a")
+    file = voc.path(root, "mask", "b")
+    io.save_png(file, np.where(_mask() == 255, 255, 0).astype(np.uint8), voc.voc_palette())
+    _raises(lambda: voc.image_tags(root, ["a", "b"], NAMES), file, "no object class")
+    xml = voc.path(root, "annotation", "a")
     xml.write_text(_voc_xml([]))
-    _raises(lambda: data.image_tags(root, ["a", "b"], NAMES, "xml"), xml, "no object class")
+    _raises(lambda: voc.image_tags(root, ["a", "b"], NAMES, "xml"), xml, "no object class")
 
 
 def test_annotation_with_unknown_class(root):
-    xml = data.path(root, "annotation", "b")
+    xml = voc.path(root, "annotation", "b")
     xml.write_text(_voc_xml(["bird", "unicorn"]))
-    _raises(lambda: data.image_tags(root, ["a", "b"], NAMES, "xml"), xml, "'unicorn'")
+    _raises(lambda: voc.image_tags(root, ["a", "b"], NAMES, "xml"), xml, "'unicorn'")
 
 
 def test_unknown_tags_source(root):
     with pytest.raises(ValueError, match="tags source"):
-        data.image_tags(root, ["a"], NAMES, "captions")
+        voc.image_tags(root, ["a"], NAMES, "captions")

@@ -5,9 +5,9 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from wsss import data, demo
+from wsss.datasets import demo_dataset, voc
 
-NAMES = demo.DEFAULTS["class_names"]
+NAMES = demo_dataset.DEFAULTS["class_names"]
 
 
 def _digests(root):
@@ -16,15 +16,15 @@ def _digests(root):
 
 
 def test_same_seed_same_bytes(tmp_path, tiny_voc_master, tiny_demo_params):
-    demo.run(tiny_demo_params, root=tmp_path / "again")
+    demo_dataset.run(tiny_demo_params, root=tmp_path / "again")
     assert _digests(tmp_path / "again") == _digests(tiny_voc_master)
-    demo.run({**tiny_demo_params, "seed": 1, "n_val": 1}, root=tmp_path / "other")
+    demo_dataset.run({**tiny_demo_params, "seed": 1, "n_val": 1}, root=tmp_path / "other")
     other = _digests(tmp_path / "other")
     assert other["JPEGImages/train_00000.jpg"] != _digests(tiny_voc_master)["JPEGImages/train_00000.jpg"]
 
 
 def test_val_size_leaves_train_images_alone(tmp_path, tiny_voc_master, tiny_demo_params):
-    demo.run({**tiny_demo_params, "n_val": 1}, root=tmp_path / "fewer")
+    demo_dataset.run({**tiny_demo_params, "n_val": 1}, root=tmp_path / "fewer")
     fewer, full = _digests(tmp_path / "fewer"), _digests(tiny_voc_master)
     assert all(full[k] == v for k, v in fewer.items() if "train_" in k)
 
@@ -32,15 +32,15 @@ def test_val_size_leaves_train_images_alone(tmp_path, tiny_voc_master, tiny_demo
 def test_demo_root_passes_the_real_loaders(tiny_voc):
     root, names = tiny_voc
     for split, count in (("train", 8), ("val", 4)):
-        dataset = data.VOCDataset(root, split, names, with_instances=True)
+        dataset = voc.VOCDataset(root, split, names, with_instances=True)
         assert len(dataset) == count
-        xml_tags = data.image_tags(root, dataset.ids, names, "xml")
+        xml_tags = voc.image_tags(root, dataset.ids, names, "xml")
         assert (xml_tags == dataset.tags.astype(bool)).all()
         for item in dataset:
             assert item["image"].shape == (64, 64, 3)
             assert ((item["mask"] == 255) == (item["instances"] == 255)).all()
-            scribble = data.load_scribble(data.path(root, "scribble", item["id"]), len(names), (64, 64))
-            from_xml = data.load_scribble_xml(data.path(root, "scribble_xml", item["id"]), names, (64, 64))
+            scribble = voc.load_scribble(voc.path(root, "scribble", item["id"]), len(names), (64, 64))
+            from_xml = voc.load_scribble_xml(voc.path(root, "scribble_xml", item["id"]), names, (64, 64))
             assert (scribble == from_xml).all()  # one set of strokes, two formats
             labelled = scribble != 255
             assert (scribble[labelled] == item["mask"][labelled]).all()  # strokes stay on their region
@@ -50,13 +50,13 @@ def test_content_at_default_size(tmp_path):
     """30 images at 128 px: every class, 1..4 objects, repeated classes, touching objects, void bands,
     a scribble on nearly every object and background strokes, boxes around each instance."""
     root = tmp_path / "demo"
-    demo.run({"n_train": 30, "n_val": 1}, root=root)
-    ids = data.read_ids(root, "train")
+    demo_dataset.run({"n_train": 30, "n_val": 1}, root=root)
+    ids = voc.read_ids(root, "train")
     counts, repeated, touching, scribbled, objects = np.zeros(len(NAMES)), 0, 0, 0, 0
     for image_id in ids:
-        mask = data.load_mask(data.path(root, "mask", image_id), len(NAMES), (128, 128))
-        instances = data.load_instances(data.path(root, "instances", image_id), (128, 128))
-        scribble = data.load_scribble(data.path(root, "scribble", image_id), len(NAMES), (128, 128))
+        mask = voc.load_mask(voc.path(root, "mask", image_id), len(NAMES), (128, 128))
+        instances = voc.load_instances(voc.path(root, "instances", image_id), (128, 128))
+        scribble = voc.load_scribble(voc.path(root, "scribble", image_id), len(NAMES), (128, 128))
         n_instances = instances[instances < 255].max()
         labels = [int(np.bincount(mask[instances == i]).argmax()) for i in range(1, n_instances + 1)]
         assert 1 <= len(labels) <= 4
@@ -66,7 +66,7 @@ def test_content_at_default_size(tmp_path):
         touching += _touching(instances)
         scribbled += sum((scribble[instances == i] == labels[i - 1]).any() for i in range(1, len(labels) + 1))
         objects += len(labels)
-        annotation = ET.parse(data.path(root, "annotation", image_id)).getroot()
+        annotation = ET.parse(voc.path(root, "annotation", image_id)).getroot()
         assert [o.findtext("name") for o in annotation.iter("object")] == [NAMES[c] for c in labels]
         for i, box in enumerate(annotation.iter("bndbox"), 1):
             _check_box(box, instances, i)
@@ -102,9 +102,9 @@ def test_a_failed_run_leaves_nothing(tmp_path, monkeypatch):
     def fail(*args):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(demo, "_write_sample", fail)
+    monkeypatch.setattr(demo_dataset, "_write_sample", fail)
     with pytest.raises(RuntimeError):
-        demo.run({"n_train": 2, "n_val": 1, "size": 64}, root=tmp_path / "demo")
+        demo_dataset.run({"n_train": 2, "n_val": 1, "size": 64}, root=tmp_path / "demo")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -116,4 +116,4 @@ def test_a_failed_run_leaves_nothing(tmp_path, monkeypatch):
 ])
 def test_bad_parameters(tmp_path, params, problem):
     with pytest.raises(ValueError, match=problem):
-        demo.run(params, root=tmp_path / "demo")
+        demo_dataset.run(params, root=tmp_path / "demo")

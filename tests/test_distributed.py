@@ -15,8 +15,13 @@ import pandas as pd
 import pytest
 import torch
 
-from wsss import distributed, train_cam, train_dsrg, train_irn, train_seg
-from wsss.models import cam, resnet
+from wsss import distributed
+from wsss.cam import net as cam_net
+from wsss.cam import train_cam
+from wsss.dsrg import train_dsrg
+from wsss.irnet import train_irn
+from wsss.models import resnet
+from wsss.seg import train_seg
 
 COMMON = dict(seed=0, device="cpu", split="train", backbone="small", tags_from="masks", weight_decay=0.0001,
               num_workers=0)
@@ -70,21 +75,21 @@ def test_train_cam_on_two_ranks(tiny_voc, tmp_path, monkeypatch, imagenet_file):
     params = {**COMMON, "class_names": names, "pretrained": str(imagenet_file), "crop": 48,
               "resize_long": [40, 64], "batch_size": 4, "epochs": 2, "lr": 0.1}
     one, two = _train_both_ways(monkeypatch, tmp_path, train_cam, params, root=root)
-    _assert_same_training(one, two, _initial(cam.build, {**train_cam.DEFAULTS, **params}))
+    _assert_same_training(one, two, _initial(cam_net.build, {**train_cam.DEFAULTS, **params}))
 
 
 def test_train_irn_on_two_ranks(tiny_voc, tmp_path, monkeypatch):
     root, names = tiny_voc
     cam_params = {"backbone": "small", "class_names": names, "pretrained": None}
     torch.manual_seed(0)
-    torch.save({"state_dict": cam.build(cam_params).state_dict(), "params": cam_params}, tmp_path / "cam.pt")
+    torch.save({"state_dict": cam_net.build(cam_params).state_dict(), "params": cam_params}, tmp_path / "cam_net.pt")
     params = {**COMMON, "class_names": names, "pretrained": None, "irn_backbone": "cam", "crop": 48,
               "scale": [0.7, 1.3], "input_scale": 1.0, "batch_size": 4, "epochs": 2, "lr": 0.1, "momentum": 0.9,
               "radius": 5}
     # the ground-truth masks stand in for IR labels (same format: 255 = unsure)
     one, two = _train_both_ways(monkeypatch, tmp_path, train_irn, params, root=root,
-                                ir_labels=root / "SegmentationClass", cam_model=tmp_path / "cam.pt")
-    _assert_same_training(one, two, _initial(lambda p: train_irn.init_model(p, tmp_path / "cam.pt"), params))
+                                ir_labels=root / "SegmentationClass", cam_model=tmp_path / "cam_net.pt")
+    _assert_same_training(one, two, _initial(lambda p: train_irn.init_model(p, tmp_path / "cam_net.pt"), params))
     assert one["state_dict"]["mean_displacement"].abs().sum() > 0
 
 

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsss import data, dsrg_seeds
-from wsss.dsrg_seeds import foreground_cues, seed_cues
+from wsss.datasets import voc
+from wsss.dsrg import dsrg_seeds
+from wsss.dsrg.dsrg_seeds import foreground_cues, seed_cues
 
 RAMP = (np.arange(10, dtype=np.float32) / 9).reshape(1, 2, 5)
 
@@ -38,7 +39,7 @@ def test_stacking_background_then_strongest_foreground():
 
 def _one_image(root, cams_dir, high_res):
     """A split `one` holding the first training image, with the given CAMs (classes 1..k)."""
-    image_id = data.read_ids(root, "train")[0]
+    image_id = voc.read_ids(root, "train")[0]
     (root / "ImageSets/Segmentation/one.txt").write_text(image_id + "\n")
     cams_dir.mkdir()
     np.savez(cams_dir / f"{image_id}.npz", keys=np.arange(1, len(high_res) + 1),
@@ -59,7 +60,7 @@ def test_run_background_from_saliency_or_cams(tiny_voc, tmp_path):
     image_id = _one_image(root, tmp_path / "cams", cam)
     # an eighth of the 64 columns (512 pixels): the 8 highest columns of the CAM
     dsrg_seeds.run(_params(fg_fraction=0.125), root=root, cams=tmp_path / "cams", out=tmp_path / "a")
-    cues = data.load_mask(tmp_path / "a" / f"{image_id}.png", 6, (h, w))
+    cues = voc.load_mask(tmp_path / "a" / f"{image_id}.png", 6, (h, w))
     assert (cues[:, 32:] == 0).all()                  # CAM < 0.1: background (columns 0, 1 and the right half)
     assert (cues[:, :2] == 0).all() and (cues[:, 2:24] == 255).all()
     assert (cues[:, 24:32] == 1).all()
@@ -70,7 +71,7 @@ def test_run_background_from_saliency_or_cams(tiny_voc, tmp_path):
     Image.fromarray(saliency).save(tmp_path / "sal" / f"{image_id}.png")
     dsrg_seeds.run(_params(fg_fraction=0.125, saliency_dir=str(tmp_path / "sal")), root=root,
                    cams=tmp_path / "cams", out=tmp_path / "b")
-    cues = data.load_mask(tmp_path / "b" / f"{image_id}.png", 6, (h, w))
+    cues = voc.load_mask(tmp_path / "b" / f"{image_id}.png", 6, (h, w))
     assert (cues[:8, 32:] == 0).all() and (cues[8:, 32:] == 255).all() and (cues[8:, :2] == 255).all()
     assert (cues[:, 24:32] == 1).all()                # foreground is stacked over background
 
@@ -79,14 +80,14 @@ def test_run_names_missing_inputs(tiny_voc, tmp_path):
     root, _ = tiny_voc
     image_id = _one_image(root, tmp_path / "cams", np.ones((1, 64, 64), np.float32))
     (tmp_path / "sal").mkdir()
-    with pytest.raises(data.DataError, match=f"sal/{image_id}.png: saliency map not found"):
+    with pytest.raises(voc.DataError, match=f"sal/{image_id}.png: saliency map not found"):
         dsrg_seeds.run(_params(saliency_dir=str(tmp_path / "sal")), root=root, cams=tmp_path / "cams",
                        out=tmp_path / "c")
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "sal" / f"{image_id}.png")
-    with pytest.raises(data.DataError, match="saliency map is 10x10 but its image is 64x64"):
+    with pytest.raises(voc.DataError, match="saliency map is 10x10 but its image is 64x64"):
         dsrg_seeds.run(_params(saliency_dir=str(tmp_path / "sal")), root=root, cams=tmp_path / "cams",
                        out=tmp_path / "c")
     (tmp_path / "cams" / f"{image_id}.npz").unlink()
-    with pytest.raises(data.DataError, match=f"{image_id}.npz: CAM file not found"):
+    with pytest.raises(voc.DataError, match=f"{image_id}.npz: CAM file not found"):
         dsrg_seeds.run(_params(), root=root, cams=tmp_path / "cams", out=tmp_path / "c")
     assert not (tmp_path / "c").exists()  # nothing half-written

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wsss import data, dsrg_seeds, train_dsrg
-from wsss.losses import balanced_seed_loss, constrain_loss, seg_probs
+from wsss.datasets import voc
+from wsss.dsrg import dsrg_seeds, train_dsrg
+from wsss.dsrg.losses import balanced_seed_loss, constrain_loss, seg_probs
 from wsss.models import deeplab
 
 
@@ -119,8 +120,8 @@ def test_supervision_log_hand_computed():
 def _fake_cams(root, names, folder):
     """CAM files from the ground truth: each present class's mask, box-blurred and cut so they peak inside."""
     folder.mkdir()
-    for image_id in data.read_ids(root, "train"):
-        gt = data.load_mask(data.path(root, "mask", image_id), len(names))
+    for image_id in voc.read_ids(root, "train"):
+        gt = voc.load_mask(voc.path(root, "mask", image_id), len(names))
         keys = np.array([c for c in range(1, len(names)) if (gt == c).any()])
         masks = torch.from_numpy(np.stack([gt == c for c in keys]).astype(np.float32))[None]
         cam = F.avg_pool2d(masks, 9, 1, 4)[0]

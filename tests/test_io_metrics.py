@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from wsss import io, metrics
+from wsss.pipeline import metrics as metrics_stage
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
@@ -48,7 +49,7 @@ def test_metric_rows_and_gather(tmp_path):
     conf = np.array([[3, 1], [0, 4]])
     rows = metrics.rows("cam", "cam", "train", ["background", "disc"], conf, best_threshold=0.15)
     metrics.write(tmp_path / "a.csv", rows)
-    metrics.run({}, inputs=[str(tmp_path / "a.csv")] * 2, out=str(tmp_path / "all.csv"))
+    metrics_stage.run({}, inputs=[str(tmp_path / "a.csv")] * 2, out=str(tmp_path / "all.csv"))
     table = metrics.read(tmp_path / "all.csv")
     assert list(table.columns) == metrics.COLUMNS and len(table) == 2 * len(rows)
     miou = table[(table.metric == "iou") & (table["class"] == "")].value.iloc[0]

@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from wsss import eval_sem_seg, metrics
-from wsss.data import voc_palette
-from wsss.eval_ins_seg import average_precision, mask_iou
+from wsss import metrics
+from wsss.datasets.voc import voc_palette
 from wsss.io import save_png
+from wsss.irnet import eval_sem_seg
+from wsss.irnet.eval_ins_seg import average_precision, mask_iou
 
 
 def _mask(*spans, width=100):

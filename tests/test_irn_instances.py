@@ -2,9 +2,14 @@
 import numpy as np
 import torch
 
-from wsss.make_ins_seg_labels import (connected_components, detections, instance_map, load_instances,
-                                      refine_centroids)
 from wsss.io import save_npz
+from wsss.irnet.make_ins_seg_labels import (
+    connected_components,
+    detections,
+    instance_map,
+    load_instances,
+    refine_centroids,
+)
 
 
 def _bfs_components(mask: np.ndarray) -> np.ndarray:

@@ -2,8 +2,8 @@
 import torch
 
 from kernels import line_max_affinity
-from wsss import relations
-from wsss.train_irn import boundary_losses, displacement_losses, losses, total_loss
+from wsss.irnet import relations
+from wsss.irnet.losses import boundary_losses, displacement_losses, losses, total_loss
 
 RADIUS = 5
 

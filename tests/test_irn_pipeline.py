@@ -3,10 +3,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from wsss import (cam_to_ir_label, data, eval_ins_seg, eval_sem_seg, make_ins_seg_labels, make_sem_seg_labels,
-                  metrics, train_irn)
+from wsss import metrics
+from wsss.cam import net as cam_net
+from wsss.datasets import voc
 from wsss.io import save_npz
-from wsss.models import cam, irn
+from wsss.irnet import cam_to_ir_label, eval_ins_seg, eval_sem_seg, make_ins_seg_labels, make_sem_seg_labels, train_irn
+from wsss.irnet import net as irn_net
 
 CRF = dict(crf_gt_prob=0.7, crf_gauss_sxy=3, crf_gauss_compat=3, crf_bi_sxy=50, crf_bi_srgb=5, crf_bi_compat=10,
            crf_iterations=10)
@@ -32,7 +34,7 @@ def _fake_cams(root, ids, n_classes, out):
     """CAM files as make_cam writes them, from ground truth: each class's mask, eroded to its core by a
     box blur threshold and smoothed, so that IR labels and propagation have something to recover."""
     for image_id in ids:
-        gt = data.load_mask(data.path(root, "mask", image_id), n_classes)
+        gt = voc.load_mask(voc.path(root, "mask", image_id), n_classes)
         keys = np.array([c for c in range(1, n_classes) if (gt == c).any()])
         masks = torch.from_numpy(np.stack([gt == c for c in keys])).float()[None]
         blurred = torch.nn.functional.avg_pool2d(masks, 9, 1, 4, count_include_pad=False)[0]
@@ -47,32 +49,32 @@ def _fake_cams(root, ids, n_classes, out):
 
 def test_stages_end_to_end(tiny_voc, tmp_path):
     root, class_names = tiny_voc
-    ids = data.read_ids(root, "train")
+    ids = voc.read_ids(root, "train")
     cams = tmp_path / "cam_maps"
     _fake_cams(root, ids, len(class_names), cams)
     cam_params = {"backbone": "small", "class_names": class_names, "pretrained": None}
-    torch.save({"state_dict": cam.build(cam_params).state_dict(), "params": cam_params}, tmp_path / "cam.pt")
+    torch.save({"state_dict": cam_net.build(cam_params).state_dict(), "params": cam_params}, tmp_path / "cam_net.pt")
     common = {"class_names": class_names, "split": "train", "device": "cpu"}
 
     cam_to_ir_label.run({**common, "conf_fg_thres": 0.30, "conf_bg_thres": 0.05, "num_workers": 0, **CRF},
                         root=root, cams=cams, out=tmp_path / "ir_label")
     first = Image.open(tmp_path / "ir_label" / f"{ids[0]}.png")
-    assert first.mode == "P" and first.size == Image.open(data.path(root, "image", ids[0])).size
+    assert first.mode == "P" and first.size == Image.open(voc.path(root, "image", ids[0])).size
     assert set(np.unique(np.asarray(first))) <= {*range(len(class_names)), 255}
 
     train_irn.run({**common, "seed": 0, "backbone": "small", "pretrained": None, "irn_backbone": "cam", "crop": 64,
                    "scale": [0.5, 1.5], "input_scale": 1.0, "batch_size": 4, "epochs": 1, "lr": 0.1, "momentum": 0.0, "weight_decay": 1e-4,
                    "radius": 10, "num_workers": 0},
-                  root=root, ir_labels=tmp_path / "ir_label", cam_model=tmp_path / "cam.pt", out=tmp_path / "irn.pt")
-    ckpt = torch.load(tmp_path / "irn.pt", weights_only=True)
+                  root=root, ir_labels=tmp_path / "ir_label", cam_model=tmp_path / "cam_net.pt", out=tmp_path / "irn_net.pt")
+    ckpt = torch.load(tmp_path / "irn_net.pt", weights_only=True)
     assert len(ckpt["history"]["seconds"]) == 1 and ckpt["params"]["irn_backbone"] == "cam"
-    model = irn.load(tmp_path / "irn.pt")
-    cam_backbone = cam.load(tmp_path / "cam.pt").backbone.state_dict()
+    model = irn_net.load(tmp_path / "irn_net.pt")
+    cam_backbone = cam_net.load(tmp_path / "cam_net.pt").backbone.state_dict()
     assert all(torch.equal(v, cam_backbone[k]) for k, v in model.backbone.state_dict().items())  # frozen copy
     assert ckpt["state_dict"]["mean_displacement"].abs().sum() > 0
 
     walk = {**common, "beta": 10, "steps": 32, "radius": 5, "bg_thres": 0.25}  # t = 256 in the paper
-    paths = dict(root=root, cams=cams, irn_model=tmp_path / "irn.pt")
+    paths = dict(root=root, cams=cams, irn_model=tmp_path / "irn_net.pt")
     # semantic labels from a rescaled input (CAMs resampled onto IRNet's grid), instances at the paper's scale 1
     make_sem_seg_labels.run({**walk, "input_scale": 1.5}, **paths, out=tmp_path / "sem_seg")
     make_ins_seg_labels.run({**walk, "input_scale": 1.0, "dp_iterations": 100, "centroid_thres": 2.5}, **paths,

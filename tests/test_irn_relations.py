@@ -3,8 +3,8 @@ import itertools
 
 import torch
 
-from wsss import relations
 from kernels import neighbor_offsets
+from wsss.irnet import relations
 
 F, B, N = "fg_pos", "bg_pos", "neg"
 

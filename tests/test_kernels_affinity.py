@@ -3,12 +3,13 @@ line_max_affinity (IRNet Eq. 7) on every backend against IRNet's gather-then-max
 (including ties, where IRNet's max_pool2d sends the gradient to the first max in path order) included."""
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from _cudasim import run_cudasim
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels.bench.line_max_affinity import gather_max_affinity, path_index
 from kernels.line_max_affinity import line_max_affinity
 from kernels.offsets import neighbor_offsets, neighbor_paths
-from _cudasim import run_cudasim
 
 CPU_BACKENDS = ["numba", "torch"]
 

@@ -3,9 +3,10 @@ float64 masked dense attention on fresh random inputs: non-square grids, levels 
 the query, grids smaller than the radius (positions with few or no neighbours), B > 1."""
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
-
 from _cudasim import run_cudasim
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from kernels.bench.neighborhood_aggregate import dense_reference, random_inputs
 from kernels.neighborhood_aggregate import neighborhood_aggregate
 

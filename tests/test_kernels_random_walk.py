@@ -2,11 +2,12 @@
 computed in float64 (kernels.bench.random_walk.dense_walk: n x n matrix, exp_times squarings)."""
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from _cudasim import run_cudasim
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels.bench.random_walk import dense_walk
 from kernels.random_walk import random_walk
-from _cudasim import run_cudasim
 
 CPU_BACKENDS = ["numba", "torch"]
 

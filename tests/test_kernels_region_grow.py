@@ -6,11 +6,12 @@ import importlib
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from _cudasim import run_cudasim
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels.bench.region_grow import union_find_reference
 from kernels.region_grow import region_grow
-from _cudasim import run_cudasim
 
 CPU_BACKENDS = ["torch", "numba"]
 THRESHOLDS = [(0.85, 0.99), (0.5, 0.6), (0.6, 0.5), (0.85, 0.85)]

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from wsss.data import DataError
+from wsss.cam.net import CAMNet
+from wsss.errors import DataError
 from wsss.models import load_pretrained, resnet
-from wsss.models.cam import CAMNet
 
 
 def _torchvision_state(model):

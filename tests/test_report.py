@@ -1,5 +1,5 @@
 """The report's run-time table: shards summed per rule, benchmarks of another `shards` count left out."""
-from wsss import report
+from wsss.pipeline import report
 
 
 def _bench(file, seconds):

@@ -1,11 +1,12 @@
-"""wsss.losses on hand-computed cases: DSRG's balanced seeding loss (Eq. 1), SEC's constrain loss as DSRG
+"""wsss.dsrg.losses and wsss.seg.losses on hand-computed cases: DSRG's balanced seeding loss (Eq. 1), SEC's constrain loss as DSRG
 uses it (Eq. 2, with the released clipping), SEC's probability floors, cross-entropy with ignore."""
 import math
 
 import pytest
 import torch
 
-from wsss.losses import balanced_seed_loss, constrain_loss, cross_entropy, floor_probs, seg_probs
+from wsss.dsrg.losses import balanced_seed_loss, constrain_loss, floor_probs, seg_probs
+from wsss.seg.losses import cross_entropy
 
 
 def _probs(*columns):

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from wsss.data import DataError
+from wsss.cam.net import CAMNet
+from wsss.errors import DataError
 from wsss.models import deeplab
-from wsss.models.cam import CAMNet
 from wsss.models.resnet import Bottleneck, resnet
 
 NAMES = ["background", "a", "b"]

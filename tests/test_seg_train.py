@@ -4,8 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
-from wsss import data, eval_seg, infer_seg, train_seg, training
+from wsss import training
+from wsss.datasets import voc
 from wsss.io import save_png
+from wsss.seg import eval_seg, infer_seg, train_seg
 
 
 @pytest.fixture(autouse=True)
@@ -99,9 +101,9 @@ def test_checkpoint_of_other_params_is_not_resumed(tiny_voc, tmp_path, monkeypat
 
 def test_missing_pseudo_label_is_named(tiny_voc, tmp_path):
     root, names = tiny_voc
-    first = data.read_ids(root, "train")[0]
+    first = voc.read_ids(root, "train")[0]
     (root / "SegmentationClass" / f"{first}.png").unlink()
-    with pytest.raises(data.DataError, match=f"{first}.png: pseudo-label not found"):
+    with pytest.raises(voc.DataError, match=f"{first}.png: pseudo-label not found"):
         train_seg.run(_params(names), root=root, labels=root / "SegmentationClass", out=tmp_path / "m.pt")
 
 
@@ -115,10 +117,10 @@ def _val_rows(root, names, pred, tmp_path):
 def test_eval_seg_scores_hand_made_predictions(tiny_voc, tmp_path):
     root, names = tiny_voc
     perfect, everything_bg, n_bg, n_valid = tmp_path / "gt", tmp_path / "bg", 0, 0
-    for image_id in data.read_ids(root, "val"):
-        gt = data.load_mask(data.path(root, "mask", image_id), len(names))
-        save_png(perfect / f"{image_id}.png", np.where(gt == 255, 0, gt), data.voc_palette())
-        save_png(everything_bg / f"{image_id}.png", np.zeros_like(gt), data.voc_palette())
+    for image_id in voc.read_ids(root, "val"):
+        gt = voc.load_mask(voc.path(root, "mask", image_id), len(names))
+        save_png(perfect / f"{image_id}.png", np.where(gt == 255, 0, gt), voc.voc_palette())
+        save_png(everything_bg / f"{image_id}.png", np.zeros_like(gt), voc.voc_palette())
         n_bg, n_valid = n_bg + (gt == 0).sum(), n_valid + (gt != 255).sum()
     assert _val_rows(root, names, perfect, tmp_path)[""] == 1.0  # void pixels do not count
     iou = _val_rows(root, names, everything_bg, tmp_path)
@@ -129,7 +131,7 @@ def test_eval_seg_scores_hand_made_predictions(tiny_voc, tmp_path):
 
 def test_eval_seg_rejects_unlabelled_predictions(tiny_voc, tmp_path):
     root, names = tiny_voc
-    with pytest.raises(data.DataError, match="val_00000.png: prediction holds ignore"):
+    with pytest.raises(voc.DataError, match="val_00000.png: prediction holds ignore"):
         eval_seg.run(dict(split="val", class_names=names, method="m"), root=root, pred=root / "SegmentationClass",
                      out=tmp_path / "m.csv")
 
@@ -142,7 +144,7 @@ def test_infer_seg_writes_a_label_per_image(tiny_voc, tmp_path):
         out = tmp_path / f"pred{crf}"
         infer_seg.run(dict(split="val", scales=[0.75, 1.0], flip=True, crf=crf, device="cpu"), root=root,
                       model=tmp_path / "m.pt", out=out)
-        for image_id in data.read_ids(root, "val"):
-            shape = data.load_image(data.path(root, "image", image_id)).shape[:2]
-            label = data.load_mask(out / f"{image_id}.png", len(names), shape)
+        for image_id in voc.read_ids(root, "val"):
+            shape = voc.load_image(voc.path(root, "image", image_id)).shape[:2]
+            label = voc.load_mask(out / f"{image_id}.png", len(names), shape)
             assert label.max() < len(names)

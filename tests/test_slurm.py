@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from test_workflow import REPO, SNAKEMAKE, TINY, _env
 
 SLURM_DIR = Path(__file__).resolve().parent / "slurm"

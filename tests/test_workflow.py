@@ -149,7 +149,7 @@ def test_editing_stage_code_reruns_that_stage_and_what_follows(tiny_run, tmp_pat
         return _jobs(result.stdout + result.stderr)
 
     assert plan() == set()
-    with open(copy / "wsss" / "eval_cam.py", "a") as f:
+    with open(copy / "wsss" / "cam" / "eval_cam.py", "a") as f:
         f.write("\n# an edit\n")
     assert plan() == {"eval_cam"} | TAIL
     with open(copy / "kernels" / "region_grow.py", "a") as f:

@@ -1,48 +1,73 @@
 """`wsss <stage> --params JSON --<path-name> PATH ...`: runs one pipeline stage.
 
-Every stage module in wsss/ has `run(params: dict, *, <paths>)`; the Snakefile passes the rule's params as
-JSON (types preserved) and its named inputs/outputs as --name PATH. `wsss <stage> --help` lists them.
+A stage is a module `wsss/<package>/<stage>.py` that defines `run(params: dict, *, <paths>)`; the table
+of stages is found from the packages (STAGES), and each workflow rule runs the stage of its own name.
+The rule passes its params as one JSON object (types preserved) and its named inputs/outputs as
+--name PATH. `wsss --help` lists the stages, `wsss <stage> --help` its paths.
 WSSS_GPUS=n (set by the workflow from the rule's `gpu` resource) pins the job to n free GPUs."""
 import argparse
+import ast
 import importlib
 import inspect
 import json
 import os
 import sys
+from pathlib import Path
 
 from wsss import gpu_slots
+from wsss.errors import DataError
 
-STAGES = {
-    "demo_dataset": "wsss.demo",
-    "train_cam": "wsss.train_cam",
-    "make_cam": "wsss.make_cam",
-    "eval_cam": "wsss.eval_cam",
-    "cam_to_ir_label": "wsss.cam_to_ir_label",
-    "train_irn": "wsss.train_irn",
-    "make_sem_seg_labels": "wsss.make_sem_seg_labels",
-    "make_ins_seg_labels": "wsss.make_ins_seg_labels",
-    "eval_sem_seg": "wsss.eval_sem_seg",
-    "eval_ins_seg": "wsss.eval_ins_seg",
-    "dsrg_seeds": "wsss.dsrg_seeds",
-    "train_dsrg": "wsss.train_dsrg",
-    "train_seg": "wsss.train_seg",
-    "infer_seg": "wsss.infer_seg",
-    "eval_seg": "wsss.eval_seg",
-    "gather": "wsss.shards",
-    "metrics": "wsss.metrics",
-    "report": "wsss.report",
-}
+PACKAGE = Path(__file__).parent
+
+
+def _defines_run(file: Path) -> bool:
+    tree = ast.parse(file.read_text())
+    return any(isinstance(node, ast.FunctionDef) and node.name == "run" for node in tree.body)
+
+
+def find_stages() -> dict[str, str]:
+    """stage name -> module: every module one package below wsss/ that defines `run` (read, not imported,
+    so listing the stages stays fast). Two stages of one name would be ambiguous: an error."""
+    stages = {}
+    for file in sorted(PACKAGE.glob("*/*.py")):
+        if file.stem.startswith("_") or not _defines_run(file):
+            continue
+        if file.stem in stages:
+            raise RuntimeError(f"stage {file.stem!r} is defined twice: {stages[file.stem]} and {file}")
+        stages[file.stem] = f"wsss.{file.parent.name}.{file.stem}"
+    return stages
+
+
+STAGES = find_stages()
+
+
+def summary(module: str) -> str:
+    """The first line of a stage module's docstring."""
+    file = PACKAGE.parent.joinpath(*module.split(".")).with_suffix(".py")
+    doc = ast.get_docstring(ast.parse(file.read_text())) or ""
+    return doc.splitlines()[0] if doc else ""
+
+
+def usage() -> str:
+    width = max(map(len, STAGES))
+    lines = [f"  {name:<{width}}  {summary(module)}" for name, module in STAGES.items()]
+    return ("usage: wsss <stage> [--params JSON] [--<path> PATH ...]\n"
+            "       wsss <stage> --help   (the stage's paths and parameters)\n\nstages:\n" + "\n".join(lines))
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in STAGES:
-        sys.exit(f"usage: wsss <stage> [--params JSON] [--<path> PATH ...]\nstages: {', '.join(STAGES)}")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return
+    if argv[0] not in STAGES:
+        sys.exit(f"wsss: unknown stage {argv[0]!r}\n\n{usage()}")
     stage, rest = argv[0], argv[1:]
     module = importlib.import_module(STAGES[stage])
     fn = module.run
     path_params = [p for p in inspect.signature(fn).parameters.values() if p.name != "params"]
-    ap = argparse.ArgumentParser(prog=f"wsss {stage}", description=inspect.getdoc(fn))
+    ap = argparse.ArgumentParser(prog=f"wsss {stage}", description=inspect.getdoc(module),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=json.loads, default={}, help="stage parameters as a JSON object")
     for p in path_params:  # a parameter annotated `list` takes several paths; one with a default is optional
         ap.add_argument(f"--{p.name}", required=p.default is inspect.Parameter.empty,
@@ -50,7 +75,10 @@ def main(argv=None):
                         nargs="+" if p.annotation in (list, "list") else None)
     args = vars(ap.parse_args(rest))
     gpus = gpu_slots.acquire(int(os.environ.get("WSSS_GPUS", "0")))  # before torch initialises CUDA
-    fn(args.pop("params"), **args)
+    try:
+        fn(args.pop("params"), **args)
+    except DataError as e:  # bad input: one line naming the file, not a traceback
+        sys.exit(f"wsss {stage}: error: {e}")
     del gpus
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from wsss.data import DataError
+from wsss.errors import DataError
 
 
 @contextlib.contextmanager

@@ -49,8 +49,3 @@ def read(path) -> pd.DataFrame:
     table = pd.read_csv(path, keep_default_na=False, dtype={"class": str})  # "" = mean, not NaN
     table["value"] = pd.to_numeric(table["value"].replace("", None), errors="raise")  # "" = NaN IoU
     return table
-
-
-def run(params: dict, *, inputs: list, out):
-    """The `metrics` stage: concatenates the per-stage metric files into {run_dir}/metrics.csv."""
-    save_csv(out, pd.concat([read(p) for p in inputs], ignore_index=True)[COLUMNS])

@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from wsss import data, distributed
+from wsss import distributed
+from wsss.datasets import voc
 from wsss.io import atomic_path
 from wsss.runtime import device
 
@@ -52,7 +53,7 @@ class BatchPlan:
 def iterations_per_epoch(n_items: int, batch_size: int, source="the training set") -> int:
     """Full batches per epoch; `source` (the split file) names the culprit when there is not one."""
     if n_items < batch_size:
-        raise data.DataError(f"{source}: {n_items} images, fewer than one batch of {batch_size}")
+        raise voc.DataError(f"{source}: {n_items} images, fewer than one batch of {batch_size}")
     return n_items // batch_size
 
 
@@ -167,7 +168,7 @@ def resume(file: Path, params, model, optimizer, history, tracker) -> int:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise data.DataError(f"{file}: unreadable checkpoint ({e}); delete it to start afresh") from e
+        raise voc.DataError(f"{file}: unreadable checkpoint ({e}); delete it to start afresh") from e
     if state.get("params") != params or "history" not in state:
         tqdm.write(f"{file}: checkpoint of other params (or of an older wsss), starting afresh")
         return 0

@@ -1,24 +1,29 @@
+# Class activation maps (IRNet Sec. 3): wsss/cam/.
+
+
 rule train_cam:
     """IRNet Sec. 3: classification network whose class activation maps seed every later stage."""
     input:
         split=split_file(TRAIN),
     output:
-        model=f"{RUN}/cam/model.pt",
+        model=CAM_MODEL,
     params:
-        code=code("train_cam"),
-        class_names=CLASSES,
-        tags_from=TAGS_FROM,
-        seed=config["seed"],
-        device=config["device"],
-        split=TRAIN,
-        backbone=config["model"]["backbone"],
-        pretrained=config["model"]["pretrained"],
-        crop=config["cam"]["crop"],
-        resize_long=config["cam"]["resize_long"],
-        batch_size=config["cam"]["batch_size"],
-        epochs=config["cam"]["epochs"],
-        lr=config["cam"]["lr"],
-        weight_decay=config["cam"]["weight_decay"],
+        **stage_params(
+            "train_cam",
+            class_names=CLASSES,
+            tags_from=TAGS_FROM,
+            seed=config["seed"],
+            device=config["device"],
+            split=TRAIN,
+            backbone=config["model"]["backbone"],
+            pretrained=config["model"]["pretrained"],
+            crop=config["cam"]["crop"],
+            resize_long=config["cam"]["resize_long"],
+            batch_size=config["cam"]["batch_size"],
+            epochs=config["cam"]["epochs"],
+            lr=config["cam"]["lr"],
+            weight_decay=config["cam"]["weight_decay"],
+        ),
     threads: 8  # torch intra-op threads (Snakemake sets OMP_NUM_THREADS; capped at --cores)
     resources:
         gpu=1,
@@ -26,8 +31,8 @@ rule train_cam:
         log_file("train_cam"),
     benchmark:
         bench("train_cam")
-    run:
-        wsss("train_cam", params, log, resources, root=DATA, out=output.model)
+    shell:
+        GPU_WSSS + " train_cam --params {params.json} --root {DATA:q} --out {output.model:q} > {log:q} 2>&1"
 
 
 rule make_cam:
@@ -38,13 +43,15 @@ rule make_cam:
     output:
         cams=shard_folder("cam/maps"),
     params:
-        code=code("make_cam"),
-        class_names=CLASSES,
-        tags_from=TAGS_FROM,
-        device=config["device"],
-        split=TRAIN,
-        scales=config["cam"]["scales"],
-        shard="{scatteritem}",
+        **stage_params(
+            "make_cam",
+            class_names=CLASSES,
+            tags_from=TAGS_FROM,
+            device=config["device"],
+            split=TRAIN,
+            scales=config["cam"]["scales"],
+            shard=wildcard("scatteritem"),
+        ),
     threads: 8  # torch intra-op threads (Snakemake sets OMP_NUM_THREADS; capped at --cores)
     resources:
         gpu=1,
@@ -52,8 +59,9 @@ rule make_cam:
         log_file("make_cam", sharded=True),
     benchmark:
         bench("make_cam", sharded=True)
-    run:
-        wsss("make_cam", params, log, resources, root=DATA, model=input.model, out=output.cams)
+    shell:
+        GPU_WSSS + " make_cam --params {params.json} --root {DATA:q} --model {input.model:q} --out {output.cams:q}"
+        " > {log:q} 2>&1"
 
 
 rule eval_cam:
@@ -65,16 +73,14 @@ rule eval_cam:
         metrics=f"{RUN}/metrics/eval_cam.csv",
         sweep=f"{RUN}/cam/threshold_sweep.csv",
     params:
-        code=code("eval_cam"),
-        class_names=CLASSES,
-        split=TRAIN,
-        thresholds=config["cam"]["eval_thresholds"],
+        **stage_params("eval_cam", class_names=CLASSES, split=TRAIN, thresholds=config["cam"]["eval_thresholds"]),
     log:
         log_file("eval_cam"),
     benchmark:
         bench("eval_cam")
-    run:
-        wsss("eval_cam", params, log, resources, root=DATA, cams=input.cams, metrics=output.metrics, sweep=output.sweep)
+    shell:
+        WSSS + " eval_cam --params {params.json} --root {DATA:q} --cams {input.cams:q} --metrics {output.metrics:q}"
+        " --sweep {output.sweep:q} > {log:q} 2>&1"
 
 
 METRIC_FILES.append(rules.eval_cam.output.metrics)

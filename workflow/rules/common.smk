@@ -18,6 +18,13 @@ EVAL = config["dataset"]["eval_split"]
 METRIC_FILES = []  # every evaluation rule adds its metrics CSV; rule `metrics` gathers them
 SHARDED = []  # output folders of sharded per-image stages; rule gather_shards merges each
 
+# Every rule runs `<Python> -m wsss.cli <stage> --params JSON --<path> PATH ...` with Snakemake's own
+# Python, so jobs need no activated environment (`make demo` calls .venv/bin/snakemake with .venv/bin not
+# on PATH; a SLURM job runs the submitting Python). GPU rules prefix WSSS_GPUS={resources.gpu}: the job
+# takes that many free GPUs (wsss/gpu_slots.py).
+WSSS = f"{shlex.quote(sys.executable)} -m wsss.cli"
+GPU_WSSS = "WSSS_GPUS={resources.gpu} " + WSSS
+
 
 def split_file(split):
     return f"{DATA}/ImageSets/Segmentation/{split}.txt"
@@ -39,23 +46,18 @@ def shard_folder(folder):
     return directory(f"{RUN}/{folder}.shards/{{scatteritem}}")
 
 
-def code(stage):
-    """Hash of the stage's code and the project code it imports: editing it reruns the stage."""
-    return code_version(STAGES[stage])
+def wildcard(name):
+    """A param whose value is the job's wildcard `name` (e.g. the shard, `{scatteritem}`)."""
+    return lambda wildcards: wildcards[name]
 
 
-def wsss(stage, params, log, resources, **paths):
-    """Runs `wsss <stage>` in its own process, pinned to its own GPUs, logging to `log`. The command is
-    Snakemake's own Python with `-m wsss.cli`, so jobs need no activated environment (`make demo` calls
-    .venv/bin/snakemake with .venv/bin not on PATH; a SLURM job runs the submitting Python).
+def stage_params(stage, /, **values):
+    """A rule's params: `code`, the hash of the stage's code and the project code it imports (editing it
+    reruns the rule), and `json`, the config values the stage depends on as one shell-quoted JSON object
+    for `--params` (a changed value reruns the rule). A value may be a function of the wildcards."""
 
-    `params` (the rule's params, less `code`) travel as JSON to keep their types; `paths` become
-    --name PATH; the rule's `gpu` resource becomes WSSS_GPUS (see wsss/gpu_slots.py)."""
-    values = {k: v for k, v in params.items() if k != "code"}
-    args = " ".join(
-        f"--{name} " + (" ".join(map(shlex.quote, value)) if isinstance(value, list) else shlex.quote(str(value)))
-        for name, value in paths.items()
-    )
-    python = shlex.quote(sys.executable)
-    command = f"WSSS_GPUS={resources.get('gpu', 0)} {python} -m wsss.cli {stage} --params {shlex.quote(json.dumps(values))} {args}"
-    shell(command.replace("{", "{{").replace("}", "}}") + " > {log} 2>&1")  # shell() formats its string again
+    def as_json(wildcards):
+        resolved = {k: v(wildcards) if callable(v) else v for k, v in values.items()}
+        return shlex.quote(json.dumps(resolved))
+
+    return dict(code=code_version(STAGES[stage]), json=as_json)

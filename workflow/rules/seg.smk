@@ -1,6 +1,6 @@
-# Segmentation networks trained on pseudo-labels, and DSRG (wsss/train_seg.py, train_dsrg.py).
-# Each network lives in {RUN}/<net>/: seg_irnet (on IRNet's random-walk labels), dsrg and dsrg_nogrowth
-# (DSRG Table 2 ablation), dsrg_retrain (DSRG Sec. 4.4: trained on the DSRG model's predictions).
+# Segmentation networks trained on pseudo-labels (wsss/seg/). Each network lives in {RUN}/<net>/:
+# seg_irnet (on IRNet's random-walk labels), dsrg and dsrg_nogrowth (DSRG Table 2 ablation; rules in
+# dsrg.smk), dsrg_retrain (DSRG Sec. 4.4: trained on the DSRG model's predictions).
 
 
 def seg_params():
@@ -23,74 +23,16 @@ def seg_params():
     )
 
 
-rule dsrg_seeds:
-    """DSRG Sec. 3.1: seed cues from the CAMs (foreground) and saliency or a low CAM (background)."""
-    input:
-        split=split_file(TRAIN),
-        cams=f"{RUN}/cam/maps",
-    output:
-        seeds=directory(f"{RUN}/dsrg/seeds"),
-    params:
-        code=code("dsrg_seeds"),
-        split=TRAIN,
-        fg_rule=config["dsrg"]["fg_rule"],
-        fg_fraction=config["dsrg"]["fg_fraction"],
-        bg_cam=config["dsrg"]["bg_cam"],
-        bg_saliency=config["dsrg"]["bg_saliency"],
-        saliency_dir=config["dsrg"]["saliency_dir"],
-    log:
-        log_file("dsrg_seeds"),
-    benchmark:
-        bench("dsrg_seeds")
-    run:
-        wsss("dsrg_seeds", params, log, resources, root=DATA, cams=input.cams, out=output.seeds)
-
-
-rule train_dsrg:
-    """DSRG Sec. 3.2-3.3: balanced seeding + constrain losses, seeds grown every iteration (or not)."""
-    input:
-        split=split_file(TRAIN),
-        seeds=rules.dsrg_seeds.output.seeds,
-        init=CAM_MODEL if INIT_FROM_CAM else [],
-    output:
-        model=f"{RUN}/{{dsrg}}/model.pt",
-        supervision=f"{RUN}/{{dsrg}}/supervision.csv",
-        plot=report(f"{RUN}/{{dsrg}}/supervision.png", caption="../report/supervision.rst", category="DSRG"),
-    wildcard_constraints:
-        dsrg="dsrg|dsrg_nogrowth",
-    params:
-        code=code("train_dsrg"),
-        **seg_params(),
-        tags_from=TAGS_FROM,
-        growth=lambda wc: wc.dsrg == "dsrg",
-        scale=config["dsrg"]["scale"],
-        epochs=config["dsrg"]["epochs"],
-        lr=config["dsrg"]["lr"],
-        lr_policy="step",
-        lr_step=config["dsrg"]["lr_step"],
-        lr_gamma=config["dsrg"]["lr_gamma"],
-        th_fg=config["dsrg"]["th_fg"],
-        th_bg=config["dsrg"]["th_bg"],
-        crf_scale=config["dsrg"]["crf_scale"],
-        crf_log_unary=config["dsrg"]["crf_log_unary"],
-    threads: 8
-    resources:
-        gpu=1,
-    log:
-        log_file("train_dsrg_{dsrg}"),
-    benchmark:
-        bench("train_dsrg_{dsrg}")
-    run:
-        init = {"init": input.init} if INIT_FROM_CAM else {}
-        wsss("train_dsrg", params, log, resources, root=DATA, seeds=input.seeds, out=output.model,
-             supervision=output.supervision, plot=output.plot, **init)
-
-
 def train_seg_input(wildcards):
     """seg_irnet learns IRNet's random-walk labels; dsrg_retrain the DSRG model's train predictions."""
     if wildcards.seg == "dsrg_retrain":
         return dict(labels=f"{RUN}/dsrg/pred/{TRAIN}", init=f"{RUN}/dsrg/model.pt")
     return dict(labels=f"{RUN}/irn/sem_seg", **({"init": CAM_MODEL} if INIT_FROM_CAM else {}))
+
+
+def init_arg(wildcards, input):
+    """`--init FILE` when the network starts from a saved one."""
+    return f"--init {shlex.quote(input.init)}" if "init" in input.keys() and input.init else ""
 
 
 rule train_seg:
@@ -103,12 +45,15 @@ rule train_seg:
     wildcard_constraints:
         seg="seg_irnet|dsrg_retrain",
     params:
-        code=code("train_seg"),
-        **seg_params(),
-        scale=config["seg"]["scale"],
-        iterations=config["seg"]["iterations"],
-        lr=config["seg"]["lr"],
-        power=0.9,
+        **stage_params(
+            "train_seg",
+            **seg_params(),
+            scale=config["seg"]["scale"],
+            iterations=config["seg"]["iterations"],
+            lr=config["seg"]["lr"],
+            power=0.9,
+        ),
+        init=init_arg,
     threads: 8
     resources:
         gpu=1,
@@ -116,9 +61,9 @@ rule train_seg:
         log_file("train_seg_{seg}"),
     benchmark:
         bench("train_seg_{seg}")
-    run:
-        init = {"init": input.init} if "init" in input.keys() else {}
-        wsss("train_seg", params, log, resources, root=DATA, labels=input.labels, out=output.model, **init)
+    shell:
+        GPU_WSSS + " train_seg --params {params.json} --root {DATA:q} --labels {input.labels:q} {params.init}"
+        " --out {output.model:q} > {log:q} 2>&1"
 
 
 rule infer_seg:
@@ -129,13 +74,15 @@ rule infer_seg:
     output:
         pred=shard_folder("{net}/pred/{split}"),
     params:
-        code=code("infer_seg"),
-        split="{split}",
-        device=config["device"],
-        scales=config["seg"]["infer_scales"],
-        flip=True,
-        crf=config["seg"]["infer_crf"],
-        shard="{scatteritem}",
+        **stage_params(
+            "infer_seg",
+            split=wildcard("split"),
+            device=config["device"],
+            scales=config["seg"]["infer_scales"],
+            flip=True,
+            crf=config["seg"]["infer_crf"],
+            shard=wildcard("scatteritem"),
+        ),
     threads: 8
     resources:
         gpu=1,
@@ -143,8 +90,9 @@ rule infer_seg:
         log_file("infer_seg_{net}_{split}", sharded=True),
     benchmark:
         bench("infer_seg_{net}_{split}", sharded=True)
-    run:
-        wsss("infer_seg", params, log, resources, root=DATA, model=input.model, out=output.pred)
+    shell:
+        GPU_WSSS + " infer_seg --params {params.json} --root {DATA:q} --model {input.model:q} --out {output.pred:q}"
+        " > {log:q} 2>&1"
 
 
 rule eval_seg:
@@ -155,16 +103,14 @@ rule eval_seg:
     output:
         metrics=f"{RUN}/metrics/seg_{{net}}.csv",
     params:
-        code=code("eval_seg"),
-        class_names=CLASSES,
-        split=EVAL,
-        method="{net}",
+        **stage_params("eval_seg", class_names=CLASSES, split=EVAL, method=wildcard("net")),
     log:
         log_file("eval_seg_{net}"),
     benchmark:
         bench("eval_seg_{net}")
-    run:
-        wsss("eval_seg", params, log, resources, root=DATA, pred=input.pred, out=output.metrics)
+    shell:
+        WSSS + " eval_seg --params {params.json} --root {DATA:q} --pred {input.pred:q} --out {output.metrics:q}"
+        " > {log:q} 2>&1"
 
 
 SEG_NETS = ["seg_irnet", "dsrg", "dsrg_nogrowth", "dsrg_retrain"]

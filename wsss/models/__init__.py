@@ -1,7 +1,7 @@
 """Networks: torchvision-compatible ResNet backbones and the heads of each method."""
 import torch
 
-from wsss.data import DataError
+from wsss.errors import DataError
 from wsss.io import load_torch
 from wsss.models.resnet import load_pretrained, resnet
 

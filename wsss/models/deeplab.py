@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss.data import DataError
+from wsss.errors import DataError
 from wsss.models import load_trained, read_checkpoint
 from wsss.models.resnet import Bottleneck, resnet
 

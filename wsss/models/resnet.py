@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss.data import DataError
+from wsss.errors import DataError
 from wsss.io import load_torch
 
 # name -> (block, blocks per layer, widths of layer1..4 before expansion, stem width)

@@ -1,3 +1,6 @@
+# The pipeline's own rules (wsss/pipeline/): merging shards, the metrics table, the report.
+
+
 rule gather_shards:
     """Merges the shard folders of a per-image stage into one folder (config `shards`)."""
     input:
@@ -7,13 +10,13 @@ rule gather_shards:
     wildcard_constraints:
         folder="|".join(SHARDED),
     params:
-        code=code("gather"),
+        **stage_params("gather_shards"),
     log:
         f"{RUN}/logs/gather_shards/{{folder}}.log",
     benchmark:
         f"{RUN}/benchmarks/gather_shards/{{folder}}.tsv"
-    run:
-        wsss("gather", params, log, resources, inputs=list(input), out=output[0])
+    shell:
+        WSSS + " gather_shards --params {params.json} --inputs {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule metrics:
@@ -23,13 +26,13 @@ rule metrics:
     output:
         table=report(f"{RUN}/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
     params:
-        code=code("metrics"),
+        **stage_params("metrics"),
     log:
         log_file("metrics"),
     benchmark:
         bench("metrics")
-    run:
-        wsss("metrics", params, log, resources, inputs=list(input), out=output.table)
+    shell:
+        WSSS + " metrics --params {params.json} --inputs {input:q} --out {output.table:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -49,27 +52,20 @@ rule report:
             category="CAM",
         ),
     params:
-        code=code("report"),
-        class_names=CLASSES,
-        split=TRAIN,
-        n_overlays=config["report"]["n_overlays"],
-        shards=config["shards"],  # benchmarks of shards of another count are old runs' (not summed)
+        **stage_params(
+            "report",
+            class_names=CLASSES,
+            split=TRAIN,
+            n_overlays=config["report"]["n_overlays"],
+            shards=config["shards"],  # benchmarks of shards of another count are old runs' (not summed)
+        ),
+        benchmarks=f"{RUN}/benchmarks",
     log:
         log_file("report"),
     benchmark:
         bench("report")
-    run:
-        wsss(
-            "report",
-            params,
-            log,
-            resources,
-            root=DATA,
-            metrics_csv=input.metrics,
-            sweep=input.sweep,
-            cams=input.cams,
-            benchmarks=f"{RUN}/benchmarks",
-            summary=output.summary,
-            sweep_plot=output.sweep_plot,
-            overlays=output.overlays,
-        )
+    shell:
+        WSSS + " report --params {params.json} --root {DATA:q} --metrics_csv {input.metrics:q}"
+        " --sweep {input.sweep:q} --cams {input.cams:q} --benchmarks {params.benchmarks:q}"
+        " --summary {output.summary:q} --sweep_plot {output.sweep_plot:q} --overlays {output.overlays:q}"
+        " > {log:q} 2>&1"

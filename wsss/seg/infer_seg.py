@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from wsss import data
 from wsss.crf import dense_crf
+from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
 from wsss.models import deeplab
 from wsss.runtime import device
@@ -23,12 +23,12 @@ def run(params: dict, *, root, model, out):
     """Writes the network's prediction for every image of `split`."""
     dev = device(params.get("device", "auto"))
     net = deeplab.load(model, dev)
-    palette = data.voc_palette()
+    palette = voc.voc_palette()
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        for image_id in tqdm(select(data.read_ids(root, params["split"]), params.get("shard", "1-of-1")),
+        for image_id in tqdm(select(voc.read_ids(root, params["split"]), params.get("shard", "1-of-1")),
                              desc="infer_seg"):
-            image = data.load_image(data.path(root, "image", image_id))
+            image = voc.load_image(voc.path(root, "image", image_id))
             probs = predict(net, image, params["scales"], params["flip"], dev)
             if params["crf"]:
                 probs = dense_crf(image, probs)

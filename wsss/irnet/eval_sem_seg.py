@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from wsss import data, metrics
+from wsss import metrics
+from wsss.datasets import voc
 
 
 def run(params: dict, *, root, labels, out):
@@ -20,12 +21,12 @@ def run(params: dict, *, root, labels, out):
     n = len(params["class_names"])
     conf = np.zeros((n, n), np.int64)
     unsure = 0
-    for image_id in tqdm(data.read_ids(root, params["split"]), desc=f"eval {params['stage']}"):
-        gt = data.load_mask(data.path(root, "mask", image_id), n)
-        pred = data.load_mask(Path(labels) / f"{image_id}.png", n, gt.shape)
-        scored = pred != data.IGNORE
+    for image_id in tqdm(voc.read_ids(root, params["split"]), desc=f"eval {params['stage']}"):
+        gt = voc.load_mask(voc.path(root, "mask", image_id), n)
+        pred = voc.load_mask(Path(labels) / f"{image_id}.png", n, gt.shape)
+        scored = pred != voc.IGNORE
         conf += metrics.confusion(pred[scored], gt[scored], n)
-        unsure += int(np.sum(~scored & (gt != data.IGNORE)))
+        unsure += int(np.sum(~scored & (gt != voc.IGNORE)))
     coverage = conf.sum() / max(conf.sum() + unsure, 1)
     metrics.write(out, metrics.rows(params["stage"], params["method"], params["split"], params["class_names"],
                                     conf, coverage=coverage))

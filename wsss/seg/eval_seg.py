@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from wsss import data, metrics
+from wsss import metrics
+from wsss.datasets import voc
 
 
 def run(params: dict, *, root, pred, out):
@@ -14,11 +15,11 @@ def run(params: dict, *, root, pred, out):
     class_names = params["class_names"]
     n = len(class_names)
     conf = np.zeros((n, n), np.int64)
-    for image_id in tqdm(data.read_ids(root, params["split"]), desc="eval_seg"):
-        gt = data.load_mask(data.path(root, "mask", image_id), n)
+    for image_id in tqdm(voc.read_ids(root, params["split"]), desc="eval_seg"):
+        gt = voc.load_mask(voc.path(root, "mask", image_id), n)
         file = Path(pred) / f"{image_id}.png"
-        label = data.load_mask(file, n, gt.shape)
-        if (label == data.IGNORE).any():
-            raise data.DataError(f"{file}: prediction holds ignore (255) pixels; every pixel needs a class")
+        label = voc.load_mask(file, n, gt.shape)
+        if (label == voc.IGNORE).any():
+            raise voc.DataError(f"{file}: prediction holds ignore (255) pixels; every pixel needs a class")
         conf += metrics.confusion(label, gt, n)
     metrics.write(out, metrics.rows("seg", params["method"], params["split"], class_names, conf))

@@ -1,7 +1,7 @@
 """The train_dsrg stage: DSRG training (Sec. 3.2-3.3, Fig. 2) of a DeepLab-v2 network from seed cues.
 
 Every iteration, on the network's output grid (stride 8):
-  P = softmax of the logits, floored as SEC does (wsss.losses.seg_probs);
+  P = softmax of the logits, floored as SEC does (wsss.dsrg.losses.seg_probs);
   Q = dense CRF of P on the image downscaled to that grid (wsss.crf, Koltun's pairwise defaults with the
       spatial deviations divided by `crf_scale`, 12 in the released code), floored;
   S = kernels.region_grow(Q, original cues, present classes, th_fg, th_bg): grown from the ORIGINAL cues
@@ -34,10 +34,11 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from kernels import region_grow
-from wsss import data, distributed, metrics
+from wsss import distributed, metrics
 from wsss.crf import dense_crf
+from wsss.datasets import voc
+from wsss.dsrg.losses import balanced_seed_loss, constrain_loss, floor_probs, seg_probs
 from wsss.io import atomic_path, save_csv
-from wsss.losses import balanced_seed_loss, constrain_loss, floor_probs, seg_probs
 from wsss.models import deeplab
 from wsss.runtime import seed_everything
 from wsss.training import fit, iterations_per_epoch
@@ -58,15 +59,15 @@ def run(params: dict, *, root, seeds, out, supervision, plot, init=None):
 def train(params: dict, *, root, seeds, out, supervision, plot, init=None):
     seed_everything(params["seed"])
     class_names = params["class_names"]
-    ids = data.read_ids(root, params["split"])
-    tags = data.image_tags(root, ids, class_names, params["tags_from"])
+    ids = voc.read_ids(root, params["split"])
+    tags = voc.image_tags(root, ids, class_names, params["tags_from"])
     scale = params.get("scale")
     dataset = CuedImages(root, ids, seeds, tags, len(class_names),
                          TrainAugment(params["crop"], scale=tuple(scale) if scale else None))
     model = deeplab.build(params)
     if init is not None:
         deeplab.load_weights(model, init)
-    per_epoch = iterations_per_epoch(len(ids), params["batch_size"], data.path(root, "split", params["split"]))
+    per_epoch = iterations_per_epoch(len(ids), params["batch_size"], voc.path(root, "split", params["split"]))
     log = SupervisionLog(len(class_names), per_epoch)
     backbone, heads = deeplab.param_groups(model)
     fit(model, [(backbone, 1.0), (heads, params.get("head_lr_mult", 10.0))], dataset, DSRGStep(params, log),
@@ -82,7 +83,7 @@ class CuedImages(Dataset):
 
     def __init__(self, root, ids, seeds, tags, n_classes, augment):
         self.root, self.ids, self.n_classes, self.augment = root, ids, n_classes, augment
-        self.cue_files = data.label_files(seeds, ids, "seed cues")
+        self.cue_files = voc.label_files(seeds, ids, "seed cues")
         self.tags = torch.from_numpy(tags)
 
     def __len__(self):
@@ -91,9 +92,9 @@ class CuedImages(Dataset):
     def __getitem__(self, key):
         index, aug_seed = key
         image_id = self.ids[index]
-        image = data.load_image(data.path(self.root, "image", image_id))
-        cues = data.load_mask(self.cue_files[index], self.n_classes, image.shape[:2])
-        gt = data.load_mask(data.path(self.root, "mask", image_id), self.n_classes, image.shape[:2])
+        image = voc.load_image(voc.path(self.root, "image", image_id))
+        cues = voc.load_mask(self.cue_files[index], self.n_classes, image.shape[:2])
+        gt = voc.load_mask(voc.path(self.root, "mask", image_id), self.n_classes, image.shape[:2])
         # the same seed gives the same scale, flip and crop to both label maps
         x, cues = self.augment(image, cues, random.Random(aug_seed))
         _, gt = self.augment(image, gt, random.Random(aug_seed))

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from wsss import make_cam
-from wsss.data import load_mask, path, read_ids
+from wsss.cam import make_cam
+from wsss.datasets.voc import load_mask, path, read_ids
 from wsss.io import save_csv
 from wsss.metrics import confusion, rows, scores, write
+
 
 def run(params: dict, *, root, cams, metrics, sweep):
     """Scores the CAMs in folder `cams` for every image of `split` over the threshold sweep."""

@@ -1,28 +1,15 @@
-"""Segmentation losses: cross-entropy with ignore (fully supervised training on pseudo-labels), DSRG's
-balanced seeding loss (Eq. 1) and the constrain-to-boundary loss of SEC that DSRG adds (Eq. 2).
+"""DSRG's losses: the balanced seeding loss (Eq. 1) and the constrain-to-boundary loss of SEC that DSRG
+adds (Eq. 2).
 
 Probabilities follow SEC's and DSRG's released layers: the network's softmax is floored with MIN_PROB
 (`seg_probs`) and so is the CRF output (`floor_probs`), which keeps every log finite."""
 import torch
 import torch.nn.functional as F
 
-from wsss import distributed
-
-IGNORE = 255
 MIN_PROB = 1e-4  # min_prob of SEC's / DSRG's pylayers.py
 # DSRG's ConstrainLossLayer clips Q / P to this range (SEC's does not clip); clamp's zero gradient outside
 # it matches Theano's T.clip
 RATIO_CLIP = (0.05, 20.0)
-
-
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the labelled pixels of the whole batch (all DDP ranks; 0 when none is
-    labelled); logits [B, C, h, w] are upsampled (bilinear) to the label size [B, H, W] first, and label 255
-    is ignored."""
-    if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, labels.shape[-2:], mode="bilinear", align_corners=False)
-    labelled = distributed.mean((labels != IGNORE).sum().to(logits.dtype))
-    return F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum") / labelled.clamp_min(1)
 
 
 def seg_probs(logits: torch.Tensor, min_prob: float = MIN_PROB) -> torch.Tensor:

@@ -13,10 +13,11 @@ import random
 
 from torch.utils.data import Dataset
 
-from wsss import data, distributed
-from wsss.losses import cross_entropy
+from wsss import distributed
+from wsss.datasets import voc
 from wsss.models import deeplab
 from wsss.runtime import seed_everything
+from wsss.seg.losses import cross_entropy
 from wsss.training import fit
 from wsss.transforms import TrainAugment
 
@@ -29,7 +30,7 @@ def run(params: dict, *, root, labels, out, init=None):
 
 def train(params: dict, *, root, labels, out, init=None):
     seed_everything(params["seed"])
-    ids = data.read_ids(root, params["split"])
+    ids = voc.read_ids(root, params["split"])
     dataset = PseudoLabelled(root, ids, labels, len(params["class_names"]),
                              TrainAugment(params["crop"], scale=tuple(params["scale"])))
     model = deeplab.build(params)
@@ -49,14 +50,14 @@ class PseudoLabelled(Dataset):
 
     def __init__(self, root, ids, labels, n_classes, augment):
         self.root, self.ids, self.n_classes, self.augment = root, ids, n_classes, augment
-        self.files = data.label_files(labels, ids, "pseudo-label")
+        self.files = voc.label_files(labels, ids, "pseudo-label")
 
     def __len__(self):
         return len(self.ids)
 
     def __getitem__(self, key):
         index, aug_seed = key
-        image = data.load_image(data.path(self.root, "image", self.ids[index]))
-        label = data.load_mask(self.files[index], self.n_classes, image.shape[:2])
+        image = voc.load_image(voc.path(self.root, "image", self.ids[index]))
+        label = voc.load_mask(self.files[index], self.n_classes, image.shape[:2])
         x, y = self.augment(image, label, random.Random(aug_seed))
         return {"image": x, "label": y}

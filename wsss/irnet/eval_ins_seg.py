@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from wsss import data, metrics
-from wsss.make_ins_seg_labels import load_instances
+from wsss import metrics
+from wsss.datasets import voc
+from wsss.irnet.make_ins_seg_labels import load_instances
 
 THRESHOLDS = {"ap50": 0.5, "ap70": 0.7}
 
@@ -25,11 +26,11 @@ def run(params: dict, *, root, ins_seg, out):
     """Writes metrics rows (stage "ins_seg", method "irnet", metrics ap50 / ap70, per class and mean)."""
     class_names = params["class_names"]
     preds, gts = [], []
-    for image_id in tqdm(data.read_ids(root, params["split"]), desc="eval_ins_seg"):
+    for image_id in tqdm(voc.read_ids(root, params["split"]), desc="eval_ins_seg"):
         gt = gt_instances(root, image_id, len(class_names))
         pred = load_instances(Path(ins_seg) / f"{image_id}.npz")
         if pred["masks"].shape[1:] != gt["masks"].shape[1:]:
-            raise data.DataError(f"{Path(ins_seg) / image_id}.npz: masks are {pred['masks'].shape[1:]} but the "
+            raise voc.DataError(f"{Path(ins_seg) / image_id}.npz: masks are {pred['masks'].shape[1:]} but the "
                                  f"image is {gt['masks'].shape[1:]}")
         preds.append(pred)
         gts.append(gt)
@@ -48,15 +49,15 @@ def _row(params, metric, class_name, value):
 
 def gt_instances(root, image_id, n_classes) -> dict:
     """{"masks": bool [n, H, W], "classes": int64 [n]} of one image's ground-truth instances."""
-    labels = data.load_mask(data.path(root, "mask", image_id), n_classes)
-    ids = data.load_instances(data.path(root, "instances", image_id), labels.shape)
-    instance_ids = [i for i in np.unique(ids) if i not in (0, data.IGNORE)]
+    labels = voc.load_mask(voc.path(root, "mask", image_id), n_classes)
+    ids = voc.load_instances(voc.path(root, "instances", image_id), labels.shape)
+    instance_ids = [i for i in np.unique(ids) if i not in (0, voc.IGNORE)]
     masks = np.stack([ids == i for i in instance_ids]) if instance_ids else np.zeros((0, *ids.shape), bool)
     classes = []
     for i, mask in zip(instance_ids, masks):
         counts = np.bincount(labels[mask], minlength=256)[1:n_classes]
         if not counts.any():
-            raise data.DataError(f"{data.path(root, 'instances', image_id)}: instance {i} lies on no object "
+            raise voc.DataError(f"{voc.path(root, 'instances', image_id)}: instance {i} lies on no object "
                                  "class in SegmentationClass")
         classes.append(int(counts.argmax()) + 1)
     return {"masks": masks, "classes": np.asarray(classes, np.int64)}

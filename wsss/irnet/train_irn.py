@@ -1,6 +1,6 @@
 """The train_irn stage: IRNet's two branches trained from the IR labels (IRNet Sec. 4.2-4.5, Sec. 6.1).
 
-Per batch: pairs within `radius` (10) at stride 4 from the reduced IR labels (Eq. 2-4, wsss.relations);
+Per batch: pairs within `radius` (10) at stride 4 from the reduced IR labels (Eq. 2-4, wsss.irnet.relations);
 boundary loss Eq. 8 on the affinities of Eq. 7 (kernels.line_max_affinity); displacement losses Eq. 5-6;
 joint loss Eq. 9. SGD with polynomial decay (power 0.9) from `lr`, weight decay `weight_decay`, the
 displacement branch at 10x the learning rate (Sec. 6.1), the backbone frozen; wsss.training's loop (DDP
@@ -24,16 +24,16 @@ Output `out` (irn/model.pt): {"state_dict", "params" (as given, used to rebuild 
 import random
 from pathlib import Path
 
-import torch
 from torch.utils.data import Dataset
 
-from kernels import line_max_affinity
-from wsss import data, distributed, relations, runtime
-from wsss.models import cam, irn, load_pretrained
+from wsss import distributed, runtime
+from wsss.cam import net as cam_net
+from wsss.datasets import voc
+from wsss.irnet import losses, relations
+from wsss.irnet import net as irn_net
+from wsss.models import load_pretrained
 from wsss.training import fit, iterations_per_epoch
 from wsss.transforms import TrainAugment
-
-EPS = 1e-5  # the released code's guard inside the logarithms and the pair-count divisions
 
 
 def run(params: dict, *, root, ir_labels, cam_model, out):
@@ -43,11 +43,11 @@ def run(params: dict, *, root, ir_labels, cam_model, out):
 
 def train(params: dict, *, root, ir_labels, cam_model, out):
     runtime.seed_everything(params["seed"])
-    ids = data.read_ids(root, params["split"])
+    ids = voc.read_ids(root, params["split"])
     lo, hi = params["scale"]  # the random rescale range around the `input_scale` the label stages use
     augment = TrainAugment(crop=params["crop"], scale=(lo * params["input_scale"], hi * params["input_scale"]))
     dataset = IRLabelDataset(root, ids, ir_labels, len(params["class_names"]), augment)
-    per_epoch = iterations_per_epoch(len(dataset), params["batch_size"], data.path(root, "split", params["split"]))
+    per_epoch = iterations_per_epoch(len(dataset), params["batch_size"], voc.path(root, "split", params["split"]))
     model = init_model(params, cam_model)
     boundary, displacement = model.branch_parameters()
     # Sec. 6.1: displacement-branch gradients x10, i.e. 10x its learning rate under SGD. The released
@@ -70,24 +70,24 @@ class IRLabelDataset(Dataset):
 
     def __getitem__(self, key):
         index, aug_seed = key
-        image = data.load_image(data.path(self.root, "image", self.ids[index]))
-        label = data.load_mask(self.label_dir / f"{self.ids[index]}.png", self.n_classes, image.shape)
+        image = voc.load_image(voc.path(self.root, "image", self.ids[index]))
+        label = voc.load_mask(self.label_dir / f"{self.ids[index]}.png", self.n_classes, image.shape)
         image, label = self.augment(image, label, random.Random(aug_seed))
         return {"image": image, "label": relations.downsample_label(label)}
 
 
-def init_model(params: dict, cam_model) -> irn.IRNet:
+def init_model(params: dict, cam_model) -> irn_net.IRNet:
     """IRNet with its frozen backbone taken from ImageNet weights or from the trained CAM network."""
-    model = irn.build(params["backbone"])
+    model = irn_net.build(params["backbone"])
     if params["irn_backbone"] == "pretrained":
         if not params.get("pretrained"):
             raise ValueError("irn_backbone 'pretrained' needs `pretrained`, an ImageNet weights file")
         load_pretrained(model.backbone, params["pretrained"])
     elif params["irn_backbone"] == "cam":
         try:
-            model.backbone.load_state_dict(cam.load(cam_model).backbone.state_dict())
+            model.backbone.load_state_dict(cam_net.load(cam_model).backbone.state_dict())
         except RuntimeError as e:
-            raise data.DataError(f"{cam_model}: the CAM network's backbone is not a {params['backbone']!r} "
+            raise voc.DataError(f"{cam_model}: the CAM network's backbone is not a {params['backbone']!r} "
                                  f"({e})") from e
     else:
         raise ValueError(f"irn_backbone must be 'pretrained' or 'cam', got {params['irn_backbone']!r}")
@@ -102,41 +102,4 @@ class Objective:
 
     def __call__(self, net, batch, it):
         edge, disp = net(batch["image"])
-        return total_loss(losses(edge, disp, batch["label"], self.radius))
-
-
-def losses(edge: torch.Tensor, disp: torch.Tensor, label: torch.Tensor, radius: int) -> dict[str, torch.Tensor]:
-    """The five loss terms of one batch: boundary logits [B, 1, h, w], displacement [B, 2, h, w], IR labels
-    [B, h, w] at stride 4."""
-    pairs = relations.pair_sets(label, radius)
-    affinity = line_max_affinity(torch.sigmoid(edge[:, 0]), radius)  # Eq. 7
-    return {**boundary_losses(affinity, pairs), **displacement_losses(disp, pairs, radius)}
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of `values` where `mask` over the whole batch (all DDP ranks, wsss.distributed.mean)."""
-    return (values * mask).sum() / (distributed.mean(mask.sum()) + EPS)
-
-
-def boundary_losses(affinity: torch.Tensor, pairs: dict) -> dict[str, torch.Tensor]:
-    """Eq. 8's three cross-entropy terms, each normalised by its own pair count: same-class pairs want
-    affinity 1 (no boundary on the line between them), different-class pairs want 0."""
-    return {"aff_fg": masked_mean(-torch.log(affinity + EPS), pairs["fg_pos"]),
-            "aff_bg": masked_mean(-torch.log(affinity + EPS), pairs["bg_pos"]),
-            "aff_neg": masked_mean(-torch.log(1 + EPS - affinity), pairs["neg"])}
-
-
-def displacement_losses(disp: torch.Tensor, pairs: dict, radius: int) -> dict[str, torch.Tensor]:
-    """Eq. 5 (foreground pairs: D(x_i) - D(x_j) should equal x_j - x_i) and Eq. 6 (background pairs: no
-    difference), L1 averaged over the two components as released."""
-    delta = relations.pair_differences(disp, radius)
-    target = relations.pair_offsets(radius, disp.device)
-    return {"dp_fg": masked_mean((delta - target).abs().mean(1), pairs["fg_pos"]),
-            "dp_bg": masked_mean(delta.abs().mean(1), pairs["bg_pos"])}
-
-
-def total_loss(parts: dict) -> torch.Tensor:
-    """Eq. 9 with L^B as in Eq. 8 (positive terms halved); the whole is halved as released, the scale
-    the released learning rate 0.1 goes with."""
-    boundary = parts["aff_fg"] / 2 + parts["aff_bg"] / 2 + parts["aff_neg"]
-    return (boundary + parts["dp_fg"] + parts["dp_bg"]) / 2
+        return losses.total_loss(losses.losses(edge, disp, batch["label"], self.radius))

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from wsss import data, make_cam
+from wsss.cam import make_cam
+from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
 
 FG_RULES = ("top_fraction", "max_fraction")
@@ -27,10 +28,10 @@ def run(params: dict, *, root, cams, out):
     if params["fg_rule"] not in FG_RULES:
         raise ValueError(f"fg_rule must be one of {FG_RULES}, got {params['fg_rule']!r}")
     saliency_dir = params.get("saliency_dir")
-    palette = data.voc_palette()
+    palette = voc.voc_palette()
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        for image_id in tqdm(data.read_ids(root, params["split"]), desc="dsrg_seeds"):
+        for image_id in tqdm(voc.read_ids(root, params["split"]), desc="dsrg_seeds"):
             cam = make_cam.load(Path(cams) / f"{image_id}.npz")
             shape = cam["high_res"].shape[1:]
             background = (load_saliency(Path(saliency_dir) / f"{image_id}.png", shape) < params["bg_saliency"]
@@ -44,7 +45,7 @@ def seed_cues(keys: np.ndarray, cams: np.ndarray, background: np.ndarray, fg_rul
     """uint8 [H, W] cue map from present classes `keys` [k], their CAMs [k, H, W] and a bool background
     cue [H, W]."""
     fg = foreground_cues(cams, fg_rule, fg_fraction)
-    cues = np.full(background.shape, data.IGNORE, np.uint8)
+    cues = np.full(background.shape, voc.IGNORE, np.uint8)
     cues[background] = 0
     strongest = np.where(fg, cams, -1).argmax(0)
     any_fg = fg.any(0)
@@ -68,14 +69,14 @@ def foreground_cues(cams: np.ndarray, fg_rule: str, fraction: float) -> np.ndarr
 def load_saliency(file: Path, shape) -> np.ndarray:
     """float32 [H, W] in [0, 1] from a grey saliency PNG (value / 255)."""
     if not file.is_file():
-        raise data.DataError(f"{file}: saliency map not found")
+        raise voc.DataError(f"{file}: saliency map not found")
     try:
         img = Image.open(file)
         img.load()
     except (UnidentifiedImageError, OSError) as e:
-        raise data.DataError(f"{file}: unreadable saliency map ({e})") from e
+        raise voc.DataError(f"{file}: unreadable saliency map ({e})") from e
     sal = np.asarray(img.convert("L"), np.float32) / 255
     if sal.shape != tuple(shape):
-        raise data.DataError(f"{file}: saliency map is {sal.shape[0]}x{sal.shape[1]} but its image is "
+        raise voc.DataError(f"{file}: saliency map is {sal.shape[0]}x{sal.shape[1]} but its image is "
                              f"{shape[0]}x{shape[1]}")
     return sal

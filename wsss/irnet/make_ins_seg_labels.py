@@ -28,10 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsss import data
+from wsss.datasets import voc
 from wsss.io import atomic_path, save_npz
-from wsss.make_sem_seg_labels import irn_inputs
-from wsss.models import irn
+from wsss.irnet import net as irn_net
+from wsss.irnet.make_sem_seg_labels import irn_inputs
 
 MIN_FRAGMENT = 0.01  # released max_fragment_size: pieces under 1 % of the image get score 0
 
@@ -44,7 +44,7 @@ def run(params: dict, *, root, cams, irn_model, out):
             instances = instance_map(x.displacement, params["dp_iterations"], params["centroid_thres"])
             # Eq. 11: channel c * n + k is class c on instance k
             instance_cams = (x.cam[:, None] * instances[None]).flatten(0, 1)
-            scores = irn.propagate(instance_cams, x.boundary, x.input_size, x.image_size, params["beta"],
+            scores = irn_net.propagate(instance_cams, x.boundary, x.input_size, x.image_size, params["beta"],
                                    params["steps"], params["radius"])
             found = detections(scores, np.repeat(x.keys, len(instances)), params["bg_thres"])
             save_npz(tmp / f"{x.image_id}.npz", **found)
@@ -122,11 +122,11 @@ def load_instances(file) -> dict[str, np.ndarray]:
     """{"masks": bool [n, H, W], "classes": int64 [n], "scores": float32 [n]} of a make_ins_seg_labels file."""
     file = Path(file)
     if not file.is_file():
-        raise data.DataError(f"{file}: instance label file not found")
+        raise voc.DataError(f"{file}: instance label file not found")
     with np.load(file) as f:
         instance, classes, scores = f["instance_map"], f["classes"], f["scores"]
     if not len(classes) == len(scores) or instance.max(initial=0) > len(classes):
-        raise data.DataError(f"{file}: {len(classes)} classes, {len(scores)} scores and instance ids up to "
+        raise voc.DataError(f"{file}: {len(classes)} classes, {len(scores)} scores and instance ids up to "
                              f"{instance.max(initial=0)} do not agree")
     masks = instance[None] == np.arange(1, len(classes) + 1, dtype=instance.dtype)[:, None, None]
     return {"masks": masks, "classes": classes, "scores": scores}

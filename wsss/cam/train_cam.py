@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from wsss import distributed
-from wsss.data import VOCDataset, path
-from wsss.models import cam
+from wsss.cam import net as cam_net
+from wsss.datasets.voc import VOCDataset, path
 from wsss.runtime import seed_everything
 from wsss.training import fit, iterations_per_epoch
 from wsss.transforms import TrainAugment
@@ -55,7 +55,7 @@ def train(p: dict, *, root, out):
     seed_everything(p["seed"])
     images = VOCDataset(root, p["split"], p["class_names"], p["tags_from"], with_mask=False)
     n_iters = iterations_per_epoch(len(images), p["batch_size"], path(root, "split", p["split"])) * p["epochs"]
-    model = cam.build(p)
+    model = cam_net.build(p)
     backbone, new = model.param_groups()
     dataset = TaggedImages(images, TrainAugment(p["crop"], resize_long=p["resize_long"]))
     fit(model, [(backbone, 1.0), (new, NEW_LAYER_LR_MULT)], dataset, classification_loss, p, n_iters, out=out,

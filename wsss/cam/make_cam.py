@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from wsss.data import DataError, image_tags, load_image, path, read_ids
+from wsss.cam import net as cam_net
+from wsss.datasets.voc import image_tags, load_image, path, read_ids
+from wsss.errors import DataError
 from wsss.io import atomic_path, save_npz
-from wsss.models import cam
 from wsss.runtime import device
 from wsss.shards import select
 from wsss.transforms import INFERENCE_SCALES, fuse_flips, multiscale_inputs
@@ -31,7 +32,7 @@ EPS = 1e-5  # keeps an all-zero channel at zero instead of NaN
 def run(params: dict, *, root, model, out):
     """Writes `<out>/<id>.npz` for every image of `split`, from the CAM network saved at `model`."""
     dev = device(params.get("device", "auto"))
-    net = cam.load(model, dev).to(memory_format=torch.channels_last)  # faster convolutions (train_cam.py)
+    net = cam_net.load(model, dev).to(memory_format=torch.channels_last)  # faster convolutions (train_cam.py)
     ids = select(read_ids(root, params["split"]), params.get("shard", "1-of-1"))
     tags = image_tags(root, ids, params["class_names"], params["tags_from"])
     scales = params.get("scales", INFERENCE_SCALES)
@@ -43,7 +44,7 @@ def run(params: dict, *, root, model, out):
             save_npz(tmp / f"{image_id}.npz", keys=keys.astype(np.int64), cam=strided, high_res=high_res)
 
 
-def image_cams(net: cam.CAMNet, image: np.ndarray, keys: np.ndarray, scales=INFERENCE_SCALES):
+def image_cams(net: cam_net.CAMNet, image: np.ndarray, keys: np.ndarray, scales=INFERENCE_SCALES):
     """(stride-4 CAMs [k, ceil(H/4), ceil(W/4)], full-resolution CAMs [k, H, W]) of the classes `keys`
     (label space), each channel max-normalised; float32 numpy."""
     h, w = image.shape[:2]

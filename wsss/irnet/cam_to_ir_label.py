@@ -24,22 +24,24 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from wsss import data, make_cam, runtime
+from wsss import runtime
+from wsss.cam import make_cam
 from wsss.crf import dense_crf, label_probs
+from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
 from wsss.shards import select
 
 
 def run(params: dict, *, root, cams, out):
     """Writes one IR label PNG per image of `split` from its CAM file in `cams`."""
-    ids = select(data.read_ids(root, params["split"]), params.get("shard", "1-of-1"))
+    ids = select(voc.read_ids(root, params["split"]), params.get("shard", "1-of-1"))
     work = partial(_label_one, root=root, cams=Path(cams), params=params)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         workers = params.get("num_workers", runtime.threads())  # default: the job's threads
         with _imap(workers if workers > 1 else 0) as imap:
             for image_id, label in tqdm(imap(work, ids), total=len(ids), desc="cam_to_ir_label"):
-                save_png(tmp / f"{image_id}.png", label, data.voc_palette())
+                save_png(tmp / f"{image_id}.png", label, voc.voc_palette())
 
 
 @contextlib.contextmanager
@@ -54,7 +56,7 @@ def _imap(num_workers: int):
 
 
 def _label_one(image_id, *, root, cams, params):
-    image = data.load_image(data.path(root, "image", image_id))
+    image = voc.load_image(voc.path(root, "image", image_id))
     cam = make_cam.load(cams / f"{image_id}.npz", image.shape[:2])
     return image_id, ir_label(image, cam["keys"], cam["high_res"], params)
 
@@ -64,7 +66,7 @@ def ir_label(image: np.ndarray, keys: np.ndarray, high_res: np.ndarray, params: 
     classes = np.concatenate([[0], keys]).astype(np.uint8)
     fg = classes[confident_crf(image, high_res, params["conf_fg_thres"], params)]
     bg = classes[confident_crf(image, high_res, params["conf_bg_thres"], params)]
-    label = np.where(fg == 0, data.IGNORE, fg).astype(np.uint8)
+    label = np.where(fg == 0, voc.IGNORE, fg).astype(np.uint8)
     label[(fg == 0) & (bg == 0)] = 0
     return label
 

@@ -11,6 +11,8 @@ import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm import tqdm
 
+from wsss.errors import DataError
+
 IGNORE = 255
 
 # Where each kind of file lives under a root; `{}` is the image id.
@@ -32,10 +34,6 @@ SCRIBBLESUP_CONTEXT = frozenset(
     "sky grass ground road building tree water mountain wall floor track keyboard ceiling bag bed "
     "bedclothes bench book cabinet cloth computer cup curtain door fence flower food mouse plate "
     "platform rock shelves sidewalk sign snow truck window wood light".split())
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and the problem."""
 
 
 def path(root, kind: str, image_id: str) -> Path:

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from wsss import data, metrics
+from wsss import metrics
+from wsss.datasets import voc
 from wsss.io import atomic_path
 
 
@@ -22,7 +23,7 @@ def run(params: dict, *, root, metrics_csv, sweep, cams, benchmarks, summary, sw
     table = metrics.read(metrics_csv)
     write_summary(table, benchmarks, summary, params["shards"])
     plot_sweep(pd.read_csv(sweep), sweep_plot)
-    ids = data.read_ids(root, params["split"])[: params["n_overlays"]]
+    ids = voc.read_ids(root, params["split"])[: params["n_overlays"]]
     with atomic_path(overlays) as tmp:
         tmp.mkdir()
         for image_id in ids:
@@ -75,10 +76,10 @@ def plot_sweep(sweep: pd.DataFrame, out):
 
 
 def plot_cam_overlay(root, image_id, cam_file, class_names, out):
-    image = data.load_image(Path(root) / "JPEGImages" / f"{image_id}.jpg")
-    mask = data.load_mask(Path(root) / "SegmentationClass" / f"{image_id}.png", len(class_names), image.shape[:2])
+    image = voc.load_image(Path(root) / "JPEGImages" / f"{image_id}.jpg")
+    mask = voc.load_mask(Path(root) / "SegmentationClass" / f"{image_id}.png", len(class_names), image.shape[:2])
     cam = np.load(cam_file)
-    palette = data.voc_palette()
+    palette = voc.voc_palette()
     panels = [("image", image), ("ground truth", palette[mask])]
     panels += [(class_names[k], None) for k in cam["keys"]]
     fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.4))

@@ -18,10 +18,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from wsss import data, make_cam, runtime
+from wsss import runtime
+from wsss.cam import make_cam
+from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
+from wsss.irnet import net as irn_net
 from wsss.shards import select
-from wsss.models import irn
 from wsss.transforms import normalize, rescale, to_tensor
 
 
@@ -30,10 +32,10 @@ def run(params: dict, *, root, cams, irn_model, out):
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for x in irn_inputs(params, root, cams, irn_model, desc="make_sem_seg_labels"):
-            scores = irn.propagate(x.cam, x.boundary, x.input_size, x.image_size, params["beta"], params["steps"],
+            scores = irn_net.propagate(x.cam, x.boundary, x.input_size, x.image_size, params["beta"], params["steps"],
                                    params["radius"])
             save_png(tmp / f"{x.image_id}.png", semantic_label(scores, x.keys, params["bg_thres"]),
-                     data.voc_palette())
+                     voc.voc_palette())
 
 
 class IRNInputs(NamedTuple):
@@ -51,11 +53,11 @@ def irn_inputs(params: dict, root, cams, irn_model, desc: str):
     """IRNInputs of every image of the `split` and `shard` in params, from the IRNet saved at `irn_model`
     on params' device, with a progress bar: the loop both label stages share."""
     device = runtime.device(params.get("device", "auto"))
-    model = irn.load(irn_model, device)
+    model = irn_net.load(irn_model, device)
     input_scale = params["input_scale"]
-    ids = select(data.read_ids(root, params["split"]), params.get("shard", "1-of-1"))
+    ids = select(voc.read_ids(root, params["split"]), params.get("shard", "1-of-1"))
     for image_id in tqdm(ids, desc=desc):
-        image = data.load_image(data.path(root, "image", image_id))
+        image = voc.load_image(voc.path(root, "image", image_id))
         cam = make_cam.load(Path(cams) / f"{image_id}.npz", image.shape[:2])
         seen = image if input_scale == 1 else rescale(image, input_scale)[0]
         boundary, displacement = model.infer(to_tensor(normalize(seen)).to(device))

@@ -7,7 +7,7 @@ peak on the parts and cover the bodies only partly, which leaves the room betwee
 that IRNet-style label refinement is meant to close. Objects come 1..max_objects per image, sometimes two
 of one class, sometimes touching or overlapping.
 
-Written files (all read back by wsss.data):
+Written files (all read back by wsss.datasets.voc):
   JPEGImages/<id>.jpg                     RGB, quality 95, no chroma subsampling (parts keep their colours)
   SegmentationClass/<id>.png              palette PNG, 0 background, 1..K, 255 void band along borders
   SegmentationObject/<id>.png             palette PNG, instance ids 1..N in drawing order, same void band
@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from wsss import io
-from wsss.data import LAYOUT, path, rasterise_scribbles, voc_palette
+from wsss.datasets.voc import LAYOUT, path, rasterise_scribbles, voc_palette
 
 # Every knob, with its default (config.yaml `demo:` mirrors these). Sizes are fractions of the image side.
 DEFAULTS = dict(
@@ -48,7 +48,7 @@ DEFAULTS = dict(
     void_radius=1,  # void band: pixels within this distance of a border between regions (~2r px wide)
     bg_strokes=3,  # background scribbles per image
 )
-SCRIBBLE_WIDTH = 3  # px; wsss.data.load_scribble_xml's default, so PNG and XML agree (_runs assumes 3)
+SCRIBBLE_WIDTH = 3  # px; wsss.datasets.voc.load_scribble_xml's default, so PNG and XML agree (_runs assumes 3)
 MIN_VISIBLE = 0.6  # an object keeps at least this fraction of its pixels when later ones overlap it
 PLACEMENT_TRIES = 30
 TEXTURE_PERIOD = 6.0  # px, so textures look alike at every object size
@@ -206,7 +206,7 @@ class Placed:
 def run(params, *, root):
     """Writes the demo data set in PASCAL VOC layout into folder `root` (replaced as a whole, atomically).
 
-    params: the keys of wsss.demo.DEFAULTS (missing ones take the default)."""
+    params: the keys of DEFAULTS (missing ones take the default)."""
     p = _params(params)
     families = [FAMILIES[name] for name in p["class_names"][1:]]
     splits = {"train": p["n_train"], "val": p["n_val"]}

@@ -1,0 +1,74 @@
+"""One package per method: each rule of workflow/rules/<method>.smk runs the stage of its own name,
+wsss/<method>/<rule>.py, whose `run` takes exactly the paths the rule's command passes."""
+import importlib
+import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wsss import cli
+
+REPO = Path(__file__).resolve().parents[1]
+RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+
+
+def rules_with_commands():
+    """(rule file, rule name, stage, the --options of its command) for every rule that runs a stage."""
+    found = []
+    for file in RULE_FILES:
+        for block in re.split(r"^\s*rule ", file.read_text(), flags=re.M)[1:]:
+            name = block.split(":", 1)[0].strip()
+            command = re.search(r'WSSS \+ "(.*?)\n\n', block + "\n\n", re.S)
+            if command is None:
+                continue
+            text = command.group(1)
+            stage = text.split()[0]
+            options = set(re.findall(r"--(\w+)", text)) - {"params"}
+            if "{params.init}" in text:
+                options.add("init")
+            found.append((file.stem, name, stage, options))
+    return found
+
+
+RULES = rules_with_commands()
+
+
+def test_every_rule_file_has_its_package():
+    for file in RULE_FILES:
+        if file.stem != "common":
+            assert (REPO / "wsss" / file.stem / "__init__.py").is_file(), f"{file.name}: no package wsss/{file.stem}/"
+
+
+@pytest.mark.parametrize("method, rule, stage, options", RULES, ids=[r[1] for r in RULES])
+def test_rule_runs_the_stage_of_its_name_in_its_package(method, rule, stage, options):
+    assert stage == rule, f"rule {rule} runs stage {stage}"
+    assert cli.STAGES[stage] == f"wsss.{method}.{stage}"
+    run = importlib.import_module(cli.STAGES[stage]).run
+    parameters = inspect.signature(run).parameters
+    required = {n for n, p in parameters.items() if p.default is inspect.Parameter.empty} - {"params"}
+    assert required <= options <= set(parameters) - {"params"}, f"rule {rule}: {options} vs run{tuple(parameters)}"
+
+
+def test_every_stage_has_a_rule():
+    assert set(cli.STAGES) == {rule for _, rule, _, _ in RULES}
+
+
+def test_stage_table_is_found_not_kept(tmp_path, monkeypatch):
+    """A new module with `run` in a method package is a stage; one without is not."""
+    package = tmp_path / "wsss"
+    (package / "newmethod").mkdir(parents=True)
+    (package / "newmethod" / "do_thing.py").write_text('"""Does the thing."""\ndef run(params, *, out):\n    pass\n')
+    (package / "newmethod" / "helpers.py").write_text("def helper():\n    pass\n")
+    monkeypatch.setattr(cli, "PACKAGE", package)
+    assert cli.find_stages() == {"do_thing": "wsss.newmethod.do_thing"}
+
+
+def test_help_lists_every_stage_with_a_line():
+    result = subprocess.run([sys.executable, "-m", "wsss.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for stage in cli.STAGES:
+        line = next(line for line in result.stdout.splitlines() if line.split()[:1] == [stage])
+        assert len(line.split()) > 1, f"stage {stage} has no summary line"

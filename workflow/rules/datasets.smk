@@ -1,0 +1,18 @@
+# Built-in data sets, generated in the PASCAL VOC 2012 / ScribbleSup formats the real loaders read
+# (wsss/datasets/).
+if config["dataset"]["demo"]:
+
+    rule demo_dataset:
+        """The demo data set in PASCAL VOC 2012 / ScribbleSup formats, generated from a seed.
+        Class names must come from its shape families: disc, square, triangle, ring, cross, star."""
+        output:
+            train=split_file(TRAIN),
+            val=split_file(EVAL),
+        params:
+            **stage_params("demo_dataset", class_names=CLASSES, **config["demo"]),
+        log:
+            log_file("demo_dataset"),
+        benchmark:
+            bench("demo_dataset")
+        shell:
+            WSSS + " demo_dataset --params {params.json} --root {DATA:q} > {log:q} 2>&1"

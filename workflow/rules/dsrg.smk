@@ -1,0 +1,71 @@
+# DSRG (Huang et al. 2018): seed cues and training with seeded region growing (wsss/dsrg/). The networks
+# share seg_params() with seg.smk; dsrg_retrain is a train_seg job there.
+DSRG = config["dsrg"]
+
+
+rule dsrg_seeds:
+    """DSRG Sec. 3.1: seed cues from the CAMs (foreground) and saliency or a low CAM (background)."""
+    input:
+        split=split_file(TRAIN),
+        cams=f"{RUN}/cam/maps",
+    output:
+        seeds=directory(f"{RUN}/dsrg/seeds"),
+    params:
+        **stage_params(
+            "dsrg_seeds",
+            split=TRAIN,
+            fg_rule=DSRG["fg_rule"],
+            fg_fraction=DSRG["fg_fraction"],
+            bg_cam=DSRG["bg_cam"],
+            bg_saliency=DSRG["bg_saliency"],
+            saliency_dir=DSRG["saliency_dir"],
+        ),
+    log:
+        log_file("dsrg_seeds"),
+    benchmark:
+        bench("dsrg_seeds")
+    shell:
+        WSSS + " dsrg_seeds --params {params.json} --root {DATA:q} --cams {input.cams:q} --out {output.seeds:q}"
+        " > {log:q} 2>&1"
+
+
+rule train_dsrg:
+    """DSRG Sec. 3.2-3.3: balanced seeding + constrain losses, seeds grown every iteration (or not)."""
+    input:
+        split=split_file(TRAIN),
+        seeds=rules.dsrg_seeds.output.seeds,
+        init=CAM_MODEL if INIT_FROM_CAM else [],
+    output:
+        model=f"{RUN}/{{dsrg}}/model.pt",
+        supervision=f"{RUN}/{{dsrg}}/supervision.csv",
+        plot=report(f"{RUN}/{{dsrg}}/supervision.png", caption="../report/supervision.rst", category="DSRG"),
+    wildcard_constraints:
+        dsrg="dsrg|dsrg_nogrowth",
+    params:
+        **stage_params(
+            "train_dsrg",
+            **seg_params(),
+            tags_from=TAGS_FROM,
+            growth=lambda wc: wc.dsrg == "dsrg",
+            scale=DSRG["scale"],
+            epochs=DSRG["epochs"],
+            lr=DSRG["lr"],
+            lr_policy="step",
+            lr_step=DSRG["lr_step"],
+            lr_gamma=DSRG["lr_gamma"],
+            th_fg=DSRG["th_fg"],
+            th_bg=DSRG["th_bg"],
+            crf_scale=DSRG["crf_scale"],
+            crf_log_unary=DSRG["crf_log_unary"],
+        ),
+        init=init_arg,
+    threads: 8
+    resources:
+        gpu=1,
+    log:
+        log_file("train_dsrg_{dsrg}"),
+    benchmark:
+        bench("train_dsrg_{dsrg}")
+    shell:
+        GPU_WSSS + " train_dsrg --params {params.json} --root {DATA:q} --seeds {input.seeds:q} {params.init}"
+        " --out {output.model:q} --supervision {output.supervision:q} --plot {output.plot:q} > {log:q} 2>&1"

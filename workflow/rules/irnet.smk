@@ -1,0 +1,185 @@
+# IRNet (Ahn et al. 2019) Sec. 4-5: relation labels, IRNet, semantic and instance pseudo-labels (wsss/irnet/).
+IRN = config["irn"]
+
+
+def walk_params():
+    """The random walk's settings (Eq. 12-13), shared by the semantic and the instance labels."""
+    return dict(radius=IRN["rw_radius"], beta=IRN["beta"], steps=IRN["steps"], bg_thres=IRN["sem_bg_thres"],
+                input_scale=IRN["input_scale"])
+
+
+rule cam_to_ir_label:
+    """Sec. 4.2: confident foreground / background from the CAMs, refined by dense CRF; one shard."""
+    input:
+        split=split_file(TRAIN),
+        cams=f"{RUN}/cam/maps",
+    output:
+        labels=shard_folder("irn/ir_label"),
+    params:
+        **stage_params(
+            "cam_to_ir_label",
+            split=TRAIN,
+            shard=wildcard("scatteritem"),
+            conf_fg_thres=IRN["conf_fg_thres"],
+            conf_bg_thres=IRN["conf_bg_thres"],
+            crf_gt_prob=IRN["crf_gt_prob"],
+            crf_gauss_sxy=IRN["crf_gauss_sxy"],
+            crf_gauss_compat=IRN["crf_gauss_compat"],
+            crf_bi_sxy=IRN["crf_bi_sxy"],
+            crf_bi_srgb=IRN["crf_bi_srgb"],
+            crf_bi_compat=IRN["crf_bi_compat"],
+            crf_iterations=IRN["crf_iterations"],
+        ),
+    threads: 8
+    log:
+        log_file("cam_to_ir_label", sharded=True),
+    benchmark:
+        bench("cam_to_ir_label", sharded=True)
+    shell:
+        WSSS + " cam_to_ir_label --params {params.json} --root {DATA:q} --cams {input.cams:q}"
+        " --out {output.labels:q} > {log:q} 2>&1"
+
+
+rule train_irn:
+    """Sec. 4.1-4.5: boundary and displacement branches on the frozen backbone (Eq. 5-9)."""
+    input:
+        split=split_file(TRAIN),
+        ir_labels=f"{RUN}/irn/ir_label",
+        cam_model=CAM_MODEL,
+    output:
+        model=f"{RUN}/irn/model.pt",
+    params:
+        **stage_params(
+            "train_irn",
+            class_names=CLASSES,
+            seed=config["seed"],
+            device=config["device"],
+            split=TRAIN,
+            backbone=config["model"]["backbone"],
+            pretrained=config["model"]["pretrained"],
+            irn_backbone="cam" if INIT_FROM_CAM else "pretrained",
+            radius=IRN["pair_radius"],
+            input_scale=IRN["input_scale"],
+            crop=IRN["crop"],
+            scale=IRN["scale"],
+            batch_size=IRN["batch_size"],
+            epochs=IRN["epochs"],
+            lr=IRN["lr"],
+            momentum=IRN["momentum"],
+            weight_decay=IRN["weight_decay"],
+        ),
+    threads: 8
+    resources:
+        gpu=1,
+    log:
+        log_file("train_irn"),
+    benchmark:
+        bench("train_irn")
+    shell:
+        GPU_WSSS + " train_irn --params {params.json} --root {DATA:q} --ir_labels {input.ir_labels:q}"
+        " --cam_model {input.cam_model:q} --out {output.model:q} > {log:q} 2>&1"
+
+
+rule make_sem_seg_labels:
+    """Sec. 5: random walk of the CAMs within IRNet's boundaries -> semantic pseudo-labels; one shard."""
+    input:
+        split=split_file(TRAIN),
+        cams=f"{RUN}/cam/maps",
+        irn_model=rules.train_irn.output.model,
+    output:
+        labels=shard_folder("irn/sem_seg"),
+    params:
+        **stage_params(
+            "make_sem_seg_labels",
+            split=TRAIN,
+            device=config["device"],
+            shard=wildcard("scatteritem"),
+            **walk_params(),
+        ),
+    threads: 8
+    resources:
+        gpu=1,
+    log:
+        log_file("make_sem_seg_labels", sharded=True),
+    benchmark:
+        bench("make_sem_seg_labels", sharded=True)
+    shell:
+        GPU_WSSS + " make_sem_seg_labels --params {params.json} --root {DATA:q} --cams {input.cams:q}"
+        " --irn_model {input.irn_model:q} --out {output.labels:q} > {log:q} 2>&1"
+
+
+rule make_ins_seg_labels:
+    """Sec. 5.1-5.2: displacement field -> centroids -> instance-wise CAMs, random walk; one shard."""
+    input:
+        split=split_file(TRAIN),
+        cams=f"{RUN}/cam/maps",
+        irn_model=rules.train_irn.output.model,
+    output:
+        instances=shard_folder("irn/ins_seg"),
+    params:
+        **stage_params(
+            "make_ins_seg_labels",
+            split=TRAIN,
+            device=config["device"],
+            shard=wildcard("scatteritem"),
+            **walk_params(),
+            centroid_thres=IRN["centroid_thres"],
+            dp_iterations=IRN["dp_iterations"],
+        ),
+    threads: 8
+    resources:
+        gpu=1,
+    log:
+        log_file("make_ins_seg_labels", sharded=True),
+    benchmark:
+        bench("make_ins_seg_labels", sharded=True)
+    shell:
+        GPU_WSSS + " make_ins_seg_labels --params {params.json} --root {DATA:q} --cams {input.cams:q}"
+        " --irn_model {input.irn_model:q} --out {output.instances:q} > {log:q} 2>&1"
+
+
+rule eval_sem_seg:
+    """mIoU of a set of semantic pseudo-labels (the IR labels or the random-walk labels) on the train split."""
+    input:
+        split=split_file(TRAIN),
+        labels=f"{RUN}/irn/{{labels}}",
+    output:
+        metrics=f"{RUN}/metrics/{{labels}}.csv",
+    wildcard_constraints:
+        labels="ir_label|sem_seg",
+    params:
+        **stage_params(
+            "eval_sem_seg",
+            class_names=CLASSES,
+            split=TRAIN,
+            stage=wildcard("labels"),
+            method=lambda wc: "irnet_rw" if wc.labels == "sem_seg" else "irnet_crf",
+        ),
+    log:
+        log_file("eval_sem_seg_{labels}"),
+    benchmark:
+        bench("eval_sem_seg_{labels}")
+    shell:
+        WSSS + " eval_sem_seg --params {params.json} --root {DATA:q} --labels {input.labels:q}"
+        " --out {output.metrics:q} > {log:q} 2>&1"
+
+
+rule eval_ins_seg:
+    """AP^r at IoU 0.5 and 0.7 of the instance pseudo-labels against SegmentationObject (Tables 1-3)."""
+    input:
+        split=split_file(TRAIN),
+        ins_seg=f"{RUN}/irn/ins_seg",
+    output:
+        metrics=f"{RUN}/metrics/ins_seg.csv",
+    params:
+        **stage_params("eval_ins_seg", class_names=CLASSES, split=TRAIN),
+    log:
+        log_file("eval_ins_seg"),
+    benchmark:
+        bench("eval_ins_seg")
+    shell:
+        WSSS + " eval_ins_seg --params {params.json} --root {DATA:q} --ins_seg {input.ins_seg:q}"
+        " --out {output.metrics:q} > {log:q} 2>&1"
+
+
+METRIC_FILES.extend([f"{RUN}/metrics/ir_label.csv", f"{RUN}/metrics/sem_seg.csv", f"{RUN}/metrics/ins_seg.csv"])
