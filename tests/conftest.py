@@ -30,4 +30,4 @@ def tiny_voc_master(tmp_path_factory, tiny_demo_params):
 def tiny_voc(tiny_voc_master, tmp_path):
     root = tmp_path / "voc"
     shutil.copytree(tiny_voc_master, root)
-    return root, list(demo_dataset.DEFAULTS["class_names"])
+    return root, list(demo_dataset.PARAMS["class_names"].default)

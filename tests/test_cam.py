@@ -105,7 +105,7 @@ def _hand_made(tmp_path):
 def test_eval_cam_known_iou(tmp_path):
     root, cams = _hand_made(tmp_path)
     names = ["background", "one", "two"]
-    params = dict(class_names=names, tags_from="masks", split="s", thresholds=[0.2, 0.5, 0.8])
+    params = dict(class_names=names, split="s", thresholds=[0.2, 0.5, 0.8])
     eval_cam.run(params, root=root, cams=cams, metrics=tmp_path / "m.csv", sweep=tmp_path / "sweep.csv")
     sweep = pd.read_csv(tmp_path / "sweep.csv")
     # t = 0.2: columns 0-5 predicted as class 2 -> IoU 4/6 (class 2), 2/4 (background)

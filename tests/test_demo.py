@@ -7,7 +7,7 @@ import pytest
 
 from wsss.datasets import demo_dataset, voc
 
-NAMES = demo_dataset.DEFAULTS["class_names"]
+NAMES = demo_dataset.PARAMS["class_names"].default
 
 
 def _digests(root):
@@ -109,7 +109,7 @@ def test_a_failed_run_leaves_nothing(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("params, problem", [
-    ({"n_trian": 3}, "unknown parameters \\['n_trian'\\]"),
+    ({"n_trian": 3}, "unknown param 'n_trian'"),
     ({"class_names": ["background", "disc", "dragon"]}, "drawn from"),
     ({"class_names": ["disc", "square"]}, "start with 'background'"),
     ({"min_radius": 0.3, "max_radius": 0.2}, "min_radius"),

@@ -21,9 +21,10 @@ from wsss.cam import train_cam
 from wsss.dsrg import train_dsrg
 from wsss.irnet import train_irn
 from wsss.models import resnet
+from wsss.params import resolve
 from wsss.seg import train_seg
 
-COMMON = dict(seed=0, device="cpu", split="train", backbone="small", tags_from="masks", weight_decay=0.0001,
+COMMON = dict(seed=0, device="cpu", split="train", backbone="small", weight_decay=0.0001,
               num_workers=0)
 
 
@@ -72,10 +73,10 @@ def test_world_size_comes_from_the_override_then_the_gpus(monkeypatch):
 
 def test_train_cam_on_two_ranks(tiny_voc, tmp_path, monkeypatch, imagenet_file):
     root, names = tiny_voc
-    params = {**COMMON, "class_names": names, "pretrained": str(imagenet_file), "crop": 48,
+    params = {**COMMON, "class_names": names, "tags_from": "masks", "pretrained": str(imagenet_file), "crop": 48,
               "resize_long": [40, 64], "batch_size": 4, "epochs": 2, "lr": 0.1}
     one, two = _train_both_ways(monkeypatch, tmp_path, train_cam, params, root=root)
-    _assert_same_training(one, two, _initial(cam_net.build, {**train_cam.DEFAULTS, **params}))
+    _assert_same_training(one, two, _initial(cam_net.build, resolve(params, train_cam.PARAMS, "train_cam")))
 
 
 def test_train_irn_on_two_ranks(tiny_voc, tmp_path, monkeypatch):
@@ -108,7 +109,8 @@ def test_train_seg_on_two_ranks(tiny_voc, tmp_path, monkeypatch, imagenet_file):
 
 def test_train_dsrg_on_two_ranks(tiny_voc, tmp_path, monkeypatch, imagenet_file):
     root, names = tiny_voc
-    params = {**SEG, "class_names": names, "pretrained": str(imagenet_file), "scale": None, "epochs": 2,
+    params = {**SEG, "class_names": names, "tags_from": "masks", "pretrained": str(imagenet_file), "scale": None,
+              "epochs": 2,
               "lr_policy": "step", "lr_step": 2000, "lr_gamma": 0.1, "th_fg": 0.85, "th_bg": 0.99, "crf_scale": 12,
               "crf_log_unary": True, "growth": True}
     one, two = _train_both_ways(monkeypatch, tmp_path, train_dsrg, params, root=root,

@@ -54,18 +54,19 @@ def test_stages_end_to_end(tiny_voc, tmp_path):
     _fake_cams(root, ids, len(class_names), cams)
     cam_params = {"backbone": "small", "class_names": class_names, "pretrained": None}
     torch.save({"state_dict": cam_net.build(cam_params).state_dict(), "params": cam_params}, tmp_path / "cam_net.pt")
-    common = {"class_names": class_names, "split": "train", "device": "cpu"}
+    common = {"class_names": class_names, "split": "train"}
 
-    cam_to_ir_label.run({**common, "conf_fg_thres": 0.30, "conf_bg_thres": 0.05, "num_workers": 0, **CRF},
+    cam_to_ir_label.run({"split": "train", "conf_fg_thres": 0.30, "conf_bg_thres": 0.05, "num_workers": 0, **CRF},
                         root=root, cams=cams, out=tmp_path / "ir_label")
     first = Image.open(tmp_path / "ir_label" / f"{ids[0]}.png")
     assert first.mode == "P" and first.size == Image.open(voc.path(root, "image", ids[0])).size
     assert set(np.unique(np.asarray(first))) <= {*range(len(class_names)), 255}
 
-    train_irn.run({**common, "seed": 0, "backbone": "small", "pretrained": None, "irn_backbone": "cam", "crop": 64,
-                   "scale": [0.5, 1.5], "input_scale": 1.0, "batch_size": 4, "epochs": 1, "lr": 0.1, "momentum": 0.0, "weight_decay": 1e-4,
-                   "radius": 10, "num_workers": 0},
-                  root=root, ir_labels=tmp_path / "ir_label", cam_model=tmp_path / "cam_net.pt", out=tmp_path / "irn_net.pt")
+    train_irn.run({**common, "device": "cpu", "seed": 0, "backbone": "small", "pretrained": None, "irn_backbone": "cam", "crop": 64,
+                   "scale": [0.5, 1.5], "input_scale": 1.0, "batch_size": 4, "epochs": 1, "lr": 0.1, "momentum": 0.0,
+                   "weight_decay": 1e-4, "radius": 10, "num_workers": 0},
+                  root=root, ir_labels=tmp_path / "ir_label", cam_model=tmp_path / "cam_net.pt",
+                  out=tmp_path / "irn_net.pt")
     ckpt = torch.load(tmp_path / "irn_net.pt", weights_only=True)
     assert len(ckpt["history"]["seconds"]) == 1 and ckpt["params"]["irn_backbone"] == "cam"
     model = irn_net.load(tmp_path / "irn_net.pt")
@@ -73,7 +74,7 @@ def test_stages_end_to_end(tiny_voc, tmp_path):
     assert all(torch.equal(v, cam_backbone[k]) for k, v in model.backbone.state_dict().items())  # frozen copy
     assert ckpt["state_dict"]["mean_displacement"].abs().sum() > 0
 
-    walk = {**common, "beta": 10, "steps": 32, "radius": 5, "bg_thres": 0.25}  # t = 256 in the paper
+    walk = {"split": "train", "device": "cpu", "beta": 10, "steps": 32, "radius": 5, "bg_thres": 0.25}  # t = 256 in the paper
     paths = dict(root=root, cams=cams, irn_model=tmp_path / "irn_net.pt")
     # semantic labels from a rescaled input (CAMs resampled onto IRNet's grid), instances at the paper's scale 1
     make_sem_seg_labels.run({**walk, "input_scale": 1.5}, **paths, out=tmp_path / "sem_seg")

@@ -52,6 +52,25 @@ def test_rule_runs_the_stage_of_its_name_in_its_package(method, rule, stage, opt
     assert required <= options <= set(parameters) - {"params"}, f"rule {rule}: {options} vs run{tuple(parameters)}"
 
 
+def test_every_stage_declares_its_params():
+    for stage, module in cli.STAGES.items():
+        assert isinstance(getattr(importlib.import_module(module), "PARAMS", None), dict), f"{module}: no PARAMS"
+
+
+def test_stage_help_lists_the_params_and_a_missing_one_is_named(tmp_path):
+    helped = subprocess.run([sys.executable, "-m", "wsss.cli", "eval_cam", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0
+    assert re.search(r"thresholds\s+list, required", helped.stdout)
+    assert re.search(r"split\s+str, required", helped.stdout)
+    failed = subprocess.run([sys.executable, "-m", "wsss.cli", "eval_cam", "--params", '{"split": "train"}',
+                             "--root", str(tmp_path), "--cams", str(tmp_path), "--metrics", str(tmp_path / "m.csv"),
+                             "--sweep", str(tmp_path / "s.csv")], capture_output=True, text=True)
+    assert failed.returncode != 0
+    assert failed.stderr.strip().splitlines() == [
+        "wsss eval_cam: error: eval_cam: missing param 'class_names' (list: class names, background first, then the K "
+        "object classes in label order)"]
+
+
 def test_every_stage_has_a_rule():
     assert set(cli.STAGES) == {rule for _, rule, _, _ in RULES}
 

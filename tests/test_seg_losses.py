@@ -1,5 +1,6 @@
-"""wsss.dsrg.losses and wsss.seg.losses on hand-computed cases: DSRG's balanced seeding loss (Eq. 1), SEC's constrain loss as DSRG
-uses it (Eq. 2, with the released clipping), SEC's probability floors, cross-entropy with ignore."""
+"""wsss.dsrg.losses and wsss.seg.losses on hand-computed cases: DSRG's balanced seeding loss (Eq. 1), SEC's
+constrain loss as DSRG uses it (Eq. 2, with the released clipping), SEC's probability floors, cross-entropy with
+ignore."""
 import math
 
 import pytest

@@ -45,7 +45,7 @@ def test_ranks_split_every_batch_of_the_plan():
 
 
 def test_lr_schedules():
-    assert training.lr_factor({"power": 0.9}, 50, 100) == pytest.approx(0.5 ** 0.9)
+    assert training.lr_factor({"lr_policy": "poly", "power": 0.9}, 50, 100) == pytest.approx(0.5 ** 0.9)
     step = {"lr_policy": "step", "lr_step": 2000, "lr_gamma": 0.1}
     assert training.lr_factor(step, 1999, 8000) == 1
     assert training.lr_factor(step, 4000, 8000) == pytest.approx(0.01)
@@ -82,7 +82,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tiny_voc, tmp_path, m
 
     straight = torch.load(tmp_path / "straight.pt", weights_only=True)
     resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)
-    assert resumed["params"] == params
+    assert params.items() <= resumed["params"].items()
     for key, value in straight["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][key]), key
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from wsss import gpu_slots
 from wsss.errors import DataError
+from wsss.params import describe
 
 PACKAGE = Path(__file__).parent
 
@@ -67,6 +68,7 @@ def main(argv=None):
     fn = module.run
     path_params = [p for p in inspect.signature(fn).parameters.values() if p.name != "params"]
     ap = argparse.ArgumentParser(prog=f"wsss {stage}", description=inspect.getdoc(module),
+                                 epilog="params (--params JSON object):\n" + describe(module.PARAMS),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=json.loads, default={}, help="stage parameters as a JSON object")
     for p in path_params:  # a parameter annotated `list` takes several paths; one with a default is optional

@@ -5,6 +5,10 @@ import random
 import numpy as np
 import torch
 
+from wsss.params import Param
+
+DEVICE = Param(str, "auto", "auto (a GPU when one is visible) | cpu | cuda")
+
 
 def device(preference: str = "auto") -> torch.device:
     """`auto` takes the first visible GPU and falls back to the CPU; `cpu` / `cuda` force one."""

@@ -1,5 +1,8 @@
 """Sharded per-image stages: shard `i-of-n` (Snakemake's scatteritem) works on every n-th image, and
 the `gather_shards` stage (wsss.pipeline.gather_shards) merges the shards' output folders into one."""
+from wsss.params import Param
+
+SHARD = Param(str, "1-of-1", "this job's shard i-of-n: every n-th image from the i-th")
 
 
 def select(ids: list[str], shard: str) -> list[str]:

@@ -22,7 +22,24 @@ from tqdm import tqdm
 from wsss import distributed
 from wsss.datasets import voc
 from wsss.io import atomic_path
-from wsss.runtime import device
+from wsss.params import Param
+from wsss.runtime import DEVICE, device
+
+# The parameters of `fit`, part of every trainer's PARAMS.
+PARAMS = {
+    "seed": Param(int, 0, "seeds the batch order, the augmentation and the initialisation"),
+    "device": DEVICE,
+    "batch_size": Param(int, help="images per SGD step (over all DDP ranks)"),
+    "lr": Param(float, help="base learning rate"),
+    "momentum": Param(float, 0.9, "SGD momentum"),
+    "weight_decay": Param(float, help="SGD weight decay"),
+    "lr_policy": Param(str, "poly", "poly: lr (1 - it / n) ** power; step: lr gamma ** (it // lr_step)"),
+    "power": Param(float, 0.9, "poly decay exponent"),
+    "lr_step": Param(int, 1, "step policy: iterations per decay step"),
+    "lr_gamma": Param(float, 1.0, "step policy: decay factor"),
+    "checkpoint_every": Param(int, 0, "iterations between resumable checkpoints (0: none)"),
+    "num_workers": Param(int, 0, "DataLoader worker processes (0: load in the training process)"),
+}
 
 
 class BatchPlan:
@@ -60,9 +77,9 @@ def iterations_per_epoch(n_items: int, batch_size: int, source="the training set
 def lr_factor(params: dict, it: int, n_iters: int) -> float:
     """Poly ((1 - it / n_iters) ** power: IRNet's PolyOptimizer, DeepLab) or step (DSRG: gamma ** (it //
     lr_step)) decay."""
-    policy = params.get("lr_policy", "poly")
+    policy = params["lr_policy"]
     if policy == "poly":
-        return (1 - it / n_iters) ** params.get("power", 0.9)
+        return (1 - it / n_iters) ** params["power"]
     if policy == "step":
         return params["lr_gamma"] ** (it // params["lr_step"])
     raise ValueError(f"lr_policy must be 'poly' or 'step', got {policy!r}")
@@ -99,22 +116,21 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     """Trains `model` for `n_iters` SGD iterations of `loss_fn(net, batch, iteration) -> loss` over `dataset`
     (items keyed by BatchPlan, batches of dicts), then rank 0 saves it to `out`.
 
-    groups: [(parameters, learning-rate multiplier)]. params: seed, batch_size, lr, momentum (0.9),
-    weight_decay, lr_policy (poly) with power (0.9) or lr_step and lr_gamma, checkpoint_every, device,
-    num_workers. net is `model` under DDP when several ranks train. tracker: optional object with
+    groups: [(parameters, learning-rate multiplier)]. params: resolved against PARAMS (the trainer's
+    PARAMS include them). net is `model` under DDP when several ranks train. tracker: optional object with
     end_iteration(it, seconds), state_dict and load_state_dict, checkpointed with the weights."""
-    dev = device(params.get("device", "auto"))
+    dev = device(params["device"])
     # channels-last runs the CPU convolutions about 1.4x faster and suits GPU convolutions as well
     model.to(dev, memory_format=torch.channels_last).train()
     net = distributed.wrap(model)
     optimizer = torch.optim.SGD([{"params": list(p)} for p, _ in groups], lr=params["lr"],
-                                momentum=params.get("momentum", 0.9), weight_decay=params["weight_decay"])
+                                momentum=params["momentum"], weight_decay=params["weight_decay"])
     history = History(iterations_per_epoch(len(dataset), params["batch_size"]))
     ckpt = Path(f"{out}.ckpt")
     start = resume(ckpt, params, model, optimizer, history, tracker)
     plan = BatchPlan(len(dataset), params["batch_size"], params["seed"], start, n_iters,
                      distributed.rank(), distributed.size())
-    loader = DataLoader(dataset, batch_sampler=plan, num_workers=params.get("num_workers", 0),
+    loader = DataLoader(dataset, batch_sampler=plan, num_workers=params["num_workers"],
                         pin_memory=dev.type == "cuda")
     bar = tqdm(total=n_iters, initial=start, desc=desc, disable=not distributed.is_main())
     for it, batch in enumerate(loader, start):
@@ -130,7 +146,7 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
             tracker.end_iteration(it, time.perf_counter() - started)
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.4f}")
-        if params.get("checkpoint_every") and (it + 1) % params["checkpoint_every"] == 0 and it + 1 < n_iters:
+        if params["checkpoint_every"] and (it + 1) % params["checkpoint_every"] == 0 and it + 1 < n_iters:
             save_checkpoint(ckpt, it + 1, params, model, optimizer, history, tracker)
     bar.close()
     if distributed.is_main():

@@ -16,13 +16,22 @@ import pandas as pd
 from tqdm import tqdm
 
 from wsss.cam import make_cam
+from wsss.datasets import voc
 from wsss.datasets.voc import load_mask, path, read_ids
 from wsss.io import save_csv
 from wsss.metrics import confusion, rows, scores, write
+from wsss.params import Param, resolve
+
+PARAMS = {
+    "class_names": voc.CLASS_NAMES,
+    "split": voc.SPLIT,
+    "thresholds": Param(list, help="background thresholds of the sweep (IRNet evaluates at 0.15)"),
+}
 
 
 def run(params: dict, *, root, cams, metrics, sweep):
     """Scores the CAMs in folder `cams` for every image of `split` over the threshold sweep."""
+    params = resolve(params, PARAMS, "eval_cam")
     class_names, thresholds = params["class_names"], list(params["thresholds"])
     conf = np.zeros((len(thresholds), len(class_names), len(class_names)), np.int64)
     for image_id in tqdm(read_ids(root, params["split"]), desc="eval_cam"):

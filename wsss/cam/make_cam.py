@@ -18,12 +18,24 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from wsss.cam import net as cam_net
+from wsss.datasets import voc
 from wsss.datasets.voc import image_tags, load_image, path, read_ids
 from wsss.errors import DataError
 from wsss.io import atomic_path, save_npz
-from wsss.runtime import device
-from wsss.shards import select
+from wsss.params import Param, resolve
+from wsss.runtime import DEVICE, device
+from wsss.shards import SHARD, select
 from wsss.transforms import INFERENCE_SCALES, fuse_flips, multiscale_inputs
+
+PARAMS = {
+    "class_names": voc.CLASS_NAMES,
+    "tags_from": voc.TAGS_FROM,
+    "split": voc.SPLIT,
+    "device": DEVICE,
+    "scales": Param(list, list(INFERENCE_SCALES), "image scales of the multi-scale inference (IRNet make_cam.py)"),
+    "shard": SHARD,
+}
+
 
 CAM_STRIDE = 4  # the `cam` array's stride (IRNet's IRN works at 1/4 resolution)
 EPS = 1e-5  # keeps an all-zero channel at zero instead of NaN
@@ -31,11 +43,12 @@ EPS = 1e-5  # keeps an all-zero channel at zero instead of NaN
 
 def run(params: dict, *, root, model, out):
     """Writes `<out>/<id>.npz` for every image of `split`, from the CAM network saved at `model`."""
-    dev = device(params.get("device", "auto"))
+    params = resolve(params, PARAMS, "make_cam")
+    dev = device(params["device"])
     net = cam_net.load(model, dev).to(memory_format=torch.channels_last)  # faster convolutions (train_cam.py)
-    ids = select(read_ids(root, params["split"]), params.get("shard", "1-of-1"))
+    ids = select(read_ids(root, params["split"]), params["shard"])
     tags = image_tags(root, ids, params["class_names"], params["tags_from"])
-    scales = params.get("scales", INFERENCE_SCALES)
+    scales = params["scales"]
     with atomic_path(out) as tmp, torch.no_grad():
         tmp.mkdir()
         for image_id, tag in zip(tqdm(ids, desc="make_cam"), tags):

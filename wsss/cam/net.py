@@ -6,8 +6,19 @@ Inference: the same classifier applied at every position, M_c(x) = phi_c^T f(x),
 import torch.nn.functional as F
 from torch import nn
 
+from wsss.datasets import voc
 from wsss.models import load_trained
 from wsss.models.resnet import resnet
+from wsss.params import Param
+
+# What the network depends on, part of train_cam's PARAMS.
+PARAMS = {
+    "class_names": voc.CLASS_NAMES,
+    "backbone": Param(str, help="small (CPU demo) | resnet50 | resnet101"),
+    "pretrained": Param(str, None, "torchvision-format ImageNet state dict; null: from scratch"),
+    "strides": Param(list, [2, 2, 2, 1], "strides of the four ResNet levels (IRNet: output stride 16)"),
+}
+
 
 IRNET_FROZEN_LEVELS = 3  # resnet50_cam.py detaches after stage2 (stem + layer1 + layer2)
 
@@ -48,7 +59,7 @@ def build(params: dict) -> CAMNet:
     With ImageNet weights it follows IRNet (fixed BN statistics, stem..layer2 untrained); from scratch
     every layer and the BN statistics must train."""
     pretrained = params.get("pretrained")
-    backbone = resnet(params["backbone"], params.get("strides", (2, 2, 2, 1)), pretrained,
+    backbone = resnet(params["backbone"], params.get("strides", PARAMS["strides"].default), pretrained,
                       frozen_bn=pretrained is not None)
     return CAMNet(backbone, len(params["class_names"]) - 1, frozen_levels=IRNET_FROZEN_LEVELS if pretrained else 0)
 

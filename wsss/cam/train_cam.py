@@ -19,15 +19,29 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from wsss import distributed
+from wsss import distributed, training
 from wsss.cam import net as cam_net
+from wsss.datasets import voc
 from wsss.datasets.voc import VOCDataset, path
+from wsss.params import Param, resolve
 from wsss.runtime import seed_everything
 from wsss.training import fit, iterations_per_epoch
 from wsss.transforms import TrainAugment
 
+PARAMS = {
+    **training.PARAMS,
+    **cam_net.PARAMS,
+    "tags_from": voc.TAGS_FROM,
+    "split": voc.SPLIT,
+    # the released PolyOptimizer's SGD runs without momentum (module docstring)
+    "momentum": Param(float, 0.0, "SGD momentum (IRNet: 0)"),
+    "crop": Param(int, help="square training crop side (IRNet: 512)"),
+    "resize_long": Param(list, help="random long side range [lo, hi] before cropping (IRNet: [320, 640])"),
+    "epochs": Param(int, help="epochs over `split` (IRNet: 5)"),
+}
+
+
 NEW_LAYER_LR_MULT = 10  # IRNet train_cam.py: the classifier learns at 10x the backbone rate
-DEFAULTS = dict(device="auto", strides=[2, 2, 2, 1], num_workers=0, momentum=0.0)
 
 
 class TaggedImages(Dataset):
@@ -48,7 +62,7 @@ class TaggedImages(Dataset):
 
 def run(params: dict, *, root, out):
     """Trains the CAM network on `split` of `root` and saves it to `out`."""
-    distributed.launch(train, {**DEFAULTS, **params}, root=root, out=out)
+    distributed.launch(train, resolve(params, PARAMS, "train_cam"), root=root, out=out)
 
 
 def train(p: dict, *, root, out):

@@ -29,25 +29,27 @@ from tqdm import tqdm
 
 from wsss import io
 from wsss.datasets.voc import LAYOUT, path, rasterise_scribbles, voc_palette
+from wsss.params import Param, resolve
 
 # Every knob, with its default (config.yaml `demo:` mirrors these). Sizes are fractions of the image side.
-DEFAULTS = dict(
-    seed=0,
-    n_train=400,
-    n_val=100,
-    size=128,  # image side in pixels
-    class_names=["background", "disc", "square", "triangle", "ring", "cross"],
-    max_objects=4,  # objects per image drawn uniformly from 1..max_objects
-    min_radius=0.14,  # object radius range, fraction of the image side
-    max_radius=0.27,
-    same_class_prob=0.25,  # chance that a further object repeats a class already in the image
-    touch_prob=0.3,  # chance that a further object is placed touching / overlapping an earlier one
-    part_size=0.3,  # discriminative part size, fraction of the object radius
-    clutter=12,  # small muted shapes (lines, blobs, boxes) on the background
-    max_distractors=3,  # blobs in object colours and textures, 0..max_distractors per image
-    void_radius=1,  # void band: pixels within this distance of a border between regions (~2r px wide)
-    bg_strokes=3,  # background scribbles per image
-)
+PARAMS = {
+    "seed": Param(int, 0, "the data set's seed"),
+    "n_train": Param(int, 400, "train images"),
+    "n_val": Param(int, 100, "val images"),
+    "size": Param(int, 128, "image side in pixels"),
+    "class_names": Param(list, ["background", "disc", "square", "triangle", "ring", "cross"],
+                         "background, then shape families: disc, square, triangle, ring, cross, star"),
+    "max_objects": Param(int, 4, "objects per image drawn uniformly from 1..max_objects"),
+    "min_radius": Param(float, 0.14, "object radius range, fraction of the image side"),
+    "max_radius": Param(float, 0.27, "upper end of the object radius range"),
+    "same_class_prob": Param(float, 0.25, "chance that a further object repeats a class already in the image"),
+    "touch_prob": Param(float, 0.3, "chance that a further object is placed touching / overlapping an earlier one"),
+    "part_size": Param(float, 0.3, "discriminative part size, fraction of the object radius"),
+    "clutter": Param(int, 12, "small muted shapes (lines, blobs, boxes) on the background"),
+    "max_distractors": Param(int, 3, "blobs in object colours and textures, 0..max_distractors per image"),
+    "void_radius": Param(int, 1, "void band: pixels within this distance of a border between regions (~2r px wide)"),
+    "bg_strokes": Param(int, 3, "background scribbles per image"),
+}
 SCRIBBLE_WIDTH = 3  # px; wsss.datasets.voc.load_scribble_xml's default, so PNG and XML agree (_runs assumes 3)
 MIN_VISIBLE = 0.6  # an object keeps at least this fraction of its pixels when later ones overlap it
 PLACEMENT_TRIES = 30
@@ -206,7 +208,7 @@ class Placed:
 def run(params, *, root):
     """Writes the demo data set in PASCAL VOC layout into folder `root` (replaced as a whole, atomically).
 
-    params: the keys of DEFAULTS (missing ones take the default)."""
+    params: PARAMS (missing ones take the default)."""
     p = _params(params)
     families = [FAMILIES[name] for name in p["class_names"][1:]]
     splits = {"train": p["n_train"], "val": p["n_val"]}
@@ -226,10 +228,7 @@ def run(params, *, root):
 
 
 def _params(params):
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise ValueError(f"demo: unknown parameters {sorted(unknown)}; known: {sorted(DEFAULTS)}")
-    p = {**DEFAULTS, **params}
+    p = resolve(params, PARAMS, "demo_dataset")
     names = p["class_names"]
     if not names or names[0] != "background" or len(names) < 2:
         raise ValueError(f"demo: class_names must start with 'background' and name at least one class, got {names}")

@@ -12,8 +12,14 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm import tqdm
 
 from wsss.errors import DataError
+from wsss.params import Param
 
 IGNORE = 255
+
+# Parameters many stages share.
+CLASS_NAMES = Param(list, help="class names, background first, then the K object classes in label order")
+SPLIT = Param(str, help="ImageSets/Segmentation/<split>.txt: the images this stage works on")
+TAGS_FROM = Param(str, "masks", "image-level labels from: masks (SegmentationClass) | xml (Annotations)")
 
 # Where each kind of file lives under a root; `{}` is the image id.
 LAYOUT = {

@@ -40,7 +40,9 @@ from wsss.datasets import voc
 from wsss.dsrg.losses import balanced_seed_loss, constrain_loss, floor_probs, seg_probs
 from wsss.io import atomic_path, save_csv
 from wsss.models import deeplab
+from wsss.params import Param, resolve
 from wsss.runtime import seed_everything
+from wsss.seg.train_seg import NETWORK_PARAMS
 from wsss.training import fit, iterations_per_epoch
 from wsss.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainAugment
 
@@ -48,12 +50,24 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+PARAMS = {
+    **NETWORK_PARAMS,
+    "tags_from": voc.TAGS_FROM,
+    "growth": Param(bool, True, "grow the seeds every iteration (false: Table 2's +BSL row)"),
+    "scale": Param(list, None, "random rescale range; null: mirror only, as released"),
+    "epochs": Param(int, 15, "epochs over `split`"),
+    "th_fg": Param(float, 0.85, "Eq. 3: foreground growing threshold"),
+    "th_bg": Param(float, 0.99, "Eq. 3: background growing threshold"),
+    "crf_scale": Param(float, 12, "the CRF's spatial deviations divided by this (41x41 grid)"),
+    "crf_log_unary": Param(bool, True, "CRF unary -log P (false: -P, as the released layers)"),
+}
+
 
 def run(params: dict, *, root, seeds, out, supervision, plot, init=None):
     """Trains DSRG on the cues `seeds`/<id>.png of `split`; `init`: a saved network to start from (the
     demo starts from its CAM network's backbone; the paper from ImageNet weights, `pretrained`)."""
-    distributed.launch(train, params, root=root, seeds=seeds, out=out, supervision=supervision, plot=plot,
-                       init=init)
+    distributed.launch(train, resolve(params, PARAMS, "train_dsrg"), root=root, seeds=seeds, out=out,
+                       supervision=supervision, plot=plot, init=init)
 
 
 def train(params: dict, *, root, seeds, out, supervision, plot, init=None):
@@ -61,7 +75,7 @@ def train(params: dict, *, root, seeds, out, supervision, plot, init=None):
     class_names = params["class_names"]
     ids = voc.read_ids(root, params["split"])
     tags = voc.image_tags(root, ids, class_names, params["tags_from"])
-    scale = params.get("scale")
+    scale = params["scale"]
     dataset = CuedImages(root, ids, seeds, tags, len(class_names),
                          TrainAugment(params["crop"], scale=tuple(scale) if scale else None))
     model = deeplab.build(params)
@@ -70,7 +84,7 @@ def train(params: dict, *, root, seeds, out, supervision, plot, init=None):
     per_epoch = iterations_per_epoch(len(ids), params["batch_size"], voc.path(root, "split", params["split"]))
     log = SupervisionLog(len(class_names), per_epoch)
     backbone, heads = deeplab.param_groups(model)
-    fit(model, [(backbone, 1.0), (heads, params.get("head_lr_mult", 10.0))], dataset, DSRGStep(params, log),
+    fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset, DSRGStep(params, log),
         params, params["epochs"] * per_epoch, out=out, desc="train_dsrg", tracker=log)
     if distributed.is_main():
         table = log.table()

@@ -13,8 +13,8 @@ kernel (sxy `crf_gauss_sxy`, compat `crf_gauss_compat`), a bilateral kernel (sxy
 
 params (paper / demo): split, conf_fg_thres (0.30 / 0.6), conf_bg_thres (0.05 / 0.15), crf_gt_prob (0.7),
 crf_gauss_sxy (3), crf_gauss_compat (3), crf_bi_sxy (50), crf_bi_srgb (5), crf_bi_compat (10),
-crf_iterations (10), shard, num_workers (processes; 0 = in this process; default the job's threads). The demo's CAMs are calibrated higher
-than IRNet's VOC CAMs (best eval_cam threshold 0.45 against VOC's 0.15), hence its higher thresholds.
+crf_iterations (10), shard, num_workers (processes; 0 = in this process; default the job's threads).
+The demo's CAMs are calibrated higher than IRNet's VOC CAMs (best eval_cam threshold 0.45 against VOC's 0.15), hence its higher thresholds.
 """
 import contextlib
 import multiprocessing
@@ -29,16 +29,33 @@ from wsss.cam import make_cam
 from wsss.crf import dense_crf, label_probs
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
-from wsss.shards import select
+from wsss.params import Param, resolve
+from wsss.shards import SHARD, select
+
+PARAMS = {
+    "split": voc.SPLIT,
+    "shard": SHARD,
+    "conf_fg_thres": Param(float, 0.30, "Sec. 4.2: background plane of the confident foreground"),
+    "conf_bg_thres": Param(float, 0.05, "Sec. 4.2: background plane of the confident background"),
+    "crf_gt_prob": Param(float, 0.7, "probability of the hard label in the CRF unary"),
+    "crf_gauss_sxy": Param(float, 3, "Gaussian kernel: spatial deviation (px)"),
+    "crf_gauss_compat": Param(float, 3, "Gaussian kernel: Potts weight"),
+    "crf_bi_sxy": Param(float, 50, "bilateral kernel: spatial deviation (px)"),
+    "crf_bi_srgb": Param(float, 5, "bilateral kernel: colour deviation"),
+    "crf_bi_compat": Param(float, 10, "bilateral kernel: Potts weight"),
+    "crf_iterations": Param(int, 10, "mean-field iterations"),
+    "num_workers": Param(int, None, "CRF processes (0: in this process; null: the job's threads)"),
+}
 
 
 def run(params: dict, *, root, cams, out):
     """Writes one IR label PNG per image of `split` from its CAM file in `cams`."""
-    ids = select(voc.read_ids(root, params["split"]), params.get("shard", "1-of-1"))
+    params = resolve(params, PARAMS, "cam_to_ir_label")
+    ids = select(voc.read_ids(root, params["split"]), params["shard"])
     work = partial(_label_one, root=root, cams=Path(cams), params=params)
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        workers = params.get("num_workers", runtime.threads())  # default: the job's threads
+        workers = runtime.threads() if params["num_workers"] is None else params["num_workers"]
         with _imap(workers if workers > 1 else 0) as imap:
             for image_id, label in tqdm(imap(work, ids), total=len(ids), desc="cam_to_ir_label"):
                 save_png(tmp / f"{image_id}.png", label, voc.voc_palette())

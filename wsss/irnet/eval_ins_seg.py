@@ -18,12 +18,16 @@ from tqdm import tqdm
 from wsss import metrics
 from wsss.datasets import voc
 from wsss.irnet.make_ins_seg_labels import load_instances
+from wsss.params import resolve
+
+PARAMS = {"class_names": voc.CLASS_NAMES, "split": voc.SPLIT}
 
 THRESHOLDS = {"ap50": 0.5, "ap70": 0.7}
 
 
 def run(params: dict, *, root, ins_seg, out):
     """Writes metrics rows (stage "ins_seg", method "irnet", metrics ap50 / ap70, per class and mean)."""
+    params = resolve(params, PARAMS, "eval_ins_seg")
     class_names = params["class_names"]
     preds, gts = [], []
     for image_id in tqdm(voc.read_ids(root, params["split"]), desc="eval_ins_seg"):

@@ -14,10 +14,19 @@ from tqdm import tqdm
 
 from wsss import metrics
 from wsss.datasets import voc
+from wsss.params import Param, resolve
+
+PARAMS = {
+    "class_names": voc.CLASS_NAMES,
+    "split": voc.SPLIT,
+    "stage": Param(str, help="the metrics rows' stage (ir_label, sem_seg)"),
+    "method": Param(str, help="the metrics rows' method (irnet_crf, irnet_rw)"),
+}
 
 
 def run(params: dict, *, root, labels, out):
     """Writes metrics rows for the label PNGs in `labels` over the images of `split`."""
+    params = resolve(params, PARAMS, "eval_sem_seg")
     n = len(params["class_names"])
     conf = np.zeros((n, n), np.int64)
     unsure = 0

@@ -30,14 +30,24 @@ import torch.nn.functional as F
 
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_npz
+from wsss.irnet import make_sem_seg_labels
 from wsss.irnet import net as irn_net
 from wsss.irnet.make_sem_seg_labels import irn_inputs
+from wsss.params import Param, resolve
+
+PARAMS = {
+    **make_sem_seg_labels.PARAMS,
+    "centroid_thres": Param(float, 2.5, "Sec. 5.1: |D| below this is a centroid candidate"),
+    "dp_iterations": Param(int, 100, "Eq. 10: displacement refinement iterations"),
+}
+
 
 MIN_FRAGMENT = 0.01  # released max_fragment_size: pieces under 1 % of the image get score 0
 
 
 def run(params: dict, *, root, cams, irn_model, out):
     """Writes one instance label file per image of `split`."""
+    params = resolve(params, PARAMS, "make_ins_seg_labels")
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for x in irn_inputs(params, root, cams, irn_model, desc="make_ins_seg_labels"):

@@ -23,12 +23,27 @@ from wsss.cam import make_cam
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
 from wsss.irnet import net as irn_net
-from wsss.shards import select
+from wsss.params import Param, resolve
+from wsss.runtime import DEVICE
+from wsss.shards import SHARD, select
 from wsss.transforms import normalize, rescale, to_tensor
+
+# The inputs and the random walk (Eq. 12-13), shared with make_ins_seg_labels.
+PARAMS = {
+    "split": voc.SPLIT,
+    "shard": SHARD,
+    "device": DEVICE,
+    "radius": Param(int, 5, "Eq. 12: random-walk radius at stride 4"),
+    "beta": Param(float, 10, "Eq. 12: affinity exponent"),
+    "steps": Param(int, 256, "Eq. 13: walk steps t"),
+    "bg_thres": Param(float, 0.25, "Sec. 5: background plane"),
+    "input_scale": Param(float, 1.0, "IRNet sees the image rescaled by this (train_irn's value)"),
+}
 
 
 def run(params: dict, *, root, cams, irn_model, out):
     """Writes one semantic label PNG per image of `split`."""
+    params = resolve(params, PARAMS, "make_sem_seg_labels")
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for x in irn_inputs(params, root, cams, irn_model, desc="make_sem_seg_labels"):
@@ -52,10 +67,10 @@ class IRNInputs(NamedTuple):
 def irn_inputs(params: dict, root, cams, irn_model, desc: str):
     """IRNInputs of every image of the `split` and `shard` in params, from the IRNet saved at `irn_model`
     on params' device, with a progress bar: the loop both label stages share."""
-    device = runtime.device(params.get("device", "auto"))
+    device = runtime.device(params["device"])
     model = irn_net.load(irn_model, device)
     input_scale = params["input_scale"]
-    ids = select(voc.read_ids(root, params["split"]), params.get("shard", "1-of-1"))
+    ids = select(voc.read_ids(root, params["split"]), params["shard"])
     for image_id in tqdm(ids, desc=desc):
         image = voc.load_image(voc.path(root, "image", image_id))
         cam = make_cam.load(Path(cams) / f"{image_id}.npz", image.shape[:2])

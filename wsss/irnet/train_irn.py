@@ -26,19 +26,36 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from wsss import distributed, runtime
+from wsss import distributed, runtime, training
 from wsss.cam import net as cam_net
 from wsss.datasets import voc
 from wsss.irnet import losses, relations
 from wsss.irnet import net as irn_net
 from wsss.models import load_pretrained
+from wsss.params import Param, resolve
 from wsss.training import fit, iterations_per_epoch
 from wsss.transforms import TrainAugment
+
+PARAMS = {
+    **training.PARAMS,
+    "class_names": voc.CLASS_NAMES,
+    "split": voc.SPLIT,
+    "backbone": Param(str, help="small (CPU demo) | resnet50 | resnet101"),
+    "pretrained": Param(str, None, "torchvision-format ImageNet state dict"),
+    "irn_backbone": Param(str, "pretrained", "the frozen backbone from: pretrained (ImageNet) | cam (the CAM network)"),
+    "radius": Param(int, 10, "Sec. 4.2: pair radius at stride 4"),
+    "input_scale": Param(float, 1.0, "images rescaled by this (the label stages use the same)"),
+    "crop": Param(int, 512, "square training crop side"),
+    "scale": Param(list, [0.5, 1.5], "random rescale range"),
+    "epochs": Param(int, 3, "epochs over `split`"),
+    "momentum": Param(float, 0.0, "SGD momentum (released PolyOptimizer: none)"),
+}
 
 
 def run(params: dict, *, root, ir_labels, cam_model, out):
     """Trains IRNet on the images of `split` with their IR labels; saves it to `out`."""
-    distributed.launch(train, params, root=root, ir_labels=ir_labels, cam_model=cam_model, out=out)
+    distributed.launch(train, resolve(params, PARAMS, "train_irn"), root=root, ir_labels=ir_labels,
+                       cam_model=cam_model, out=out)
 
 
 def train(params: dict, *, root, ir_labels, cam_model, out):
@@ -80,7 +97,7 @@ def init_model(params: dict, cam_model) -> irn_net.IRNet:
     """IRNet with its frozen backbone taken from ImageNet weights or from the trained CAM network."""
     model = irn_net.build(params["backbone"])
     if params["irn_backbone"] == "pretrained":
-        if not params.get("pretrained"):
+        if not params["pretrained"]:
             raise ValueError("irn_backbone 'pretrained' needs `pretrained`, an ImageNet weights file")
         load_pretrained(model.backbone, params["pretrained"])
     elif params["irn_backbone"] == "cam":

@@ -13,9 +13,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wsss.datasets import voc
 from wsss.errors import DataError
 from wsss.models import load_trained, read_checkpoint
 from wsss.models.resnet import Bottleneck, resnet
+from wsss.params import Param
+
+# What the network depends on, part of the segmentation trainers' PARAMS.
+PARAMS = {
+    "class_names": voc.CLASS_NAMES,
+    "arch": Param(str, "deeplab_v2", "deeplab_v2 (DSRG, output stride 8) | deeplab_v3plus (output stride 16)"),
+    "backbone": Param(str, help="small (CPU demo) | resnet50 | resnet101"),
+    "pretrained": Param(str, None, "torchvision-format ImageNet state dict; null: from scratch"),
+}
+
 
 ARCHS = ("deeplab_v2", "deeplab_v3plus")
 # (strides, dilations of layer3 / layer4) per architecture
@@ -93,7 +104,7 @@ def build(params: dict) -> nn.Module:
 
     With ImageNet weights the BN statistics stay fixed (batches of a few crops estimate them poorly, as in
     DeepLab); from scratch they train."""
-    arch = params.get("arch", "deeplab_v2")
+    arch = params.get("arch", PARAMS["arch"].default)
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
     strides, (d3, d4) = BACKBONE_LAYOUT[arch]
@@ -123,7 +134,6 @@ def load_weights(model: nn.Module, path) -> int:
                         f"shape, e.g. {missing[0]})")
     model.load_state_dict({**own, **matched})
     return len(matched)
-
 
 
 def load(path, device="cpu") -> nn.Module:

@@ -5,11 +5,15 @@ import shutil
 from pathlib import Path
 
 from wsss.io import atomic_path
+from wsss.params import resolve
+
+PARAMS = {}
 
 
 def run(params: dict, *, inputs: list, out):
     """Every file of every shard folder, hard-linked (copied across devices);
     hidden files are bookkeeping, not results."""
+    resolve(params, PARAMS, "gather_shards")
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for folder in inputs:

@@ -15,11 +15,20 @@ import pandas as pd
 from wsss import metrics
 from wsss.datasets import voc
 from wsss.io import atomic_path
+from wsss.params import Param, resolve
+
+PARAMS = {
+    "class_names": voc.CLASS_NAMES,
+    "split": voc.SPLIT,
+    "n_overlays": Param(int, 6, "images with CAM overlays"),
+    "shards": Param(int, 1, "the run's shard count (benchmarks of another count are old runs')"),
+}
 
 
 def run(params: dict, *, root, metrics_csv, sweep, cams, benchmarks, summary, sweep_plot, overlays):
     """Writes the summary table (with the run times of every rule's file under `benchmarks`), the sweep
     plot and `n_overlays` CAM overlays."""
+    params = resolve(params, PARAMS, "report")
     table = metrics.read(metrics_csv)
     write_summary(table, benchmarks, summary, params["shards"])
     plot_sweep(pd.read_csv(sweep), sweep_plot)

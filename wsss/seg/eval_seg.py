@@ -8,10 +8,14 @@ from tqdm import tqdm
 
 from wsss import metrics
 from wsss.datasets import voc
+from wsss.params import Param, resolve
+
+PARAMS = {"class_names": voc.CLASS_NAMES, "split": voc.SPLIT, "method": Param(str, help="the metrics rows' method")}
 
 
 def run(params: dict, *, root, pred, out):
     """Scores `pred`/<id>.png for every image of `split`."""
+    params = resolve(params, PARAMS, "eval_seg")
     class_names = params["class_names"]
     n = len(class_names)
     conf = np.zeros((n, n), np.int64)

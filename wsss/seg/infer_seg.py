@@ -14,19 +14,30 @@ from wsss.crf import dense_crf
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
 from wsss.models import deeplab
-from wsss.runtime import device
-from wsss.shards import select
+from wsss.params import Param, resolve
+from wsss.runtime import DEVICE, device
+from wsss.shards import SHARD, select
 from wsss.transforms import fuse_flips, multiscale_inputs
+
+PARAMS = {
+    "split": voc.SPLIT,
+    "shard": SHARD,
+    "device": DEVICE,
+    "scales": Param(list, [0.75, 1.0, 1.25], "image scales of the multi-scale inference"),
+    "flip": Param(bool, True, "add the mirrored image's prediction"),
+    "crf": Param(bool, True, "dense-CRF post-processing"),
+}
 
 
 def run(params: dict, *, root, model, out):
     """Writes the network's prediction for every image of `split`."""
-    dev = device(params.get("device", "auto"))
+    params = resolve(params, PARAMS, "infer_seg")
+    dev = device(params["device"])
     net = deeplab.load(model, dev)
     palette = voc.voc_palette()
     with atomic_path(out) as tmp:
         tmp.mkdir()
-        for image_id in tqdm(select(voc.read_ids(root, params["split"]), params.get("shard", "1-of-1")),
+        for image_id in tqdm(select(voc.read_ids(root, params["split"]), params["shard"]),
                              desc="infer_seg"):
             image = voc.load_image(voc.path(root, "image", image_id))
             probs = predict(net, image, params["scales"], params["flip"], dev)

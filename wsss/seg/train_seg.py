@@ -13,19 +13,34 @@ import random
 
 from torch.utils.data import Dataset
 
-from wsss import distributed
+from wsss import distributed, training
 from wsss.datasets import voc
 from wsss.models import deeplab
+from wsss.params import Param, resolve
 from wsss.runtime import seed_everything
 from wsss.seg.losses import cross_entropy
 from wsss.training import fit
 from wsss.transforms import TrainAugment
 
+# What every segmentation trainer (train_seg, train_dsrg) depends on.
+NETWORK_PARAMS = {
+    **training.PARAMS,
+    **deeplab.PARAMS,
+    "split": voc.SPLIT,
+    "crop": Param(int, 321, "square training crop side"),
+    "head_lr_mult": Param(float, 10.0, "learning-rate multiplier of the new layers (DeepLab: 10)"),
+}
+PARAMS = {
+    **NETWORK_PARAMS,
+    "scale": Param(list, [0.5, 2.0], "random rescale range"),
+    "iterations": Param(int, 20000, "SGD iterations"),
+}
+
 
 def run(params: dict, *, root, labels, out, init=None):
     """Trains on the pseudo-labels `labels`/<id>.png of `split` and saves {"state_dict", "params", "history"}
     to `out`; `init`: a saved network (segmentation or CAM model) to start from instead of `pretrained`."""
-    distributed.launch(train, params, root=root, labels=labels, out=out, init=init)
+    distributed.launch(train, resolve(params, PARAMS, "train_seg"), root=root, labels=labels, out=out, init=init)
 
 
 def train(params: dict, *, root, labels, out, init=None):
@@ -37,7 +52,7 @@ def train(params: dict, *, root, labels, out, init=None):
     if init is not None:
         deeplab.load_weights(model, init)
     backbone, heads = deeplab.param_groups(model)
-    fit(model, [(backbone, 1.0), (heads, params.get("head_lr_mult", 10.0))], dataset, segmentation_loss, params,
+    fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset, segmentation_loss, params,
         params["iterations"], out=out, desc="train_seg")
 
 
