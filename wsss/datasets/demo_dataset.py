@@ -220,7 +220,7 @@ def run(params, *, root):
     the one in `root`. `root` must be missing, empty or a demo root (it holds MARKER, or only files the
     generator writes): anything else is someone's data set and is refused, never deleted.
     params: PARAMS (missing ones take the default)."""
-    p = _params(params)
+    p = check_params(params)
     root = Path(root)
     _check_owned(root)
     families = [FAMILIES[name] for name in p["class_names"][1:]]
@@ -265,7 +265,8 @@ def _check_owned(root: Path):
                         "to false to use this data set")
 
 
-def _params(params):
+def check_params(params) -> dict:
+    """The resolved params; ValueError naming the one that makes no sense."""
     p = resolve(params, PARAMS, "demo_dataset")
     names = p["class_names"]
     if not names or names[0] != "background" or len(names) < 2:

@@ -165,15 +165,21 @@ def label_files(folder, ids, what: str) -> list[Path]:
 def image_tags(root, ids, class_names, source: str = "masks") -> np.ndarray:
     """bool [N, K] image-level labels, column c-1 = class c, from SegmentationClass masks or from
     Annotations/<id>.xml (VOC `object/name`). An image without any object class is an error."""
+    tags = np.zeros((len(ids), len(class_names) - 1), bool)
+    for row, image_id in enumerate(tqdm(ids, desc=f"image tags ({source})", leave=False)):
+        tags[row] = tags_of(root, image_id, class_names, source)
+    return tags
+
+
+def tags_of(root, image_id: str, class_names, source: str = "masks") -> np.ndarray:
+    """One row of `image_tags`."""
     readers = {"masks": _tags_from_mask, "xml": _tags_from_xml}
     if source not in readers:
         raise ValueError(f"tags source must be one of {sorted(readers)}, got {source!r}")
-    tags = np.zeros((len(ids), len(class_names) - 1), bool)
-    for row, image_id in enumerate(tqdm(ids, desc=f"image tags ({source})", leave=False)):
-        file = path(root, "mask" if source == "masks" else "annotation", image_id)
-        tags[row] = readers[source](file, class_names)
-        if not tags[row].any():
-            raise DataError(f"{file}: image has no object class (only background/void)")
+    file = path(root, tag_kind(source), image_id)
+    tags = readers[source](file, class_names)
+    if not tags.any():
+        raise DataError(f"{file}: image has no object class (only background/void)")
     return tags
 
 
