@@ -64,6 +64,7 @@ def main(argv=None):
     if argv[0] not in STAGES:
         sys.exit(f"wsss: unknown stage {argv[0]!r}\n\n{usage()}")
     stage, rest = argv[0], argv[1:]
+    console = os.environ.pop("WSSS_CONSOLE_FD", None)  # this process's only: children may reuse the number
     module = importlib.import_module(STAGES[stage])
     fn = module.run
     path_params = [p for p in inspect.signature(fn).parameters.values() if p.name != "params"]
@@ -80,8 +81,23 @@ def main(argv=None):
     try:
         fn(args.pop("params"), **args)
     except DataError as e:  # bad input: one line naming the file, not a traceback
+        _to_console(console, f"wsss {stage}: error: {e}")
         sys.exit(f"wsss {stage}: error: {e}")
+    except Exception as e:
+        _to_console(console, f"wsss {stage}: failed: {type(e).__name__}: {e} (traceback in the job's log)")
+        raise
     del gpus
+
+
+def _to_console(fd, line: str):
+    """Repeats `line` on the console, the descriptor `fd` the workflow passes as WSSS_CONSOLE_FD (the job's
+    own stderr goes to its log, and Snakemake's failure message does not show the log)."""
+    if not fd:
+        return
+    try:
+        os.write(int(fd), (line + "\n").encode())
+    except (OSError, ValueError):
+        pass  # run by hand without the workflow's fd: the line is on stderr already
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ resumed run end with the weights of an uninterrupted one (on the CPU), and lets 
 of the same global batch.
 
 Every `checkpoint_every` iterations (param, optional) rank 0 saves weights, optimizer, RNG state, the
-history and the iteration next to `out` (`<out>.ckpt`); a rerun with the same params continues from there.
+history and the iteration next to `out` (`<out>.ckpt`), keyed by `run_key`: the params, the trainer's code
+version and a digest of its input files. A rerun with the same key continues from there; any other
+checkpoint is of another run and is started afresh.
 The saved network: {"state_dict", "params", "history"} with history {"loss", "seconds"}: the mean loss
 (over all ranks) and the wall time of each complete epoch."""
+import hashlib
 import time
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from wsss import distributed
 from wsss.datasets import voc
 from wsss.io import atomic_path
 from wsss.params import Param
+from wsss.provenance import code_version
 from wsss.runtime import DEVICE, device
 
 # The parameters of `fit`, part of every trainer's PARAMS.
@@ -112,13 +116,15 @@ class History:
         self.loss, self.seconds, self.loss_sum = list(state["loss"]), list(state["seconds"]), state["loss_sum"]
 
 
-def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, desc: str, tracker=None):
+def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, desc: str, module: str, inputs,
+        tracker=None):
     """Trains `model` for `n_iters` SGD iterations of `loss_fn(net, batch, iteration) -> loss` over `dataset`
     (items keyed by BatchPlan, batches of dicts), then rank 0 saves it to `out`.
 
     groups: [(parameters, learning-rate multiplier)]. params: resolved against PARAMS (the trainer's
     PARAMS include them). net is `model` under DDP when several ranks train. tracker: optional object with
-    end_iteration(it, seconds), state_dict and load_state_dict, checkpointed with the weights."""
+    end_iteration(it, seconds), state_dict and load_state_dict, checkpointed with the weights. module (the
+    trainer's `__name__`) and inputs (the files and folders it reads) key the checkpoint (`run_key`)."""
     dev = device(params["device"])
     # channels-last runs the CPU convolutions about 1.4x faster and suits GPU convolutions as well
     model.to(dev, memory_format=torch.channels_last).train()
@@ -127,7 +133,8 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
                                 momentum=params["momentum"], weight_decay=params["weight_decay"])
     history = History(iterations_per_epoch(len(dataset), params["batch_size"]))
     ckpt = Path(f"{out}.ckpt")
-    start = resume(ckpt, params, model, optimizer, history, tracker)
+    key = run_key(params, module, inputs)
+    start = resume(ckpt, key, model, optimizer, history, tracker)
     plan = BatchPlan(len(dataset), params["batch_size"], params["seed"], start, n_iters,
                      distributed.rank(), distributed.size())
     loader = DataLoader(dataset, batch_sampler=plan, num_workers=params["num_workers"],
@@ -147,7 +154,7 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if params["checkpoint_every"] and (it + 1) % params["checkpoint_every"] == 0 and it + 1 < n_iters:
-            save_checkpoint(ckpt, it + 1, params, model, optimizer, history, tracker)
+            save_checkpoint(ckpt, it + 1, key, model, optimizer, history, tracker)
     bar.close()
     if distributed.is_main():
         with atomic_path(out) as tmp:
@@ -163,10 +170,37 @@ def _to(value: torch.Tensor, dev):
     return value.to(dev, non_blocking=True)
 
 
-def save_checkpoint(file, iteration, params, model, optimizer, history, tracker):
+def run_key(params: dict, module: str, inputs) -> dict:
+    """What a checkpoint must match to be resumed: the params, the code version of the trainer `module` and a
+    digest of `inputs` (files and folders; a changed label, split or init file is another run)."""
+    return {"params": params, "code": code_version(module), "inputs": digest(inputs)}
+
+
+def digest(paths) -> str:
+    """sha256 over the names and bytes of `paths` (None skipped; a folder: its non-hidden files, recursively;
+    a missing path counts as missing). About a second per GB."""
+    h = hashlib.sha256()
+    for item in paths:
+        if item is None:
+            continue
+        item = Path(item)
+        files = [item] if not item.is_dir() else sorted(
+            f for f in item.rglob("*") if f.is_file() and not any(p.startswith(".") for p in f.relative_to(item).parts))
+        h.update(f"{item}\0{len(files)}\0".encode())
+        for f in files:
+            h.update(f"{f.relative_to(item) if f != item else ''}\0".encode())
+            if f.is_file():
+                with open(f, "rb") as stream:
+                    h.update(hashlib.file_digest(stream, "sha256").digest())
+            else:
+                h.update(b"missing")
+    return h.hexdigest()
+
+
+def save_checkpoint(file, iteration, key, model, optimizer, history, tracker):
     if not distributed.is_main():
         return
-    state = {"iteration": iteration, "params": params, "state_dict": model.state_dict(),
+    state = {"iteration": iteration, "key": key, "state_dict": model.state_dict(),
              "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "history": history.state_dict()}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -176,17 +210,19 @@ def save_checkpoint(file, iteration, params, model, optimizer, history, tracker)
         torch.save(state, tmp)
 
 
-def resume(file: Path, params, model, optimizer, history, tracker) -> int:
-    """Restores a checkpoint written with the same params and returns its iteration (0 without one). One
-    from other params belongs to another run: it is ignored and overwritten by the next checkpoint."""
+def resume(file: Path, key: dict, model, optimizer, history, tracker) -> int:
+    """Restores a checkpoint written under the same `run_key` and returns its iteration (0 without one). One
+    of other params, code or inputs belongs to another run: it is ignored and overwritten by the next
+    checkpoint."""
     if not file.is_file():
         return 0
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:
         raise voc.DataError(f"{file}: unreadable checkpoint ({e}); delete it to start afresh") from e
-    if state.get("params") != params or "history" not in state:
-        tqdm.write(f"{file}: checkpoint of other params (or of an older wsss), starting afresh")
+    if state.get("key") != key or "history" not in state:
+        changed = [k for k in key if (state.get("key") or {}).get(k) != key[k]]
+        tqdm.write(f"{file}: checkpoint of other {', '.join(changed) or 'state'} (or an older wsss), starting afresh")
         return 0
     model.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])

@@ -5,6 +5,7 @@ rule train_cam:
     """IRNet Sec. 3: classification network whose class activation maps seed every later stage."""
     input:
         split=split_file(TRAIN),
+        checked=DATA_CHECKED,  # validate_data: nothing trains on bad data
     output:
         model=CAM_MODEL,
     params:
@@ -68,6 +69,7 @@ rule eval_cam:
     """Background-threshold sweep of the CAMs against the ground-truth masks."""
     input:
         split=split_file(TRAIN),
+        checked=DATA_CHECKED,
         cams=f"{RUN}/cam/maps",
     output:
         metrics=f"{RUN}/metrics/eval_cam.csv",

@@ -17,7 +17,10 @@ Written files (all read back by wsss.datasets.voc):
   ImageSets/Segmentation/{train,val}.txt
 """
 import colorsys
+import json
 import math
+import os
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,7 @@ from tqdm import tqdm
 
 from wsss import io
 from wsss.datasets.voc import LAYOUT, path, rasterise_scribbles, voc_palette
+from wsss.errors import DataError
 from wsss.params import Param, resolve
 
 # Every knob, with its default (config.yaml `demo:` mirrors these). Sizes are fractions of the image side.
@@ -205,15 +209,24 @@ class Placed:
     mask: np.ndarray
 
 
-def run(params, *, root):
-    """Writes the demo data set in PASCAL VOC layout into folder `root` (replaced as a whole, atomically).
+MARKER = ".wsss-demo"  # written into a root the generator owns: the generator's params, as JSON
+DEMO_ID = re.compile(r"(train|val)_\d{5}")
 
+
+def run(params, *, root):
+    """Writes the demo data set in PASCAL VOC layout into folder `root`.
+
+    The set is generated next to `root`, then each of the generator's folders (JPEGImages, ...) replaces
+    the one in `root`. `root` must be missing, empty or a demo root (it holds MARKER, or only files the
+    generator writes): anything else is someone's data set and is refused, never deleted.
     params: PARAMS (missing ones take the default)."""
-    p = _params(params)
+    p = check_params(params)
+    root = Path(root)
+    _check_owned(root)
     families = [FAMILIES[name] for name in p["class_names"][1:]]
     splits = {"train": p["n_train"], "val": p["n_val"]}
-    with io.atomic_path(root) as tmp:
-        for folder in {str(Path(pattern).parent) for pattern in LAYOUT.values()}:
+    with io.scratch(root) as tmp:
+        for folder in FOLDERS:
             (tmp / folder).mkdir(parents=True)
         bar = tqdm(total=sum(splits.values()), desc="demo dataset")
         for split_index, (split, count) in enumerate(splits.items()):
@@ -225,9 +238,35 @@ def run(params, *, root):
                 bar.update()
             path(tmp, "split", split).write_text("".join(f"{i}\n" for i in ids))
         bar.close()
+        root.mkdir(parents=True, exist_ok=True)
+        (root / MARKER).write_text(json.dumps(p, sort_keys=True) + "\n")  # first: a killed run leaves it ours
+        for top in sorted({folder.split("/")[0] for folder in FOLDERS}):
+            io.remove(root / top)
+            os.replace(tmp / top, root / top)
 
 
-def _params(params):
+# The generator's folders under a root (LAYOUT's), and their top-level names: all it ever replaces.
+FOLDERS = sorted({str(Path(pattern).parent) for pattern in LAYOUT.values()})
+
+
+def _check_owned(root: Path):
+    """DataError unless `root` is missing, empty or the generator's (MARKER, or only files it writes)."""
+    if not root.exists() or (root / MARKER).is_file():
+        return
+    if not root.is_dir():
+        raise DataError(f"{root}: demo data set root exists and is not a folder; refusing to replace it")
+    tops = {folder.split("/")[0] for folder in FOLDERS}
+    foreign = [f for f in root.iterdir() if f.name not in tops]
+    foreign += [f for top in tops if (root / top).exists() for f in (root / top).rglob("*")
+                if f.is_file() and not (DEMO_ID.fullmatch(f.stem) or f.name in ("train.txt", "val.txt"))]
+    if foreign:
+        raise DataError(f"{root}: not a demo data set root (no {MARKER}; it holds {foreign[0]}), so the demo "
+                        "generator will not write there: set dataset.root to a new folder, or dataset.demo "
+                        "to false to use this data set")
+
+
+def check_params(params) -> dict:
+    """The resolved params; ValueError naming the one that makes no sense."""
     p = resolve(params, PARAMS, "demo_dataset")
     names = p["class_names"]
     if not names or names[0] != "background" or len(names) < 2:

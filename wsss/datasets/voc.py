@@ -3,6 +3,7 @@
 Every loader checks what it reads and raises `DataError` naming the file and the problem, so a bad file
 stops a stage with a message a user can act on instead of a shape error deep inside a trainer.
 Class indices are label-space everywhere: 0 = background, 1..K objects, 255 = void / unlabelled."""
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -47,6 +48,17 @@ def path(root, kind: str, image_id: str) -> Path:
     return Path(root) / LAYOUT[kind].format(image_id)
 
 
+def split_files(root, split: str, *kinds: str) -> list[Path]:
+    """The split file and, for each of its ids, the files of `kinds` (LAYOUT keys): what a stage reads."""
+    ids = read_ids(root, split)
+    return [path(root, "split", split)] + [path(root, kind, i) for i in ids for kind in kinds]
+
+
+def tag_kind(tags_from: str) -> str:
+    """The LAYOUT kind image-level tags are read from (`image_tags`' source)."""
+    return "mask" if tags_from == "masks" else "annotation"
+
+
 def voc_palette(n: int = 256) -> np.ndarray:
     """The standard PASCAL VOC colour map: bit 3j, 3j+1, 3j+2 of the index set bit 7-j of R, G, B."""
     index = np.arange(n)
@@ -57,12 +69,31 @@ def voc_palette(n: int = 256) -> np.ndarray:
     return palette.astype(np.uint8)
 
 
+# An image id becomes a file name in every output folder, so it must be one harmless path component:
+# letters, digits, `_`, `-`, `.` and `+` (VOC's are 2007_000032), not starting with `.` or `-`.
+IMAGE_ID = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]*")
+
+
 def read_ids(root, split: str) -> list[str]:
-    """Image ids listed in ImageSets/Segmentation/<split>.txt (first token of each non-blank line)."""
+    """Image ids listed in ImageSets/Segmentation/<split>.txt (first token of each non-blank line).
+
+    The one place ids enter wsss: each must match IMAGE_ID (so no `/`, `..` or hidden name can put an
+    output outside its folder) and appear once (a repeat would count an image twice)."""
     file = path(root, "split", split)
     if not file.is_file():
         raise DataError(f"{file}: split list not found")
-    ids = [line.split()[0] for line in file.read_text().splitlines() if line.strip()]
+    ids, lines = [], {}
+    for number, line in enumerate(file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        image_id = line.split()[0]
+        if not IMAGE_ID.fullmatch(image_id):
+            raise DataError(f"{file}: line {number}: image id {image_id!r} is not a plain file name (allowed: "
+                            "letters, digits, _ + - . and no leading . or -)")
+        if image_id in lines:
+            raise DataError(f"{file}: line {number}: image id {image_id!r} repeats line {lines[image_id]}")
+        lines[image_id] = number
+        ids.append(image_id)
     if not ids:
         raise DataError(f"{file}: split list is empty")
     return ids
@@ -134,15 +165,21 @@ def label_files(folder, ids, what: str) -> list[Path]:
 def image_tags(root, ids, class_names, source: str = "masks") -> np.ndarray:
     """bool [N, K] image-level labels, column c-1 = class c, from SegmentationClass masks or from
     Annotations/<id>.xml (VOC `object/name`). An image without any object class is an error."""
+    tags = np.zeros((len(ids), len(class_names) - 1), bool)
+    for row, image_id in enumerate(tqdm(ids, desc=f"image tags ({source})", leave=False)):
+        tags[row] = tags_of(root, image_id, class_names, source)
+    return tags
+
+
+def tags_of(root, image_id: str, class_names, source: str = "masks") -> np.ndarray:
+    """One row of `image_tags`."""
     readers = {"masks": _tags_from_mask, "xml": _tags_from_xml}
     if source not in readers:
         raise ValueError(f"tags source must be one of {sorted(readers)}, got {source!r}")
-    tags = np.zeros((len(ids), len(class_names) - 1), bool)
-    for row, image_id in enumerate(tqdm(ids, desc=f"image tags ({source})", leave=False)):
-        file = path(root, "mask" if source == "masks" else "annotation", image_id)
-        tags[row] = readers[source](file, class_names)
-        if not tags[row].any():
-            raise DataError(f"{file}: image has no object class (only background/void)")
+    file = path(root, tag_kind(source), image_id)
+    tags = readers[source](file, class_names)
+    if not tags.any():
+        raise DataError(f"{file}: image has no object class (only background/void)")
     return tags
 
 
@@ -183,7 +220,22 @@ def _open(file, what: str) -> Image.Image:
         img.load()  # decode now: a truncated file fails here, not later inside a trainer
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"{file}: unreadable {what} ({e})") from e
+    _check_orientation(img, file, what)
     return img
+
+
+EXIF_ORIENTATION = 0x0112
+
+
+def _check_orientation(img: Image.Image, file, what: str):
+    """Refuses an EXIF orientation other than 1 (as stored), for images and masks alike. wsss reads pixels
+    as stored, as VOC's masks were drawn; a viewer would show a rotated photo, so whether its mask matches
+    the stored or the displayed pixels is unknowable: the user rotates the file (`exiftran -ai`,
+    `mogrify -auto-orient`) or strips the tag, and the mask to match."""
+    orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation != 1:
+        raise DataError(f"{file}: {what} has EXIF orientation {orientation} (displayed rotated or mirrored); "
+                        "wsss reads pixels as stored: rotate the file and its mask to match, or remove the tag")
 
 
 def _read_indices(file, what: str, shape) -> np.ndarray:

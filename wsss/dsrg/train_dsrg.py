@@ -85,7 +85,9 @@ def train(params: dict, *, root, seeds, out, supervision, plot, init=None):
     log = SupervisionLog(len(class_names), per_epoch)
     backbone, heads = deeplab.param_groups(model)
     fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset, DSRGStep(params, log),
-        params, params["epochs"] * per_epoch, out=out, desc="train_dsrg", tracker=log)
+        params, params["epochs"] * per_epoch, out=out, desc="train_dsrg", tracker=log,
+        module=__name__, inputs=[*voc.split_files(root, params["split"], "image", voc.tag_kind(params["tags_from"])),
+                                 seeds, init])
     if distributed.is_main():
         table = log.table()
         save_csv(supervision, table)

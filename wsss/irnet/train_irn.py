@@ -71,7 +71,8 @@ def train(params: dict, *, root, ir_labels, cam_model, out):
     # PolyOptimizer passes weight_decay into SGD's momentum slot, so it runs with (practically) no momentum:
     # `momentum` 0 is the paper setting; the short CPU demo needs 0.9 to learn in its few steps.
     fit(model, [(boundary, 1.0), (displacement, 10.0)], dataset, Objective(params["radius"]), params,
-        per_epoch * params["epochs"], out=out, desc="train_irn")
+        per_epoch * params["epochs"], out=out, desc="train_irn", module=__name__,
+        inputs=[*voc.split_files(root, params["split"], "image"), ir_labels, cam_model])
 
 
 class IRLabelDataset(Dataset):

@@ -53,7 +53,8 @@ def train(params: dict, *, root, labels, out, init=None):
         deeplab.load_weights(model, init)
     backbone, heads = deeplab.param_groups(model)
     fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset, segmentation_loss, params,
-        params["iterations"], out=out, desc="train_seg")
+        params["iterations"], out=out, desc="train_seg", module=__name__,
+        inputs=[*voc.split_files(root, params["split"], "image"), labels, init])
 
 
 def segmentation_loss(net, batch, it):
