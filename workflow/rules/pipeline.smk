@@ -38,7 +38,7 @@ rule metrics:
 rule report:
     """Summary table, plots and CAM overlays; `snakemake --report` bundles them into one HTML file."""
     input:
-        split=split_file(TRAIN),
+        split=split_file(LABEL),
         metrics=rules.metrics.output.table,
         sweep=rules.eval_cam.output.sweep,
         cams=f"{RUN}/cam/maps",
@@ -55,7 +55,7 @@ rule report:
         **stage_params(
             "report",
             class_names=CLASSES,
-            split=TRAIN,
+            split=LABEL,
             n_overlays=config["report"]["n_overlays"],
             shards=config["shards"],  # benchmarks of shards of another count are old runs' (not summed)
         ),

@@ -25,6 +25,7 @@ TAGS_FROM = Param(str, "masks", "image-level labels from: masks (SegmentationCla
 LAYOUT = {
     "image": "JPEGImages/{}.jpg",
     "mask": "SegmentationClass/{}.png",
+    "mask_aug": "SegmentationClassAug/{}.png",  # SBD masks (rule sbd_train_aug); read where "mask" lacks the id
     "instances": "SegmentationObject/{}.png",
     "annotation": "Annotations/{}.xml",
     "scribble": "pascal_2012_scribble/{}.png",
@@ -43,8 +44,13 @@ SCRIBBLESUP_CONTEXT = frozenset(
 
 
 def path(root, kind: str, image_id: str) -> Path:
-    """The file of `kind` (a LAYOUT key) for `image_id` under `root`."""
-    return Path(root) / LAYOUT[kind].format(image_id)
+    """The file of `kind` (a LAYOUT key) for `image_id` under `root`. A class mask comes from
+    SegmentationClass, else from SegmentationClassAug (train_aug: VOC's own masks win where both exist)."""
+    file = Path(root) / LAYOUT[kind].format(image_id)
+    if kind == "mask" and not file.is_file():
+        aug = Path(root) / LAYOUT["mask_aug"].format(image_id)
+        return aug if aug.is_file() else file
+    return file
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
@@ -58,13 +64,32 @@ def voc_palette(n: int = 256) -> np.ndarray:
 
 
 def read_ids(root, split: str) -> list[str]:
-    """Image ids listed in ImageSets/Segmentation/<split>.txt (first token of each non-blank line)."""
-    file = path(root, "split", split)
-    if not file.is_file():
-        raise DataError(f"{file}: split list not found")
-    ids = [line.split()[0] for line in file.read_text().splitlines() if line.strip()]
-    if not ids:
-        raise DataError(f"{file}: split list is empty")
+    """Image ids listed in ImageSets/Segmentation/<split>.txt (first token of each non-blank line).
+    `a+b` is the union of splits a and b in order, each id once (the images the label stages cover:
+    dataset.train_split + dataset.label_split)."""
+    ids = []
+    for name in split.split("+"):
+        file = path(root, "split", name)
+        if not file.is_file():
+            raise DataError(f"{file}: split list not found")
+        listed = [line.split()[0] for line in file.read_text().splitlines() if line.strip()]
+        if not listed:
+            raise DataError(f"{file}: split list is empty")
+        ids.extend(listed)
+    return list(dict.fromkeys(ids))
+
+
+def scored_ids(root, split: str, kinds=("mask",)) -> list[str]:
+    """The ids of `split` for an evaluation, which needs ground truth (`kinds`: mask, instances) for every
+    image: a split without it is an error naming the split and the first id lacking it."""
+    ids = read_ids(root, split)
+    for kind in kinds:
+        missing = [i for i in ids if not path(root, kind, i).is_file()]
+        if missing:
+            where = LAYOUT[kind].split("/")[0] + (" or SegmentationClassAug" if kind == "mask" else "")
+            raise DataError(f"split {split!r} cannot be scored: {len(missing)} of {len(ids)} images have no "
+                            f"{where} PNG, the first {missing[0]!r} ({path(root, kind, missing[0])}); score on a "
+                            "split with masks (dataset.label_split / eval_split)")
     return ids
 
 
@@ -76,6 +101,13 @@ def load_image(file) -> np.ndarray:
 def load_mask(file, n_classes: int, shape=None) -> np.ndarray:
     """uint8 HxW class indices of a SegmentationClass PNG: 0..n_classes-1 or 255 (void)."""
     return _check_values(_read_indices(file, "label PNG", shape), n_classes, file)
+
+
+def load_mask_or_void(root, image_id: str, n_classes: int, shape) -> np.ndarray:
+    """The class mask of `image_id`, or all void (255) where the training split has none (train_aug-style
+    splits: statistics against ground truth then skip the image)."""
+    file = path(root, "mask", image_id)
+    return load_mask(file, n_classes, shape) if file.is_file() else np.full(shape[:2], IGNORE, np.uint8)
 
 
 def load_instances(file, shape=None) -> np.ndarray:
@@ -140,6 +172,9 @@ def image_tags(root, ids, class_names, source: str = "masks") -> np.ndarray:
     tags = np.zeros((len(ids), len(class_names) - 1), bool)
     for row, image_id in enumerate(tqdm(ids, desc=f"image tags ({source})", leave=False)):
         file = path(root, "mask" if source == "masks" else "annotation", image_id)
+        if source == "masks" and not file.is_file():
+            raise DataError(f"{file}: no class mask to take image tags from; for splits whose images lack "
+                            "masks set dataset.tags_from: xml (Annotations/<id>.xml)")
         tags[row] = readers[source](file, class_names)
         if not tags[row].any():
             raise DataError(f"{file}: image has no object class (only background/void)")
