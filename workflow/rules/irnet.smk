@@ -182,4 +182,6 @@ rule eval_ins_seg:
         " --out {output.metrics:q} > {log:q} 2>&1"
 
 
-METRIC_FILES.extend([f"{RUN}/metrics/ir_label.csv", f"{RUN}/metrics/sem_seg.csv", f"{RUN}/metrics/ins_seg.csv"])
+METRIC_FILES.extend([f"{RUN}/metrics/ir_label.csv", f"{RUN}/metrics/sem_seg.csv"])
+if config["dataset"]["instances"]:  # SegmentationObject exists (not for PASCAL-Context)
+    METRIC_FILES.append(f"{RUN}/metrics/ins_seg.csv")

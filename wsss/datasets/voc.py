@@ -100,7 +100,7 @@ def load_image(file) -> np.ndarray:
 
 def load_mask(file, n_classes: int, shape=None) -> np.ndarray:
     """uint8 HxW class indices of a SegmentationClass PNG: 0..n_classes-1 or 255 (void)."""
-    return _check_values(_read_indices(file, "label PNG", shape), n_classes, file)
+    return check_values(_read_indices(file, "label PNG", shape), n_classes, file)
 
 
 def load_mask_or_void(root, image_id: str, n_classes: int, shape) -> np.ndarray:
@@ -117,7 +117,7 @@ def load_instances(file, shape=None) -> np.ndarray:
 
 def load_scribble(file, n_classes: int, shape=None) -> np.ndarray:
     """uint8 HxW scribble PNG: 0 background scribble, 1..n_classes-1 object scribbles, 255 unlabelled."""
-    return _check_values(_read_indices(file, "scribble PNG", shape), n_classes, file)
+    return check_values(_read_indices(file, "scribble PNG", shape), n_classes, file)
 
 
 def load_scribble_xml(file, class_names, shape, width: int = 3) -> np.ndarray:
@@ -234,7 +234,8 @@ def _read_indices(file, what: str, shape) -> np.ndarray:
     return labels
 
 
-def _check_values(labels: np.ndarray, n_classes: int, file) -> np.ndarray:
+def check_values(labels: np.ndarray, n_classes: int, file) -> np.ndarray:
+    """`labels` if every value is a class index below n_classes or void (255); else a DataError naming `file`."""
     present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
     bad = present[(present >= n_classes) & (present != IGNORE)]
     if bad.size:
