@@ -88,15 +88,16 @@ def stage_params(stage, /, **values):
     return dict(code=code_version(STAGES[stage]), json=as_json)
 
 
-# Before any job (not in a dry run, which only warns): the ImageNet weights are there and are the
-# published files, and the resolved configuration is kept as {run_dir}/config.yaml.
+# Weights and the run's record (wsss/run_config.py). A dry run only warns; a real run, once the DAG is
+# built and before any job, keeps the resolved configuration as {run_dir}/config.yaml, then fetches
+# `download` weights and checks every file's sha256, stopping on a problem.
 for problem in run_config.weight_problems(config):
-    if not workflow.dryrun:
-        raise WorkflowError(problem)
-    logger.warning(f"WARNING (a real run stops here): {problem}")
-if not workflow.dryrun:
+    logger.warning(f"WARNING (a run stops before any job): {problem}")
+
+
+onstart:
+    run_config.write(config, f"{RUN}/config.yaml")
     try:
         run_config.prepare_weights(config)
     except ValueError as e:
         raise WorkflowError(str(e)) from e
-    run_config.write(config, f"{RUN}/config.yaml")
