@@ -48,7 +48,7 @@ def lookup_table(labels: dict[int, str], class_names) -> np.ndarray:
 def read_label_map(file, table: np.ndarray) -> np.ndarray:
     try:
         label_map = np.asarray(scipy.io.loadmat(file)["LabelMap"])
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, scipy.io.matlab.MatReadError) as e:
         raise DataError(f"{file}: not a PASCAL-Context file with LabelMap ({e})") from e
     if label_map.ndim != 2 or label_map.max(initial=0) >= len(table):
         raise DataError(f"{file}: LabelMap must be HxW ids 0..{len(table) - 1}")

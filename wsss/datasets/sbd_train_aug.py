@@ -30,7 +30,7 @@ def read_sbd_mask(file, n_classes: int) -> np.ndarray:
     try:
         mat = scipy.io.loadmat(file)
         labels = np.asarray(mat["GTcls"][0]["Segmentation"][0])
-    except (OSError, ValueError, KeyError, IndexError) as e:
+    except (OSError, ValueError, KeyError, IndexError, scipy.io.matlab.MatReadError) as e:
         raise DataError(f"{file}: not an SBD class file with GTcls.Segmentation ({e})") from e
     if labels.ndim != 2:
         raise DataError(f"{file}: GTcls.Segmentation has shape {labels.shape}, expected HxW")
