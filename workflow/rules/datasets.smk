@@ -46,6 +46,8 @@ if config["dataset"]["scribbles"]:
 
     rule scribble_pngs:
         """ScribbleSup scribble_annotation/pascal_2012/*.xml -> pascal_2012_scribble/*.png and list `scribble`."""
+        input:
+            split_files(LABELLED),  # the images are in place (a converted root's links)
         output:
             split=split_file("scribble"),
         params:
