@@ -17,7 +17,7 @@ rule train_cam:
             device=config["device"],
             split=TRAIN,
             backbone=config["model"]["backbone"],
-            pretrained=config["model"]["pretrained"],
+            pretrained=CAM_PRETRAINED,
             crop=config["cam"]["crop"],
             resize_long=config["cam"]["resize_long"],
             batch_size=config["cam"]["batch_size"],
@@ -39,7 +39,7 @@ rule train_cam:
 rule make_cam:
     """Multi-scale CAMs (stride 4 and full resolution) of the training images, one shard of them."""
     input:
-        split=split_file(TRAIN),
+        split=split_files(LABELLED),
         model=rules.train_cam.output.model,
     output:
         cams=shard_folder("cam/maps"),
@@ -49,7 +49,7 @@ rule make_cam:
             class_names=CLASSES,
             tags_from=TAGS_FROM,
             device=config["device"],
-            split=TRAIN,
+            split=LABELLED,
             scales=config["cam"]["scales"],
             shard=wildcard("scatteritem"),
         ),
@@ -68,14 +68,14 @@ rule make_cam:
 rule eval_cam:
     """Background-threshold sweep of the CAMs against the ground-truth masks."""
     input:
-        split=split_file(TRAIN),
+        split=split_file(LABEL),
         checked=DATA_CHECKED,
         cams=f"{RUN}/cam/maps",
     output:
         metrics=f"{RUN}/metrics/eval_cam.csv",
         sweep=f"{RUN}/cam/threshold_sweep.csv",
     params:
-        **stage_params("eval_cam", class_names=CLASSES, split=TRAIN, thresholds=config["cam"]["eval_thresholds"]),
+        **stage_params("eval_cam", class_names=CLASSES, split=LABEL, thresholds=config["cam"]["eval_thresholds"]),
     log:
         log_file("eval_cam"),
     benchmark:

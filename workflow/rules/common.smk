@@ -3,7 +3,12 @@ import re
 import shlex
 import sys
 
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+
+from wsss import run_config
 from wsss.cli import STAGES
+from wsss.models import weights
 from wsss.provenance import code_version
 
 RUN = config["run_dir"]
@@ -15,6 +20,21 @@ CAM_MODEL = f"{RUN}/cam/model.pt"
 # Without ImageNet weights (the demo), later networks start from the trained CAM network's backbone.
 INIT_FROM_CAM = config["model"]["pretrained"] is None
 EVAL = config["dataset"]["eval_split"]
+
+# Splits (docs/architecture.md "Splits"): networks train on TRAIN (VOC: train_aug), pseudo-labels are
+# scored on LABEL (VOC: train, as IRNet), networks on EVAL. The per-image label stages (CAMs, IR labels,
+# random-walk labels, DSRG seeds) cover LABELLED, every image trained on or scored: `a+b` is the union of
+# the two lists (wsss.datasets.voc.read_ids); the demo's TRAIN == LABEL keeps its single name and paths.
+LABEL = config["dataset"]["label_split"]
+LABELLED = TRAIN if LABEL == TRAIN else f"{TRAIN}+{LABEL}"
+# ImageNet weights (wsss/models/weights.py): `download` is the torch.hub cache file. The segmentation
+# networks have their own backbone; without weights they start from the CAM network (same backbone).
+CAM_PRETRAINED = weights.resolve(config["model"]["backbone"], config["model"]["pretrained"])
+SEG_PRETRAINED = weights.resolve(config["seg"]["backbone"], config["seg"]["pretrained"])
+SEG_FROM_CAM = config["seg"]["pretrained"] is None
+if SEG_FROM_CAM and config["seg"]["backbone"] != config["model"]["backbone"]:
+    raise WorkflowError("seg.pretrained is null, so the segmentation networks start from the CAM network: "
+                        "seg.backbone must equal model.backbone")
 METRIC_FILES = []  # every evaluation rule adds its metrics CSV; rule `metrics` gathers them
 SHARDED = []  # output folders of sharded per-image stages; rule gather_shards merges each
 
@@ -28,6 +48,11 @@ GPU_WSSS = "WSSS_GPUS={resources.gpu} " + WSSS
 
 def split_file(split):
     return f"{DATA}/ImageSets/Segmentation/{split}.txt"
+
+
+def split_files(splits):
+    """The list files of `a+b` (a union of splits, as LABELLED)."""
+    return [split_file(s) for s in splits.split("+")]
 
 
 def log_file(rule, sharded=False):
@@ -61,3 +86,18 @@ def stage_params(stage, /, **values):
         return shlex.quote(json.dumps(resolved))
 
     return dict(code=code_version(STAGES[stage]), json=as_json)
+
+
+# Weights and the run's record (wsss/run_config.py). A dry run only warns; a real run, once the DAG is
+# built and before any job, keeps the resolved configuration as {run_dir}/config.yaml, then fetches
+# `download` weights and checks every file's sha256, stopping on a problem.
+for problem in run_config.weight_problems(config):
+    logger.warning(f"WARNING (a run stops before any job): {problem}")
+
+
+onstart:
+    run_config.write(config, f"{RUN}/config.yaml")
+    try:
+        run_config.prepare_weights(config)
+    except ValueError as e:
+        raise WorkflowError(str(e)) from e

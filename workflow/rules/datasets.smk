@@ -22,6 +22,7 @@ if config["dataset"]["demo"]:
 # A stage that reads another split adds it here (one line).
 VALIDATED_SPLITS = [
     TRAIN,
+    LABEL,
     EVAL,
 ]
 DATA_CHECKED = f"{RUN}/data/validate_data.txt"
@@ -44,3 +45,86 @@ rule validate_data:
         bench("validate_data")
     shell:
         WSSS + " validate_data --params {params.json} --root {DATA:q} --out {output.report:q} > {log:q} 2>&1"
+
+
+# Converters of the real data sets' releases into the VOC layout at dataset.root (README "Reproducing the
+# papers"). Each writes its split list last; a list already on disk means the conversion is done, and files
+# already converted (or shipped, like the DeepLab SegmentationClassAug) are used as they are.
+if config["dataset"]["sbd_root"]:
+
+    rule sbd_train_aug:
+        """SBD cls/*.mat -> SegmentationClassAug/*.png; train_aug = SBD train + SBD val + VOC train - VOC val."""
+        input:
+            voc_train=split_file("train"),
+            voc_val=split_file("val"),
+        output:
+            split=split_file("train_aug"),
+        params:
+            **stage_params("sbd_train_aug", class_names=CLASSES),
+            sbd=config["dataset"]["sbd_root"],
+        log:
+            log_file("sbd_train_aug"),
+        benchmark:
+            bench("sbd_train_aug")
+        shell:
+            WSSS + " sbd_train_aug --params {params.json} --root {DATA:q} --sbd {params.sbd:q} --out {output.split:q}"
+            " > {log:q} 2>&1"
+
+
+if config["dataset"]["scribbles"]:
+
+    rule scribble_pngs:
+        """ScribbleSup scribble_annotation/pascal_2012/*.xml -> pascal_2012_scribble/*.png and list `scribble`."""
+        input:
+            split_files(LABELLED),  # the images are in place (a converted root's links)
+        output:
+            split=split_file("scribble"),
+        params:
+            **stage_params("scribble_pngs", class_names=CLASSES),
+        log:
+            log_file("scribble_pngs"),
+        benchmark:
+            bench("scribble_pngs")
+        shell:
+            WSSS + " scribble_pngs --params {params.json} --root {DATA:q} --out {output.split:q} > {log:q} 2>&1"
+
+
+if config["dataset"]["context_root"]:
+
+    rule context_dataset:
+        """PASCAL-Context (59 classes + background) on VOC2010's images -> VOC layout, lists train and val."""
+        output:
+            train=split_file("train"),
+            val=split_file("val"),
+        params:
+            **stage_params("context_dataset", class_names=CLASSES),
+            context=config["dataset"]["context_root"],
+            voc2010=config["dataset"]["voc2010_root"] or "VOC2010 root not set (dataset.voc2010_root)",
+        log:
+            log_file("context_dataset"),
+        benchmark:
+            bench("context_dataset")
+        shell:
+            WSSS + " context_dataset --params {params.json} --context {params.context:q} --voc2010 {params.voc2010:q}"
+            " --root {DATA:q} --train {output.train:q} --val {output.val:q} > {log:q} 2>&1"
+
+
+if config["dataset"]["coco_root"]:
+
+    rule coco_dataset:
+        """COCO 2014 instances json -> VOC layout (80 classes 1..80, crowd void, instance masks), list <split>."""
+        output:
+            split=split_file("{coco_split}"),
+        wildcard_constraints:
+            coco_split="train2014|val2014",
+        params:
+            **stage_params("coco_dataset", class_names=CLASSES),
+            annotations=lambda wc: f"{config['dataset']['coco_root']}/annotations/instances_{wc.coco_split}.json",
+            images=lambda wc: f"{config['dataset']['coco_root']}/{wc.coco_split}",
+        log:
+            log_file("coco_dataset_{coco_split}"),
+        benchmark:
+            bench("coco_dataset_{coco_split}")
+        shell:
+            WSSS + " coco_dataset --params {params.json} --annotations {params.annotations:q}"
+            " --images {params.images:q} --root {DATA:q} --out {output.split:q} > {log:q} 2>&1"

@@ -6,14 +6,14 @@ DSRG = config["dsrg"]
 rule dsrg_seeds:
     """DSRG Sec. 3.1: seed cues from the CAMs (foreground) and saliency or a low CAM (background)."""
     input:
-        split=split_file(TRAIN),
+        split=split_files(LABELLED),
         cams=f"{RUN}/cam/maps",
     output:
         seeds=directory(f"{RUN}/dsrg/seeds"),
     params:
         **stage_params(
             "dsrg_seeds",
-            split=TRAIN,
+            split=LABELLED,
             fg_rule=DSRG["fg_rule"],
             fg_fraction=DSRG["fg_fraction"],
             bg_cam=DSRG["bg_cam"],
@@ -34,7 +34,7 @@ rule train_dsrg:
     input:
         split=split_file(TRAIN),
         seeds=rules.dsrg_seeds.output.seeds,
-        init=CAM_MODEL if INIT_FROM_CAM else [],
+        init=CAM_MODEL if SEG_FROM_CAM else [],
     output:
         model=f"{RUN}/{{dsrg}}/model.pt",
         supervision=f"{RUN}/{{dsrg}}/supervision.csv",

@@ -11,14 +11,14 @@ def walk_params():
 rule cam_to_ir_label:
     """Sec. 4.2: confident foreground / background from the CAMs, refined by dense CRF; one shard."""
     input:
-        split=split_file(TRAIN),
+        split=split_files(LABELLED),
         cams=f"{RUN}/cam/maps",
     output:
         labels=shard_folder("irn/ir_label"),
     params:
         **stage_params(
             "cam_to_ir_label",
-            split=TRAIN,
+            split=LABELLED,
             shard=wildcard("scatteritem"),
             conf_fg_thres=IRN["conf_fg_thres"],
             conf_bg_thres=IRN["conf_bg_thres"],
@@ -56,7 +56,7 @@ rule train_irn:
             device=config["device"],
             split=TRAIN,
             backbone=config["model"]["backbone"],
-            pretrained=config["model"]["pretrained"],
+            pretrained=CAM_PRETRAINED,
             irn_backbone="cam" if INIT_FROM_CAM else "pretrained",
             radius=IRN["pair_radius"],
             input_scale=IRN["input_scale"],
@@ -83,7 +83,7 @@ rule train_irn:
 rule make_sem_seg_labels:
     """Sec. 5: random walk of the CAMs within IRNet's boundaries -> semantic pseudo-labels; one shard."""
     input:
-        split=split_file(TRAIN),
+        split=split_files(LABELLED),
         cams=f"{RUN}/cam/maps",
         irn_model=rules.train_irn.output.model,
     output:
@@ -91,7 +91,7 @@ rule make_sem_seg_labels:
     params:
         **stage_params(
             "make_sem_seg_labels",
-            split=TRAIN,
+            split=LABELLED,
             device=config["device"],
             shard=wildcard("scatteritem"),
             **walk_params(),
@@ -111,7 +111,7 @@ rule make_sem_seg_labels:
 rule make_ins_seg_labels:
     """Sec. 5.1-5.2: displacement field -> centroids -> instance-wise CAMs, random walk; one shard."""
     input:
-        split=split_file(TRAIN),
+        split=split_file(LABEL),
         cams=f"{RUN}/cam/maps",
         irn_model=rules.train_irn.output.model,
     output:
@@ -119,7 +119,7 @@ rule make_ins_seg_labels:
     params:
         **stage_params(
             "make_ins_seg_labels",
-            split=TRAIN,
+            split=LABEL,
             device=config["device"],
             shard=wildcard("scatteritem"),
             **walk_params(),
@@ -139,9 +139,9 @@ rule make_ins_seg_labels:
 
 
 rule eval_sem_seg:
-    """mIoU of a set of semantic pseudo-labels (the IR labels or the random-walk labels) on the train split."""
+    """mIoU of a set of semantic pseudo-labels (the IR labels or the random-walk labels) on the label split."""
     input:
-        split=split_file(TRAIN),
+        split=split_file(LABEL),
         labels=f"{RUN}/irn/{{labels}}",
     output:
         metrics=f"{RUN}/metrics/{{labels}}.csv",
@@ -151,7 +151,7 @@ rule eval_sem_seg:
         **stage_params(
             "eval_sem_seg",
             class_names=CLASSES,
-            split=TRAIN,
+            split=LABEL,
             stage=wildcard("labels"),
             method=lambda wc: "irnet_rw" if wc.labels == "sem_seg" else "irnet_crf",
         ),
@@ -167,12 +167,12 @@ rule eval_sem_seg:
 rule eval_ins_seg:
     """AP^r at IoU 0.5 and 0.7 of the instance pseudo-labels against SegmentationObject (Tables 1-3)."""
     input:
-        split=split_file(TRAIN),
+        split=split_file(LABEL),
         ins_seg=f"{RUN}/irn/ins_seg",
     output:
         metrics=f"{RUN}/metrics/ins_seg.csv",
     params:
-        **stage_params("eval_ins_seg", class_names=CLASSES, split=TRAIN),
+        **stage_params("eval_ins_seg", class_names=CLASSES, split=LABEL),
     log:
         log_file("eval_ins_seg"),
     benchmark:
@@ -182,4 +182,6 @@ rule eval_ins_seg:
         " --out {output.metrics:q} > {log:q} 2>&1"
 
 
-METRIC_FILES.extend([f"{RUN}/metrics/ir_label.csv", f"{RUN}/metrics/sem_seg.csv", f"{RUN}/metrics/ins_seg.csv"])
+METRIC_FILES.extend([f"{RUN}/metrics/ir_label.csv", f"{RUN}/metrics/sem_seg.csv"])
+if config["dataset"]["instances"]:  # SegmentationObject exists (not for PASCAL-Context)
+    METRIC_FILES.append(f"{RUN}/metrics/ins_seg.csv")

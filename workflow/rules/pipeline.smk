@@ -38,7 +38,7 @@ rule metrics:
 rule report:
     """Summary table, plots and CAM overlays; `snakemake --report` bundles them into one HTML file."""
     input:
-        split=split_file(TRAIN),
+        split=split_file(LABEL),
         metrics=rules.metrics.output.table,
         sweep=rules.eval_cam.output.sweep,
         cams=f"{RUN}/cam/maps",
@@ -55,17 +55,18 @@ rule report:
         **stage_params(
             "report",
             class_names=CLASSES,
-            split=TRAIN,
+            split=LABEL,
             n_overlays=config["report"]["n_overlays"],
             shards=config["shards"],  # benchmarks of shards of another count are old runs' (not summed)
         ),
         benchmarks=f"{RUN}/benchmarks",
+        config=f"{RUN}/config.yaml",  # written before any job (common.smk); not an input: no rerun for it
     log:
         log_file("report"),
     benchmark:
         bench("report")
     shell:
         WSSS + " report --params {params.json} --root {DATA:q} --metrics_csv {input.metrics:q}"
-        " --sweep {input.sweep:q} --cams {input.cams:q} --benchmarks {params.benchmarks:q}"
+        " --sweep {input.sweep:q} --cams {input.cams:q} --benchmarks {params.benchmarks:q} --config {params.config:q}"
         " --summary {output.summary:q} --sweep_plot {output.sweep_plot:q} --overlays {output.overlays:q}"
         " > {log:q} 2>&1"

@@ -12,8 +12,8 @@ def seg_params():
         device=config["device"],
         split=TRAIN,
         arch=c["arch"],
-        backbone=config["model"]["backbone"],
-        pretrained=config["model"]["pretrained"],
+        backbone=config["seg"]["backbone"],
+        pretrained=SEG_PRETRAINED,
         crop=c["crop"],
         batch_size=c["batch_size"],
         momentum=c["momentum"],
@@ -27,7 +27,7 @@ def train_seg_input(wildcards):
     """seg_irnet learns IRNet's random-walk labels; dsrg_retrain the DSRG model's train predictions."""
     if wildcards.seg == "dsrg_retrain":
         return dict(labels=f"{RUN}/dsrg/pred/{TRAIN}", init=f"{RUN}/dsrg/model.pt")
-    return dict(labels=f"{RUN}/irn/sem_seg", **({"init": CAM_MODEL} if INIT_FROM_CAM else {}))
+    return dict(labels=f"{RUN}/irn/sem_seg", **({"init": CAM_MODEL} if SEG_FROM_CAM else {}))
 
 
 def init_arg(wildcards, input):

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from wsss.cam import make_cam
 from wsss.datasets import voc
-from wsss.datasets.voc import load_mask, path, read_ids
+from wsss.datasets.voc import load_mask, path, scored_ids
 from wsss.io import save_csv
 from wsss.metrics import confusion, rows, scores, write
 from wsss.params import Param, resolve
@@ -34,7 +34,7 @@ def run(params: dict, *, root, cams, metrics, sweep):
     params = resolve(params, PARAMS, "eval_cam")
     class_names, thresholds = params["class_names"], list(params["thresholds"])
     conf = np.zeros((len(thresholds), len(class_names), len(class_names)), np.int64)
-    for image_id in tqdm(read_ids(root, params["split"]), desc="eval_cam"):
+    for image_id in tqdm(scored_ids(root, params["split"]), desc="eval_cam"):
         gt = load_mask(path(root, "mask", image_id), len(class_names))
         maps = make_cam.load(Path(cams) / f"{image_id}.npz", gt.shape)
         for i, label in enumerate(threshold_labels(maps["keys"], maps["high_res"], thresholds)):

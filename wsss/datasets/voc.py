@@ -26,6 +26,7 @@ TAGS_FROM = Param(str, "masks", "image-level labels from: masks (SegmentationCla
 LAYOUT = {
     "image": "JPEGImages/{}.jpg",
     "mask": "SegmentationClass/{}.png",
+    "mask_aug": "SegmentationClassAug/{}.png",  # SBD masks (rule sbd_train_aug); read where "mask" lacks the id
     "instances": "SegmentationObject/{}.png",
     "annotation": "Annotations/{}.xml",
     "scribble": "pascal_2012_scribble/{}.png",
@@ -44,8 +45,13 @@ SCRIBBLESUP_CONTEXT = frozenset(
 
 
 def path(root, kind: str, image_id: str) -> Path:
-    """The file of `kind` (a LAYOUT key) for `image_id` under `root`."""
-    return Path(root) / LAYOUT[kind].format(image_id)
+    """The file of `kind` (a LAYOUT key) for `image_id` under `root`. A class mask comes from
+    SegmentationClass, else from SegmentationClassAug (train_aug: VOC's own masks win where both exist)."""
+    file = Path(root) / LAYOUT[kind].format(image_id)
+    if kind == "mask" and not file.is_file():
+        aug = Path(root) / LAYOUT["mask_aug"].format(image_id)
+        return aug if aug.is_file() else file
+    return file
 
 
 def split_files(root, split: str, *kinds: str) -> list[Path]:
@@ -76,10 +82,17 @@ IMAGE_ID = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]*")
 
 def read_ids(root, split: str) -> list[str]:
     """Image ids listed in ImageSets/Segmentation/<split>.txt (first token of each non-blank line).
+    `a+b` is the union of splits a and b in order, each id once (the images the label stages cover:
+    dataset.train_split + dataset.label_split)."""
+    ids = []
+    for name in split.split("+"):
+        ids.extend(_split_ids(path(root, "split", name)))
+    return list(dict.fromkeys(ids))
 
-    The one place ids enter wsss: each must match IMAGE_ID (so no `/`, `..` or hidden name can put an
-    output outside its folder) and appear once (a repeat would count an image twice)."""
-    file = path(root, "split", split)
+
+def _split_ids(file: Path) -> list[str]:
+    """The ids of one split file. The one place ids enter wsss: each must match IMAGE_ID (so no `/`, `..` or
+    hidden name can put an output outside its folder) and appear once (a repeat would count an image twice)."""
     if not file.is_file():
         raise DataError(f"{file}: split list not found")
     ids, lines = [], {}
@@ -99,6 +112,20 @@ def read_ids(root, split: str) -> list[str]:
     return ids
 
 
+def scored_ids(root, split: str, kinds=("mask",)) -> list[str]:
+    """The ids of `split` for an evaluation, which needs ground truth (`kinds`: mask, instances) for every
+    image: a split without it is an error naming the split and the first id lacking it."""
+    ids = read_ids(root, split)
+    for kind in kinds:
+        missing = [i for i in ids if not path(root, kind, i).is_file()]
+        if missing:
+            where = LAYOUT[kind].split("/")[0] + (" or SegmentationClassAug" if kind == "mask" else "")
+            raise DataError(f"split {split!r} cannot be scored: {len(missing)} of {len(ids)} images have no "
+                            f"{where} PNG, the first {missing[0]!r} ({path(root, kind, missing[0])}); score on a "
+                            "split with masks (dataset.label_split / eval_split)")
+    return ids
+
+
 def load_image(file) -> np.ndarray:
     """uint8 HxWx3 RGB (grey or palette JPEGs are converted)."""
     return np.asarray(_open(file, "image").convert("RGB"))
@@ -106,7 +133,14 @@ def load_image(file) -> np.ndarray:
 
 def load_mask(file, n_classes: int, shape=None) -> np.ndarray:
     """uint8 HxW class indices of a SegmentationClass PNG: 0..n_classes-1 or 255 (void)."""
-    return _check_values(_read_indices(file, "label PNG", shape), n_classes, file)
+    return check_values(_read_indices(file, "label PNG", shape), n_classes, file)
+
+
+def load_mask_or_void(root, image_id: str, n_classes: int, shape) -> np.ndarray:
+    """The class mask of `image_id`, or all void (255) where the training split has none (train_aug-style
+    splits: statistics against ground truth then skip the image)."""
+    file = path(root, "mask", image_id)
+    return load_mask(file, n_classes, shape) if file.is_file() else np.full(shape[:2], IGNORE, np.uint8)
 
 
 def load_instances(file, shape=None) -> np.ndarray:
@@ -116,7 +150,7 @@ def load_instances(file, shape=None) -> np.ndarray:
 
 def load_scribble(file, n_classes: int, shape=None) -> np.ndarray:
     """uint8 HxW scribble PNG: 0 background scribble, 1..n_classes-1 object scribbles, 255 unlabelled."""
-    return _check_values(_read_indices(file, "scribble PNG", shape), n_classes, file)
+    return check_values(_read_indices(file, "scribble PNG", shape), n_classes, file)
 
 
 def load_scribble_xml(file, class_names, shape, width: int = 3) -> np.ndarray:
@@ -177,6 +211,9 @@ def tags_of(root, image_id: str, class_names, source: str = "masks") -> np.ndarr
     if source not in readers:
         raise ValueError(f"tags source must be one of {sorted(readers)}, got {source!r}")
     file = path(root, tag_kind(source), image_id)
+    if source == "masks" and not file.is_file():
+        raise DataError(f"{file}: no class mask to take image tags from; for splits whose images lack "
+                        "masks set dataset.tags_from: xml (Annotations/<id>.xml)")
     tags = readers[source](file, class_names)
     if not tags.any():
         raise DataError(f"{file}: image has no object class (only background/void)")
@@ -251,7 +288,8 @@ def _read_indices(file, what: str, shape) -> np.ndarray:
     return labels
 
 
-def _check_values(labels: np.ndarray, n_classes: int, file) -> np.ndarray:
+def check_values(labels: np.ndarray, n_classes: int, file) -> np.ndarray:
+    """`labels` if every value is a class index below n_classes or void (255); else a DataError naming `file`."""
     present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256))
     bad = present[(present >= n_classes) & (present != IGNORE)]
     if bad.size:

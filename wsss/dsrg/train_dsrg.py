@@ -110,7 +110,7 @@ class CuedImages(Dataset):
         image_id = self.ids[index]
         image = voc.load_image(voc.path(self.root, "image", image_id))
         cues = voc.load_mask(self.cue_files[index], self.n_classes, image.shape[:2])
-        gt = voc.load_mask(voc.path(self.root, "mask", image_id), self.n_classes, image.shape[:2])
+        gt = voc.load_mask_or_void(self.root, image_id, self.n_classes, image.shape[:2])  # supervision stats
         # the same seed gives the same scale, flip and crop to both label maps
         x, cues = self.augment(image, cues, random.Random(aug_seed))
         _, gt = self.augment(image, gt, random.Random(aug_seed))

@@ -30,7 +30,7 @@ def run(params: dict, *, root, ins_seg, out):
     params = resolve(params, PARAMS, "eval_ins_seg")
     class_names = params["class_names"]
     preds, gts = [], []
-    for image_id in tqdm(voc.read_ids(root, params["split"]), desc="eval_ins_seg"):
+    for image_id in tqdm(voc.scored_ids(root, params["split"], ("mask", "instances")), desc="eval_ins_seg"):
         gt = gt_instances(root, image_id, len(class_names))
         pred = load_instances(Path(ins_seg) / f"{image_id}.npz")
         if pred["masks"].shape[1:] != gt["masks"].shape[1:]:

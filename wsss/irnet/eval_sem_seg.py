@@ -30,7 +30,7 @@ def run(params: dict, *, root, labels, out):
     n = len(params["class_names"])
     conf = np.zeros((n, n), np.int64)
     unsure = 0
-    for image_id in tqdm(voc.read_ids(root, params["split"]), desc=f"eval {params['stage']}"):
+    for image_id in tqdm(voc.scored_ids(root, params["split"]), desc=f"eval {params['stage']}"):
         gt = voc.load_mask(voc.path(root, "mask", image_id), n)
         pred = voc.load_mask(Path(labels) / f"{image_id}.png", n, gt.shape)
         scored = pred != voc.IGNORE

@@ -2,6 +2,8 @@
 
 `snakemake --report` bundles these outputs (marked with report() in workflow/rules/report.smk) into one
 HTML file; the files are also readable on their own under {run_dir}/report/."""
+import html
+import os
 import re
 from pathlib import Path
 
@@ -25,12 +27,12 @@ PARAMS = {
 }
 
 
-def run(params: dict, *, root, metrics_csv, sweep, cams, benchmarks, summary, sweep_plot, overlays):
+def run(params: dict, *, root, metrics_csv, sweep, cams, benchmarks, summary, sweep_plot, overlays, config=None):
     """Writes the summary table (with the run times of every rule's file under `benchmarks`), the sweep
-    plot and `n_overlays` CAM overlays."""
+    plot and `n_overlays` CAM overlays; `config`: the run's resolved configuration, linked and shown."""
     params = resolve(params, PARAMS, "report")
     table = metrics.read(metrics_csv)
-    write_summary(table, benchmarks, summary, params["shards"])
+    write_summary(table, benchmarks, summary, params["shards"], config_html(config, summary))
     plot_sweep(pd.read_csv(sweep), sweep_plot)
     ids = voc.read_ids(root, params["split"])[: params["n_overlays"]]
     with atomic_path(overlays) as tmp:
@@ -40,7 +42,7 @@ def run(params: dict, *, root, metrics_csv, sweep, cams, benchmarks, summary, sw
                              tmp / f"{image_id}.png")
 
 
-def write_summary(table: pd.DataFrame, benchmarks, out, shards: int):
+def write_summary(table: pd.DataFrame, benchmarks, out, shards: int, extra: str = ""):
     means = table[table["class"] == ""].pivot_table(index=["stage", "method", "split"], columns="metric",
                                                     values="value", sort=False)
     per_class = table[(table["class"] != "") & (table.metric == "iou")].pivot_table(
@@ -51,9 +53,18 @@ def write_summary(table: pd.DataFrame, benchmarks, out, shards: int):
         "<h2>Means</h2>", means.to_html(float_format="{:.4f}".format),
         "<h2>Per-class IoU</h2>", per_class.to_html(float_format="{:.3f}".format),
         "<h2>Run time per rule (shards summed)</h2>", times.to_html(index=False, float_format="{:.1f}".format),
-        "</body></html>"])
+        extra, "</body></html>"])
     with atomic_path(out) as tmp:
         tmp.write_text(html)
+
+
+def config_html(config, summary) -> str:
+    """A link to the run's config.yaml (relative to the summary) and its text; empty without one."""
+    if config is None or not Path(config).is_file():
+        return ""
+    link = os.path.relpath(config, Path(summary).parent)
+    return (f"<h2>Configuration</h2><p><a href='{html.escape(link)}'>{html.escape(str(config))}</a></p>"
+            f"<pre>{html.escape(Path(config).read_text())}</pre>")
 
 
 def run_times(benchmarks, shards: int) -> pd.DataFrame:

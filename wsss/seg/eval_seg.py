@@ -19,7 +19,7 @@ def run(params: dict, *, root, pred, out):
     class_names = params["class_names"]
     n = len(class_names)
     conf = np.zeros((n, n), np.int64)
-    for image_id in tqdm(voc.read_ids(root, params["split"]), desc="eval_seg"):
+    for image_id in tqdm(voc.scored_ids(root, params["split"]), desc="eval_seg"):
         gt = voc.load_mask(voc.path(root, "mask", image_id), n)
         file = Path(pred) / f"{image_id}.png"
         label = voc.load_mask(file, n, gt.shape)
