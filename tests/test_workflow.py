@@ -31,7 +31,7 @@ TINY = {
             "eval_thresholds": [0.1, 0.2, 0.3]},
     "irn": {"crop": 64, "batch_size": 5, "epochs": 1, "pair_radius": 5, "steps": 16, "dp_iterations": 5},
     "seg": {"crop": 64, "batch_size": 5, "iterations": 2, "checkpoint_every": 1, "infer_scales": [1.0]},
-    "dsrg": {"epochs": 1},
+    "dsrg": {"iterations": 2, "infer_sizes": [64], "retrain_batch_size": 5},
     "report": {"n_overlays": 2},
 }
 
