@@ -5,8 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.transforms import (IMAGENET_MEAN, IMAGENET_STD, TrainAugment, fuse_flips, multiscale_inputs, normalize,
-                             top_left_crop, warp)
+from wsss.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TrainAugment,
+    fuse_flips,
+    multiscale_inputs,
+    normalize,
+    top_left_crop,
+    warp,
+)
 
 COLOURS = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
 
