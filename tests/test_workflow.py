@@ -115,6 +115,8 @@ AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
     ("dsrg.th_fg", 0.8, DSRG),
     ("seg.iterations", 3, {"train_seg"} | SEG),
     ("seg.infer_crf", False, {"train_seg"} | SEG),  # dsrg_retrain learns the DSRG model's predictions
+    ("dsrg.infer_flip", True, {"train_seg"} | SEG),  # the DSRG networks' predictions, and so the retrain
+    ("dsrg.retrain_batch_size", 4, {"train_seg"} | SEG),  # dsrg_retrain only
     ("report.n_overlays", 1, {"report", "all"}),
 ])
 def test_only_stale_stages_rerun(tiny_run, path, value, expected):
