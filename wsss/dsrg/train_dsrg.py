@@ -25,7 +25,7 @@ iteration in the network step, the CRF and the growth) and `plot` (that CSV draw
 
 Defaults are the released values (solver-s / train-s.prototxt; the paper's Sec. 4.1 in brackets): batch_size
 20, input resize, crop 321 (the warp side), scale null, lr 0.0005, lr_policy step, lr_step 1000 [2000],
-lr_gamma 0.33 [0.1], iterations 8000 [15 epochs of 10,582 images, about the same], momentum 0.9,
+lr_gamma 0.33 [0.1], iterations 8000 [not stated; 15 epochs of 10,582 would be ~7,900], momentum 0.9,
 weight_decay 0.0005, head_lr_mult 10, th_fg 0.85, th_bg 0.99, crf_scale 12, crf_log_unary true [false:
 the released layers pass P itself as the unary energy].
 """
