@@ -116,6 +116,10 @@ def test_eval_cam_known_iou(tmp_path):
     assert (rows[["stage", "method", "split"]] == ["cam", "cam", "s"]).all().all()
     table = rows.set_index(["metric", "class"])["value"]
     assert table["best_threshold", ""] == 0.5
+    # the paper's fixed threshold 0.15 (default) next to the sweep's best: columns 0-5 as at 0.2
+    assert table["fixed_threshold", ""] == 0.15
+    assert table["iou_at_fixed_threshold", ""] == pytest.approx((4 / 6 + 0.5) / 2)
+    assert len(sweep) == 3  # the sweep proper
     assert table["iou", ""] == 1.0 and table["iou", "two"] == 1.0 and np.isnan(table["iou", "one"])
     assert table["recall", "background"] == 1.0
 

@@ -90,6 +90,16 @@ def test_image_tags_from_masks_and_xml_agree(root):
     assert (from_masks == from_xml).all()
 
 
+def test_image_tags_auto_reads_xml_when_every_image_has_one(root):
+    # as IRNet's released cls_labels (from the XMLs); a mask-only data set falls back to the masks
+    voc.path(root, "annotation", "a").write_text(_voc_xml(["bird"]))
+    assert voc.tags_source(root, ["a", "b"], "auto") == "xml"
+    assert voc.image_tags(root, ["a", "b"], NAMES, "auto").tolist() == [[False, False, True], [True, False, True]]
+    voc.path(root, "annotation", "b").unlink()
+    assert voc.tags_source(root, ["a", "b"], "auto") == "masks"
+    assert voc.image_tags(root, ["a", "b"], NAMES).tolist() == [[True, False, True]] * 2
+
+
 def test_dataset_items(root):
     dataset = voc.VOCDataset(root, "train", NAMES, with_instances=True)
     assert len(dataset) == 2
@@ -190,7 +200,7 @@ def test_mask_values_outside_the_classes(root):
     mask[0, :3] = [4, 7, 254]
     io.save_png(file, mask, voc.voc_palette())
     _raises(lambda: voc.load_mask(file, len(NAMES)), file, r"\[4, 7, 254\] outside 0..3 and 255")
-    _raises(lambda: voc.image_tags(root, ["a", "b"], NAMES), file, "outside")
+    _raises(lambda: voc.image_tags(root, ["a", "b"], NAMES, "masks"), file, "outside")
 
 
 def test_rgb_mask(root):
@@ -218,7 +228,7 @@ def test_missing_and_empty_split_list(root):
 def test_image_without_object_class(root):
     file = voc.path(root, "mask", "b")
     io.save_png(file, np.where(_mask() == 255, 255, 0).astype(np.uint8), voc.voc_palette())
-    _raises(lambda: voc.image_tags(root, ["a", "b"], NAMES), file, "no object class")
+    _raises(lambda: voc.image_tags(root, ["a", "b"], NAMES, "masks"), file, "no object class")
     xml = voc.path(root, "annotation", "a")
     xml.write_text(_voc_xml([]))
     _raises(lambda: voc.image_tags(root, ["a", "b"], NAMES, "xml"), xml, "no object class")

@@ -110,7 +110,7 @@ def test_train_seg_on_two_ranks(tiny_voc, tmp_path, monkeypatch, imagenet_file):
 def test_train_dsrg_on_two_ranks(tiny_voc, tmp_path, monkeypatch, imagenet_file):
     root, names = tiny_voc
     params = {**SEG, "class_names": names, "tags_from": "masks", "pretrained": str(imagenet_file), "scale": None,
-              "epochs": 2,
+              "iterations": 4,
               "lr_policy": "step", "lr_step": 2000, "lr_gamma": 0.1, "th_fg": 0.85, "th_bg": 0.99, "crf_scale": 12,
               "crf_log_unary": True, "growth": True}
     one, two = _train_both_ways(monkeypatch, tmp_path, train_dsrg, params, root=root,

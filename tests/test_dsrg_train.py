@@ -1,6 +1,7 @@
 """train_dsrg: growth from the original cues every iteration (Sec. 1, 3.3), the loss it trains on
 (Eq. 1 + Eq. 2), the supervision-quality log (Fig. 4) and the whole stage on the tiny set."""
 import math
+import random
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,8 @@ from wsss.datasets import voc
 from wsss.dsrg import dsrg_seeds, train_dsrg
 from wsss.dsrg.losses import balanced_seed_loss, constrain_loss, seg_probs
 from wsss.models import deeplab
+from wsss.seg.losses import grid_labels
+from wsss.transforms import normalize, warp
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +67,7 @@ def test_growth_starts_from_the_original_cues_every_iteration(monkeypatch):
         return grown
     monkeypatch.setattr(train_dsrg, "region_grow", recording)
     log = train_dsrg.SupervisionLog(3, per_epoch=2)
-    step = train_dsrg.DSRGStep(dict(STEP, growth=True), log)
+    step = train_dsrg.DSRGStep(dict(STEP, growth=True), log, 8)
     losses = [step(model, batch, it) for it in range(2)]
 
     original = torch.zeros(1, 3, 8, 8, dtype=torch.bool)
@@ -89,7 +92,7 @@ def test_growth_off_trains_on_the_original_cues(monkeypatch):
     monkeypatch.setattr(train_dsrg, "region_grow", forbidden)
     uniform = torch.full((1, 3, 8, 8), 1 / 3)
     monkeypatch.setattr(train_dsrg, "crf_batch", lambda *args: uniform)  # a known Q
-    loss = train_dsrg.DSRGStep(dict(STEP, growth=False), train_dsrg.SupervisionLog(3, 1))(model, batch, 0)
+    loss = train_dsrg.DSRGStep(dict(STEP, growth=False), train_dsrg.SupervisionLog(3, 1), 8)(model, batch, 0)
     p = seg_probs(model.logits).detach()
     # Eq. 1 with one foreground and one background cue, plus Eq. 2 against Q
     expected = -math.log(p[0, 1, 0, 0]) - math.log(p[0, 0, 7, 7]) + constrain_loss(p, uniform).item()
@@ -135,7 +138,7 @@ def test_stage_writes_model_log_and_plot(tiny_voc, tmp_path):
     dsrg_seeds.run(dict(split="train", fg_rule="top_fraction", fg_fraction=0.2, bg_cam=0.05, bg_saliency=0.06),
                    root=root, cams=tmp_path / "cams", out=tmp_path / "seeds")
     params = dict(seed=0, device="cpu", class_names=names, split="train", tags_from="masks", arch="deeplab_v2",
-                  backbone="small", pretrained=None, crop=64, scale=None, batch_size=4, epochs=2, lr=0.001,
+                  backbone="small", pretrained=None, crop=64, scale=None, batch_size=4, iterations=4, lr=0.001,
                   lr_policy="step", lr_step=2000, lr_gamma=0.1, momentum=0.9, weight_decay=0.0005,
                   head_lr_mult=10, checkpoint_every=3, growth=True, **STEP)
     train_dsrg.run(params, root=root, seeds=tmp_path / "seeds", out=tmp_path / "dsrg.pt",
@@ -146,3 +149,61 @@ def test_stage_writes_model_log_and_plot(tiny_voc, tmp_path):
     assert table[["precision", "recall", "iou", "labelled"]].stack().between(0, 1).all()
     assert (tmp_path / "sup.png").read_bytes()[:4] == b"\x89PNG"
     assert deeplab.load(tmp_path / "dsrg.pt")(torch.zeros(1, 3, 64, 64)).shape == (1, len(names), 8, 8)
+
+
+def test_cues_are_sampled_at_the_output_cells_own_positions():
+    # a 321 px input at stride 8 gives a 41 x 41 grid; cell i sits at pixel 8 i (0, 8, ..., 320), as the
+    # released layers (Interp shrink_factor 8); nearest resampling would take 0, 7, ..., 313
+    labels = torch.arange(321)[None, None, :].expand(1, 321, 321)
+    grid = grid_labels(labels, (41, 41), 8)
+    assert grid[0, 0].tolist() == list(range(0, 321, 8))
+    assert torch.equal(grid[0, :, 0], torch.zeros(41, dtype=torch.long))
+    with pytest.raises(ValueError, match="does not fit"):
+        grid_labels(labels, (42, 41), 8)
+
+
+def test_the_released_input_warps_the_whole_image_and_keeps_every_cue():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (90, 140, 3), dtype=np.uint8)
+    cues = np.full((90, 140), 255, np.uint8)
+    cues[:6, :6] = 1  # a cue in a corner, which a 64 px random crop of a 140 px image may miss
+    cues[-6:, -6:] = 0
+    base = dict(crop=64, scale=None)
+    x, y = train_dsrg.augment(dict(base, input="resize"))(image, cues, random.Random(0))
+    assert x.shape == (3, 64, 64) and y.shape == (64, 64)
+    assert {0, 1} <= set(y.unique().tolist())
+    warped, warped_cues = warp(image, 64, cues)
+    flipped = not np.array_equal(y.numpy(), warped_cues)
+    expected = normalize(warped)[:, ::-1] if flipped else normalize(warped)
+    np.testing.assert_allclose(x.numpy(), expected.transpose(2, 0, 1), atol=1e-6)
+    assert np.array_equal(y.numpy(), warped_cues[:, ::-1] if flipped else warped_cues)
+    cropped = [train_dsrg.augment(dict(base, input="crop"))(image, cues, random.Random(s))[1] for s in range(20)]
+    assert any(not {0, 1} <= set(c.unique().tolist()) for c in cropped)  # a crop loses cues
+    with pytest.raises(ValueError, match="scale"):
+        train_dsrg.augment(dict(crop=64, scale=[0.5, 1.0], input="resize"))
+
+
+def test_schedule_is_in_iterations(tiny_voc, tmp_path, monkeypatch):
+    root, names = tiny_voc
+    _fake_cams(root, names, tmp_path / "cams")
+    dsrg_seeds.run(dict(split="train", fg_rule="top_fraction", fg_fraction=0.2, bg_cam=0.05, bg_saliency=0.06),
+                   root=root, cams=tmp_path / "cams", out=tmp_path / "seeds")
+    seen = []
+    monkeypatch.setattr(train_dsrg, "fit", lambda *args, **kw: seen.append((args[4], args[5])))
+    params = dict(seed=0, device="cpu", class_names=names, split="train", arch="deeplab_v2", backbone="small",
+                  crop=64, batch_size=4, iterations=7, lr=0.001, lr_policy="step", lr_step=1000, lr_gamma=0.33,
+                  weight_decay=0.0005)
+    train_dsrg.run(params, root=root, seeds=tmp_path / "seeds", out=tmp_path / "dsrg.pt",
+                   supervision=tmp_path / "sup.csv", plot=tmp_path / "sup.png")
+    resolved, n_iters = seen[0]
+    assert n_iters == 7  # not epochs x len(split) / batch
+    assert (resolved["input"], resolved["lr_step"], resolved["lr_gamma"]) == ("resize", 1000, 0.33)
+    assert train_dsrg.PARAMS["iterations"].default == 8000
+
+
+def test_log_says_when_the_background_cues_come_from_the_cams(tiny_voc, tmp_path, capsys):
+    root, names = tiny_voc
+    _fake_cams(root, names, tmp_path / "cams")
+    dsrg_seeds.run(dict(split="train", fg_rule="top_fraction", fg_fraction=0.2, bg_cam=0.05, bg_saliency=0.06),
+                   root=root, cams=tmp_path / "cams", out=tmp_path / "seeds")
+    assert "background cues from the CAMs" in capsys.readouterr().out

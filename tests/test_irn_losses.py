@@ -56,7 +56,7 @@ def test_displacement_loss_is_zero_for_a_field_pointing_at_true_centroids():
 def test_displacement_loss_value_is_the_mean_l1_per_component():
     label = torch.ones(1, 1, 2, dtype=torch.long)  # one pair, offset (0, 1)
     field = torch.zeros(1, 2, 1, 2)  # delta = 0, target (0, 1): |0 - 0| and |0 - 1| -> mean 0.5
-    assert torch.isclose(displacement_losses(field, relations.pair_sets(label, 2), 2)["dp_fg"],
+    assert torch.isclose(displacement_losses(field, relations.pair_sets(label, 2, "all"), 2)["dp_fg"],
                          torch.tensor(0.5), atol=1e-4)
 
 

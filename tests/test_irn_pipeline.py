@@ -69,7 +69,8 @@ def test_stages_end_to_end(tiny_voc, tmp_path):
                   out=tmp_path / "irn_net.pt")
     ckpt = torch.load(tmp_path / "irn_net.pt", weights_only=True)
     assert len(ckpt["history"]["seconds"]) == 1 and ckpt["params"]["irn_backbone"] == "cam"
-    model = irn_net.load(tmp_path / "irn_net.pt")
+    model, crop = irn_net.load(tmp_path / "irn_net.pt")
+    assert crop == 64  # inference pads to the training crop
     cam_backbone = cam_net.load(tmp_path / "cam_net.pt").backbone.state_dict()
     assert all(torch.equal(v, cam_backbone[k]) for k, v in model.backbone.state_dict().items())  # frozen copy
     assert ckpt["state_dict"]["mean_displacement"].abs().sum() > 0

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from wsss import training
 from wsss.cam.net import CAMNet
 from wsss.errors import DataError
 from wsss.models import deeplab
@@ -43,11 +44,62 @@ def test_v2_sums_the_aspp_branches():
     torch.testing.assert_close(model(x), expected)
 
 
-def test_param_groups_split_backbone_and_heads():
-    model = deeplab.build(dict(arch="deeplab_v3plus", backbone="small", class_names=NAMES))
-    backbone, heads = deeplab.param_groups(model)
-    assert len(backbone) + len(heads) == len(list(model.parameters()))
-    assert {id(p) for p in backbone}.isdisjoint(id(p) for p in heads)
+@pytest.mark.parametrize("arch", ["deeplab_v2", "deeplab_v3plus"])
+def test_param_groups_split_backbone_and_heads(arch):
+    model = deeplab.build(dict(arch=arch, backbone="small", class_names=NAMES))
+    groups = deeplab.param_groups(model, head_lr_mult=10)
+    ids = [id(p) for params, _, _ in groups for p in params]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters()) and len(set(ids)) == len(ids)
+
+
+def test_param_groups_of_deeplab_v2_as_released(tmp_path):
+    # DeepLab-v2 / DSRG prototxt: weights lr x1 with decay, biases x2 without; new layers x10 and x20
+    model = deeplab.build(dict(arch="deeplab_v2", backbone="small", class_names=NAMES))
+    model.backbone.conv1.bias = torch.nn.Parameter(torch.zeros(model.backbone.conv1.out_channels))  # a biased conv
+    groups = {(lr, wd): {id(p) for p in params} for params, lr, wd in deeplab.param_groups(model, head_lr_mult=10)}
+    assert set(groups) == {(1.0, 1.0), (2.0, 0.0), (10, 1.0), (20, 0.0)}
+    assert groups[(20, 0.0)] == {id(c.bias) for c in model.aspp}
+    assert groups[(10, 1.0)] == {id(c.weight) for c in model.aspp}
+    assert groups[(2.0, 0.0)] == {id(model.backbone.conv1.bias)}
+    assert id(model.backbone.bn1.weight) in groups[(1.0, 1.0)]  # a BN trained from scratch is a weight
+
+
+def test_bn_is_frozen_with_imagenet_weights(tmp_path):
+    torch.save(resnet("small").state_dict(), tmp_path / "imagenet.pt")
+    model = deeplab.build(dict(arch="deeplab_v2", backbone="small", class_names=NAMES,
+                               pretrained=str(tmp_path / "imagenet.pt")))
+    bn = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    assert bn and not any(id(p) in bn for params, _, _ in deeplab.param_groups(model) for p in params)
+
+
+def test_fit_applies_the_groups_learning_rate_and_weight_decay(monkeypatch):
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    model = torch.nn.Module()
+    model.a, model.b = a, b
+    made, real_sgd = [], torch.optim.SGD
+    monkeypatch.setattr(torch.optim, "SGD", lambda *args, **kw: made.append(real_sgd(*args, **kw)) or made[-1])
+
+    class Stop(Exception):
+        pass
+
+    def first_step(net, batch, it):  # the learning rates are set just before the loss is computed
+        raise Stop
+    params = dict(device="cpu", lr=0.1, momentum=0.9, weight_decay=0.01, lr_policy="poly", power=0.9, seed=0,
+                  batch_size=1, checkpoint_every=0, num_workers=0)
+    with pytest.raises(Stop):
+        training.fit(model, [([a], 1.0, 1.0), ([b], 20.0, 0.0)], _Items(), first_step, params, 1, out="unused",
+                     desc="t")
+    groups = {id(p): g for g in made[0].param_groups for p in g["params"]}
+    assert groups[id(a)]["weight_decay"] == 0.01 and groups[id(a)]["lr"] == pytest.approx(0.1)
+    assert groups[id(b)]["weight_decay"] == 0.0 and groups[id(b)]["lr"] == pytest.approx(2.0)
+
+
+class _Items(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, key):
+        return {"x": torch.zeros(1)}
 
 
 def test_load_weights_from_cam_network_and_round_trip(tmp_path):

@@ -148,3 +148,41 @@ def test_infer_seg_writes_a_label_per_image(tiny_voc, tmp_path):
             shape = voc.load_image(voc.path(root, "image", image_id)).shape[:2]
             label = voc.load_mask(out / f"{image_id}.png", len(names), shape)
             assert label.max() < len(names)
+
+
+def test_retrain_loss_on_the_output_grid():
+    # DSRG's retrain (train-f.prototxt): the labels are sampled onto the 41 x 41 grid (cells at 8 i), the
+    # logits are not upsampled
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 41, 41)
+    labels = torch.randint(0, 3, (2, 321, 321))
+    labels[:, :16] = 255  # grid rows 0 and 1 unlabelled
+    net = lambda x: logits  # noqa: E731
+    on_grid = train_seg.SegmentationLoss(8)(net, {"image": None, "label": labels}, 0)
+    expected = torch.nn.functional.cross_entropy(logits.double(), labels[:, ::8, ::8], ignore_index=255)
+    assert on_grid.item() == pytest.approx(expected.item(), rel=1e-5)
+    upsampled = train_seg.SegmentationLoss(None)(net, {"image": None, "label": labels}, 0)
+    assert upsampled.item() != pytest.approx(on_grid.item(), rel=1e-3)
+
+
+def test_retrain_without_rescaling_trains(tiny_voc, tmp_path):
+    root, names = tiny_voc
+    train_seg.run(_params(names, iterations=2, scale=None, label_grid=True), root=root,
+                  labels=root / "SegmentationClass", out=tmp_path / "m.pt")
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["params"]["label_grid"] is True
+
+
+def test_infer_seg_warps_to_squares_and_flips_only_on_request(monkeypatch):
+    seen = []
+
+    def net(x):
+        seen.append(x.clone())
+        return torch.zeros(len(x), 3, -(-x.shape[-2] // 8), -(-x.shape[-1] // 8))
+    image = np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    probs = infer_seg.predict(net, image, [1.0], False, "cpu", sizes=[24, 40])
+    assert probs.shape == (3, 30, 50)
+    assert [tuple(x.shape) for x in seen] == [(1, 3, 24, 24), (1, 3, 40, 40)]  # no mirror: released test-ms.py
+    seen.clear()
+    infer_seg.predict(net, image, [1.0, 0.5], True, "cpu")
+    assert [tuple(x.shape) for x in seen] == [(2, 3, 30, 50), (2, 3, 15, 25)]
+    assert infer_seg.PARAMS["flip"].default is False

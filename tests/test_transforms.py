@@ -2,9 +2,19 @@
 import random
 
 import numpy as np
+import pytest
 import torch
 
-from wsss.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainAugment, fuse_flips, multiscale_inputs, normalize
+from wsss.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TrainAugment,
+    fuse_flips,
+    multiscale_inputs,
+    normalize,
+    top_left_crop,
+    warp,
+)
 
 COLOURS = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
 
@@ -59,3 +69,23 @@ def test_multiscale_inputs_and_fused_flips():
     assert torch.allclose(batches[0][0], torch.from_numpy(normalize(image).transpose(2, 0, 1)))
     out = torch.arange(12.0).reshape(2, 1, 2, 3)
     assert torch.equal(fuse_flips(out), out[0] + out[1].flip(-1))
+
+
+def test_warp_resizes_the_whole_image_to_a_square():
+    image, label = _labelled_image(20, 32)
+    x, y = TrainAugment(crop=16, warp=True, flip=False)(image, label)
+    assert x.shape == (3, 16, 16) and y.shape == (16, 16)
+    warped, warped_label = warp(image, 16, label)
+    assert torch.allclose(x, torch.from_numpy(normalize(warped).transpose(2, 0, 1)))
+    assert np.array_equal(y.numpy(), warped_label) and (y != 255).all()  # nothing cropped away, no padding
+    batches = multiscale_inputs(image, flip=False, sizes=[8, 24])
+    assert [tuple(b.shape) for b in batches] == [(1, 3, 8, 8), (1, 3, 24, 24)]
+    with pytest.raises(ValueError):
+        TrainAugment(crop=16, scale=(0.5, 1.0), warp=True)
+
+
+def test_top_left_crop_pads_right_and_bottom():
+    image = np.arange(2 * 3 * 1, dtype=np.float32).reshape(2, 3, 1) + 1
+    out = top_left_crop(image, 4)
+    assert out.shape == (4, 4, 1) and (out[:2, :3] == image).all() and out[2:].sum() == 0 == out[:, 3:].sum()
+    assert (top_left_crop(image, 1) == image[:1, :1]).all()

@@ -30,8 +30,9 @@ TINY = {
     "cam": {"crop": 64, "resize_long": [48, 80], "batch_size": 5, "epochs": 1, "scales": [1.0, 0.5],
             "eval_thresholds": [0.1, 0.2, 0.3]},
     "irn": {"crop": 64, "batch_size": 5, "epochs": 1, "pair_radius": 5, "steps": 16, "dp_iterations": 5},
-    "seg": {"backbone": "small", "crop": 64, "batch_size": 5, "iterations": 2, "checkpoint_every": 1, "infer_scales": [1.0]},
-    "dsrg": {"epochs": 1},
+    "seg": {"backbone": "small", "crop": 64, "batch_size": 5, "iterations": 2, "checkpoint_every": 1,
+            "infer_scales": [1.0]},
+    "dsrg": {"iterations": 2, "infer_sizes": [64], "retrain_batch_size": 5},
     "report": {"n_overlays": 2},
 }
 
@@ -115,6 +116,8 @@ AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
     ("dsrg.th_fg", 0.8, DSRG),
     ("seg.iterations", 3, {"train_seg"} | SEG),
     ("seg.infer_crf", False, {"train_seg"} | SEG),  # dsrg_retrain learns the DSRG model's predictions
+    ("dsrg.infer_flip", True, {"train_seg"} | SEG),  # the DSRG networks' predictions, and so the retrain
+    ("dsrg.retrain_batch_size", 4, {"train_seg"} | SEG),  # dsrg_retrain only
     ("report.n_overlays", 1, {"report", "all"}),
 ])
 def test_only_stale_stages_rerun(tiny_run, path, value, expected):

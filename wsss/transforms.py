@@ -38,6 +38,15 @@ def rescale(image: np.ndarray, scale: float, label: np.ndarray | None = None):
     return image, label
 
 
+def warp(image: np.ndarray, size: int, label: np.ndarray | None = None):
+    """Resizes to size x size regardless of the aspect ratio (DSRG's released input: Caffe ImageData
+    new_height / new_width, test-ms.py's zoom): bilinear for the image, nearest for the label."""
+    image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    if label is not None:
+        label = np.asarray(Image.fromarray(label).resize((size, size), Image.NEAREST))
+    return image, label
+
+
 def random_crop(image: np.ndarray, label: np.ndarray | None, size: int, rng=random):
     """A size x size window at a random position; a side shorter than `size` is placed at a random offset
     inside a padded canvas (IRNet's imutils.random_crop)."""
@@ -51,6 +60,15 @@ def random_crop(image: np.ndarray, label: np.ndarray | None, size: int, rng=rand
     return out, out_label
 
 
+def top_left_crop(image: np.ndarray, size: int, fill=0) -> np.ndarray:
+    """The top-left size x size window, zero- (`fill`-) padded right and bottom where the image is smaller
+    (IRNet's imutils.top_left_crop)."""
+    out = np.full((size, size, *image.shape[2:]), fill, image.dtype)
+    h, w = min(size, image.shape[0]), min(size, image.shape[1])
+    out[:h, :w] = image[:h, :w]
+    return out
+
+
 def _crop_window(length, size, rng):
     """(source start, destination start, extent) along one axis."""
     if length >= size:
@@ -62,23 +80,27 @@ class TrainAugment:
     """Random rescale -> normalise -> random flip -> random crop -> CHW tensor.
 
     resize_long: (lo, hi) draws the long side uniformly (IRNet CAM training: (320, 640));
-    scale: (lo, hi) draws a factor uniformly (IRNet IRN training: (0.5, 1.5)); crop: side (IRNet: 512)."""
+    scale: (lo, hi) draws a factor uniformly (IRNet IRN training: (0.5, 1.5)); crop: side (IRNet: 512);
+    warp: instead of rescale and crop, the whole image is resized to crop x crop (`warp`, DSRG's release)."""
 
-    def __init__(self, crop: int, resize_long=None, scale=None, flip: bool = True):
-        if resize_long is not None and scale is not None:
-            raise ValueError("give resize_long or scale, not both")
-        self.crop, self.resize_long, self.scale, self.flip = crop, resize_long, scale, flip
+    def __init__(self, crop: int, resize_long=None, scale=None, flip: bool = True, warp: bool = False):
+        if sum(x is not None for x in (resize_long, scale)) + warp > 1:
+            raise ValueError("give one of resize_long, scale and warp")
+        self.crop, self.resize_long, self.scale, self.flip, self.warp = crop, resize_long, scale, flip, warp
 
     def __call__(self, image: np.ndarray, label: np.ndarray | None = None, rng=random):
         """uint8 HxWx3 (and uint8 HxW label) -> float32 [3, crop, crop] (and int64 [crop, crop] label)."""
         factor = self._draw_scale(image.shape[:2], rng)
         if factor is not None:
             image, label = rescale(image, factor, label)
+        if self.warp:
+            image, label = warp(image, self.crop, label)
         image = normalize(image)
         if self.flip and rng.random() < 0.5:
             image = image[:, ::-1]
             label = None if label is None else label[:, ::-1]
-        image, label = random_crop(image, label, self.crop, rng)
+        if not self.warp:
+            image, label = random_crop(image, label, self.crop, rng)
         return to_tensor(image), (None if label is None else torch.from_numpy(label.astype(np.int64)))
 
     def _draw_scale(self, shape, rng):
@@ -90,12 +112,15 @@ class TrainAugment:
         return None
 
 
-def multiscale_inputs(image: np.ndarray, scales=INFERENCE_SCALES, flip: bool = True) -> list[torch.Tensor]:
+def multiscale_inputs(image: np.ndarray, scales=INFERENCE_SCALES, flip: bool = True,
+                      sizes=None) -> list[torch.Tensor]:
     """One normalised batch per scale, [2, 3, h, w] (image and its mirror) or [1, 3, h, w] without flip,
-    as IRNet's VOC12ClassificationDatasetMSF builds them."""
+    as IRNet's VOC12ClassificationDatasetMSF builds them; with `sizes`, one per side s of the image warped
+    to s x s instead (DSRG's test-ms.py: 241, 321, 401)."""
     batches = []
-    for s in scales:
-        scaled = image if s == 1 else rescale(image, s)[0]
+    resized = ([warp(image, s)[0] for s in sizes] if sizes is not None
+               else [image if s == 1 else rescale(image, s)[0] for s in scales])
+    for scaled in resized:
         x = to_tensor(normalize(scaled))
         batches.append(torch.stack([x, x.flip(-1)]) if flip else x[None])
     return batches

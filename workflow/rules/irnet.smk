@@ -67,6 +67,7 @@ rule train_irn:
             lr=IRN["lr"],
             momentum=IRN["momentum"],
             weight_decay=IRN["weight_decay"],
+            source_window=IRN["source_window"],
         ),
     threads: 8
     resources:

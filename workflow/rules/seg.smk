@@ -30,6 +30,21 @@ def train_seg_input(wildcards):
     return dict(labels=f"{RUN}/irn/sem_seg", **({"init": CAM_MODEL} if SEG_FROM_CAM else {}))
 
 
+DSRG_NETS = ("dsrg", "dsrg_nogrowth", "dsrg_retrain")
+
+
+def retrain_or_seg(key):
+    """A train_seg setting: DSRG's released retrain value (dsrg.retrain_<key>) for dsrg_retrain, else seg's."""
+    return lambda wc: config["dsrg"][f"retrain_{key}"] if wc.seg == "dsrg_retrain" else config["seg"][key]
+
+
+def method_name(wildcards):
+    """The metrics rows' method: the network, marked `_cambg` for DSRG networks whose seed cues took their
+    background from the CAMs because no saliency maps were given (the paper uses DRFI saliency)."""
+    cam_bg = wildcards.net in DSRG_NETS and config["dsrg"]["saliency_dir"] is None
+    return wildcards.net + ("_cambg" if cam_bg else "")
+
+
 def init_arg(wildcards, input):
     """`--init FILE` when the network starts from a saved one."""
     return f"--init {shlex.quote(input.init)}" if "init" in input.keys() and input.init else ""
@@ -47,8 +62,9 @@ rule train_seg:
     params:
         **stage_params(
             "train_seg",
-            **seg_params(),
-            scale=config["seg"]["scale"],
+            **{**seg_params(), "batch_size": retrain_or_seg("batch_size")},
+            scale=retrain_or_seg("scale"),
+            label_grid=lambda wc: wc.seg == "dsrg_retrain" and config["dsrg"]["retrain_label_grid"],
             iterations=config["seg"]["iterations"],
             lr=config["seg"]["lr"],
             power=0.9,
@@ -79,7 +95,9 @@ rule infer_seg:
             split=wildcard("split"),
             device=config["device"],
             scales=config["seg"]["infer_scales"],
-            flip=True,
+            # DSRG's step-1 networks warp to squares (test-ms.py), the retrained one rescales (test-ms-f.py)
+            sizes=lambda wc: config["dsrg"]["infer_sizes"] if wc.net in ("dsrg", "dsrg_nogrowth") else None,
+            flip=lambda wc: config["dsrg" if wc.net in DSRG_NETS else "seg"]["infer_flip"],
             crf=config["seg"]["infer_crf"],
             shard=wildcard("scatteritem"),
         ),
@@ -103,7 +121,7 @@ rule eval_seg:
     output:
         metrics=f"{RUN}/metrics/seg_{{net}}.csv",
     params:
-        **stage_params("eval_seg", class_names=CLASSES, split=EVAL, method=wildcard("net")),
+        **stage_params("eval_seg", class_names=CLASSES, split=EVAL, method=method_name),
     log:
         log_file("eval_seg_{net}"),
     benchmark:

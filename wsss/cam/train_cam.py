@@ -74,7 +74,8 @@ def train(p: dict, *, root, out):
     dataset = TaggedImages(images, TrainAugment(p["crop"], resize_long=p["resize_long"]))
     fit(model, [(backbone, 1.0), (new, NEW_LAYER_LR_MULT)], dataset, classification_loss, p, n_iters, out=out,
         desc="train_cam", module=__name__,
-        inputs=voc.split_files(root, p["split"], "image", voc.tag_kind(p["tags_from"])))
+        inputs=voc.split_files(root, p["split"], "image",
+                                voc.tag_kind(voc.tags_source(root, images.ids, p["tags_from"]))))
 
 
 def classification_loss(net, batch, it):

@@ -20,7 +20,8 @@ IGNORE = 255
 # Parameters many stages share.
 CLASS_NAMES = Param(list, help="class names, background first, then the K object classes in label order")
 SPLIT = Param(str, help="ImageSets/Segmentation/<split>.txt: the images this stage works on")
-TAGS_FROM = Param(str, "masks", "image-level labels from: masks (SegmentationClass) | xml (Annotations)")
+TAGS_FROM = Param(str, "auto", "image-level labels from: masks (SegmentationClass) | xml (Annotations) | auto "
+                  "(xml when every image has one, as IRNet's released cls_labels; else masks)")
 
 # Where each kind of file lives under a root; `{}` is the image id.
 LAYOUT = {
@@ -61,7 +62,8 @@ def split_files(root, split: str, *kinds: str) -> list[Path]:
 
 
 def tag_kind(tags_from: str) -> str:
-    """The LAYOUT kind image-level tags are read from (`image_tags`' source)."""
+    """The LAYOUT kind image-level tags are read from (`tags_from` masks or xml; resolve "auto" with
+    `tags_source`)."""
     return "mask" if tags_from == "masks" else "annotation"
 
 
@@ -196,9 +198,19 @@ def label_files(folder, ids, what: str) -> list[Path]:
     return files
 
 
-def image_tags(root, ids, class_names, source: str = "masks") -> np.ndarray:
+def tags_source(root, ids, source: str) -> str:
+    """"masks" or "xml": `source` itself, or for "auto" xml when Annotations/<id>.xml exists for every id
+    (the released IRNet's cls_labels come from the XML) and masks otherwise."""
+    if source != "auto":
+        return source
+    return "xml" if all(path(root, "annotation", i).is_file() for i in ids) else "masks"
+
+
+def image_tags(root, ids, class_names, source: str = "auto") -> np.ndarray:
     """bool [N, K] image-level labels, column c-1 = class c, from SegmentationClass masks or from
-    Annotations/<id>.xml (VOC `object/name`). An image without any object class is an error."""
+    Annotations/<id>.xml (VOC `object/name`), or "auto" (`tags_source`). An image without any object
+    class is an error."""
+    source = tags_source(root, ids, source)
     tags = np.zeros((len(ids), len(class_names) - 1), bool)
     for row, image_id in enumerate(tqdm(ids, desc=f"image tags ({source})", leave=False)):
         tags[row] = tags_of(root, image_id, class_names, source)
@@ -206,7 +218,7 @@ def image_tags(root, ids, class_names, source: str = "masks") -> np.ndarray:
 
 
 def tags_of(root, image_id: str, class_names, source: str = "masks") -> np.ndarray:
-    """One row of `image_tags`."""
+    """One row of `image_tags` (`source` masks or xml)."""
     readers = {"masks": _tags_from_mask, "xml": _tags_from_xml}
     if source not in readers:
         raise ValueError(f"tags source must be one of {sorted(readers)}, got {source!r}")
@@ -225,7 +237,7 @@ class VOCDataset(torch.utils.data.Dataset):
     dict(id, image uint8 HxWx3, tags float32 [K], mask uint8 HxW, instances uint8 HxW).
     Trainers apply their own transforms."""
 
-    def __init__(self, root, split, class_names, tags_from="masks", with_mask=True, with_instances=False):
+    def __init__(self, root, split, class_names, tags_from="auto", with_mask=True, with_instances=False):
         self.root = Path(root)
         self.class_names = list(class_names)
         self.ids = read_ids(root, split)

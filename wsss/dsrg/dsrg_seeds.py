@@ -2,9 +2,11 @@
 
 Output: `<out>/<id>.png` (VOC palette, image size): 0 background cue, c = 1..K cue of class c, 255 no cue.
 - Foreground, per present class, from its full-resolution CAM (make_cam's `high_res`, max-normalised):
-  fg_rule "top_fraction": the top `fg_fraction` (0.2) of its pixels by CAM value (Sec. 4.1, "top 20% of
-  the largest value"; zero-valued pixels never count); "max_fraction": CAM >= fg_fraction x its maximum
-  (the other reading of the same words).
+  fg_rule "top_fraction" (default): the top `fg_fraction` (0.2) of its pixels by CAM value (Sec. 4.1, "top
+  20% of the largest value"; zero-valued pixels never count); "max_fraction": CAM >= fg_fraction x its
+  maximum (the other reading of the same words). top_fraction is the default because the other reading
+  labels most of a max-normalised CAM (every pixel above 0.2 of the peak), far more than the ~40 % of
+  pixels the paper's cues label in total (Sec. 3.3, Fig. 4); the release ships cues, not this rule.
 - Background: with `saliency_dir` (`<dir>/<id>.png`, grey, 0..255 read as [0, 1]), saliency < 0.06
   (`bg_saliency`, Sec. 4.1); without it, every present class's CAM < `bg_cam` (the CAMs' own background).
 - Stacking into one map (Sec. 3.1): background first, foreground over it; a pixel in several classes' cues
@@ -38,6 +40,9 @@ def run(params: dict, *, root, cams, out):
     if params["fg_rule"] not in FG_RULES:
         raise ValueError(f"fg_rule must be one of {FG_RULES}, got {params['fg_rule']!r}")
     saliency_dir = params["saliency_dir"]
+    print(f"dsrg_seeds: background cues from saliency {saliency_dir} (< {params['bg_saliency']}), as the paper"
+          if saliency_dir else f"dsrg_seeds: background cues from the CAMs (every CAM < {params['bg_cam']}): "
+          "no saliency_dir; the paper uses DRFI saliency < 0.06", flush=True)
     palette = voc.voc_palette()
     with atomic_path(out) as tmp:
         tmp.mkdir()

@@ -9,16 +9,23 @@ Every iteration, on the network's output grid (stride 8):
       points"), on the CRF-refined probabilities as the released UpdateSeedLayer3 does; `growth: false`
       trains on the original cues (Table 2's "+BSL" row);
   loss = balanced seeding loss(P, S) (Eq. 1) + constrain loss(P, Q) (Eq. 2).
-The cues (dsrg_seeds, image size) are augmented with the image and sampled (nearest) onto the grid.
+The input (`input`): "resize", as released (train-s.prototxt: ImageData new_height / new_width 321 and the
+AnnotationLayer's mirror), warps the whole image to `crop` x `crop` and mirrors it, so no cue is lost;
+"crop" takes a random `crop` window (after an optional `scale`) as train_seg does. The cues (dsrg_seeds,
+image size) follow the image and are sampled onto the output grid at the cells' own positions (0, 8, ...,
+320 for 321 px: wsss.seg.losses.grid_labels), as is the ground truth of the supervision log.
+The schedule is in SGD `iterations` (released solver-s: 8,000 of 20 images), so a 10,582-image and a
+1,464-image run follow the same schedule; parameters in DeepLab-v2's groups (wsss.models.deeplab.param_groups:
+biases x2 without weight decay, new layers x`head_lr_mult`, their biases x2 that; fixed BN with ImageNet weights).
 
-Outputs: `out` (the network, as train_seg saves it, so infer_seg reads it), `supervision` (CSV per epoch:
-mean precision, recall and IoU over classes of the supervision against the ground truth, as Fig. 4; epoch 0
-is the original cues; the labelled fraction; seconds per iteration in the network step, the CRF and the
-growth) and `plot` (that CSV drawn).
+Outputs: `out` (the network, as train_seg saves it, so infer_seg reads it), `supervision` (CSV per epoch,
+i.e. per len(split) // batch_size iterations: mean precision, recall and IoU over classes of the supervision
+against the ground truth, as Fig. 4; epoch 0 is the original cues; the labelled fraction; seconds per
+iteration in the network step, the CRF and the growth) and `plot` (that CSV drawn).
 
-Paper values (Sec. 4.1; released solver-s.prototxt in brackets): batch_size 20, crop 321 (the released
-code resizes whole images to 321 x 321 and only mirrors: scale null), lr 0.0005, lr_policy step, lr_step
-2000 [1000], lr_gamma 0.1 [0.33], epochs 15 [8000 iterations of 20 on 10582 images], momentum 0.9,
+Defaults are the released values (solver-s / train-s.prototxt; the paper's Sec. 4.1 in brackets): batch_size
+20, input resize, crop 321 (the warp side), scale null, lr 0.0005, lr_policy step, lr_step 1000 [2000],
+lr_gamma 0.33 [0.1], iterations 8000 [not stated; 15 epochs of 10,582 would be ~7,900], momentum 0.9,
 weight_decay 0.0005, head_lr_mult 10, th_fg 0.85, th_bg 0.99, crf_scale 12, crf_log_unary true [false:
 the released layers pass P itself as the unary energy].
 """
@@ -42,6 +49,7 @@ from wsss.io import atomic_path, save_csv
 from wsss.models import deeplab
 from wsss.params import Param, resolve
 from wsss.runtime import seed_everything
+from wsss.seg.losses import grid_labels
 from wsss.seg.train_seg import NETWORK_PARAMS
 from wsss.training import fit, iterations_per_epoch
 from wsss.transforms import IMAGENET_MEAN, IMAGENET_STD, TrainAugment
@@ -54,8 +62,10 @@ PARAMS = {
     **NETWORK_PARAMS,
     "tags_from": voc.TAGS_FROM,
     "growth": Param(bool, True, "grow the seeds every iteration (false: Table 2's +BSL row)"),
-    "scale": Param(list, None, "random rescale range; null: mirror only, as released"),
-    "epochs": Param(int, 15, "epochs over `split`"),
+    "saliency_background": Param(bool, True, "whether the cues' background came from saliency (for the log)"),
+    "input": Param(str, "resize", "resize: the image warped to crop x crop, as released | crop: a random crop"),
+    "scale": Param(list, None, "input crop: random rescale range; null: none"),
+    "iterations": Param(int, 8000, "SGD iterations (released solver-s: 8000)"),
     "th_fg": Param(float, 0.85, "Eq. 3: foreground growing threshold"),
     "th_bg": Param(float, 0.99, "Eq. 3: background growing threshold"),
     "crf_scale": Param(float, 12, "the CRF's spatial deviations divided by this (41x41 grid)"),
@@ -72,26 +82,41 @@ def run(params: dict, *, root, seeds, out, supervision, plot, init=None):
 
 def train(params: dict, *, root, seeds, out, supervision, plot, init=None):
     seed_everything(params["seed"])
+    if distributed.is_main() and not params["saliency_background"]:
+        print("train_dsrg: the seed cues' background comes from the CAMs, not from saliency as in the paper "
+              "(dsrg.saliency_dir is null)", flush=True)
     class_names = params["class_names"]
     ids = voc.read_ids(root, params["split"])
     tags = voc.image_tags(root, ids, class_names, params["tags_from"])
-    scale = params["scale"]
-    dataset = CuedImages(root, ids, seeds, tags, len(class_names),
-                         TrainAugment(params["crop"], scale=tuple(scale) if scale else None))
+    dataset = CuedImages(root, ids, seeds, tags, len(class_names), augment(params))
     model = deeplab.build(params)
     if init is not None:
         deeplab.load_weights(model, init)
     per_epoch = iterations_per_epoch(len(ids), params["batch_size"], voc.path(root, "split", params["split"]))
     log = SupervisionLog(len(class_names), per_epoch)
-    backbone, heads = deeplab.param_groups(model)
-    fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset, DSRGStep(params, log),
-        params, params["epochs"] * per_epoch, out=out, desc="train_dsrg", tracker=log,
-        module=__name__, inputs=[*voc.split_files(root, params["split"], "image", voc.tag_kind(params["tags_from"])),
-                                 seeds, init])
+    fit(model, deeplab.param_groups(model, params["head_lr_mult"]), dataset,
+        DSRGStep(params, log, model.backbone.output_stride), params, params["iterations"], out=out,
+        desc="train_dsrg", tracker=log, module=__name__,
+        inputs=[*voc.split_files(root, params["split"], "image",
+                                 voc.tag_kind(voc.tags_source(root, ids, params["tags_from"]))), seeds, init])
     if distributed.is_main():
         table = log.table()
         save_csv(supervision, table)
         save_plot(plot, table, "DSRG supervision" + ("" if params["growth"] else " (no growth)"))
+
+
+INPUTS = ("resize", "crop")
+
+
+def augment(params: dict) -> TrainAugment:
+    """The training input of params["input"] (module docstring)."""
+    if params["input"] not in INPUTS:
+        raise ValueError(f"input must be one of {INPUTS}, got {params['input']!r}")
+    if params["input"] == "resize":
+        if params["scale"]:
+            raise ValueError("scale applies to input 'crop' only; input 'resize' warps the whole image")
+        return TrainAugment(params["crop"], warp=True)
+    return TrainAugment(params["crop"], scale=tuple(params["scale"]) if params["scale"] else None)
 
 
 class CuedImages(Dataset):
@@ -120,22 +145,23 @@ class CuedImages(Dataset):
 class DSRGStep:
     """loss_fn of wsss.training.fit for one DSRG iteration (module docstring)."""
 
-    def __init__(self, params, log):
-        self.params, self.log = params, log
+    def __init__(self, params, log, stride: int):
+        self.params, self.log, self.stride = params, log, stride
 
     def __call__(self, model, batch, it):
         p = self.params
         logits = model(batch["image"])
         probs = seg_probs(logits)
         grid = logits.shape[-2:]
-        original = cue_seeds(shrink(batch["cues"], grid), logits.shape[1])
+        original = cue_seeds(grid_labels(batch["cues"], grid, self.stride), logits.shape[1])
         started = clock(probs)
         q = floor_probs(crf_batch(small_images(batch["image"], grid), probs.detach(), p["crf_scale"],
                                   p["crf_log_unary"]))
         crf_done = clock(q)
         present = torch.cat([torch.ones_like(batch["tags"][:, :1]), batch["tags"]], 1).bool()
         grown = region_grow(q, original, present, p["th_fg"], p["th_bg"]) if p["growth"] else original
-        self.log.add(it, original, grown, shrink(batch["gt"], grid), crf_done - started, clock(grown) - crf_done)
+        self.log.add(it, original, grown, grid_labels(batch["gt"], grid, self.stride), crf_done - started,
+                     clock(grown) - crf_done)
         return balanced_seed_loss(probs, grown) + constrain_loss(probs, q)
 
 
@@ -144,11 +170,6 @@ def clock(t: torch.Tensor) -> float:
     if t.is_cuda:
         torch.cuda.synchronize(t.device)
     return time.perf_counter()
-
-
-def shrink(labels: torch.Tensor, size) -> torch.Tensor:
-    """Nearest-neighbour resampling of [B, H, W] label maps onto the output grid."""
-    return F.interpolate(labels[:, None].float(), size, mode="nearest")[:, 0].long()
 
 
 def cue_seeds(cues: torch.Tensor, n_classes: int) -> torch.Tensor:

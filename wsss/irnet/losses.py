@@ -9,10 +9,11 @@ from wsss.irnet import relations
 EPS = 1e-5  # the released code's guard inside the logarithms and the pair-count divisions
 
 
-def losses(edge: torch.Tensor, disp: torch.Tensor, label: torch.Tensor, radius: int) -> dict[str, torch.Tensor]:
+def losses(edge: torch.Tensor, disp: torch.Tensor, label: torch.Tensor, radius: int,
+           window: str = "release") -> dict[str, torch.Tensor]:
     """The five loss terms of one batch: boundary logits [B, 1, h, w], displacement [B, 2, h, w], IR labels
-    [B, h, w] at stride 4."""
-    pairs = relations.pair_sets(label, radius)
+    [B, h, w] at stride 4; pairs from the source `window` (relations.source_window)."""
+    pairs = relations.pair_sets(label, radius, window)
     affinity = line_max_affinity(torch.sigmoid(edge[:, 0]), radius)  # Eq. 7
     return {**boundary_losses(affinity, pairs), **displacement_losses(disp, pairs, radius)}
 

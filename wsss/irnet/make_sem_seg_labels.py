@@ -1,7 +1,8 @@
 """The make_sem_seg_labels stage: semantic pseudo-labels by random walk over IRNet's boundaries (IRNet Sec. 5,
 Eq. 12-13; the "reduced version" of Sec. 6.2 without instance-wise CAMs).
 
-Per image: the boundary map from IRNet (image and mirror averaged); the stride-4 CAMs of the present classes
+Per image: the boundary map from IRNet (image and mirror averaged, each zero-padded to IRNet's training crop
+as released); the stride-4 CAMs of the present classes
 random-walked within it (radius `radius` 5, `beta` 10, `steps` t = 256), upsampled x4 to the image and
 divided by their global maximum; a constant background plane `bg_thres` (0.25); argmax.
 IRNet sees the image rescaled by `input_scale` (paper: 1; with 2 the small demo images get a stride-4 grid
@@ -68,14 +69,14 @@ def irn_inputs(params: dict, root, cams, irn_model, desc: str):
     """IRNInputs of every image of the `split` and `shard` in params, from the IRNet saved at `irn_model`
     on params' device, with a progress bar: the loop both label stages share."""
     device = runtime.device(params["device"])
-    model = irn_net.load(irn_model, device)
+    model, crop = irn_net.load(irn_model, device)
     input_scale = params["input_scale"]
     ids = select(voc.read_ids(root, params["split"]), params["shard"])
     for image_id in tqdm(ids, desc=desc):
         image = voc.load_image(voc.path(root, "image", image_id))
         cam = make_cam.load(Path(cams) / f"{image_id}.npz", image.shape[:2])
         seen = image if input_scale == 1 else rescale(image, input_scale)[0]
-        boundary, displacement = model.infer(to_tensor(normalize(seen)).to(device))
+        boundary, displacement = model.infer(to_tensor(normalize(seen)).to(device), pad_to=crop)
         stride4 = torch.from_numpy(cam["cam"]).to(device)
         if stride4.shape[1:] != boundary.shape:  # a rescaled input: CAMs onto IRNet's grid
             stride4 = F.interpolate(stride4[None], size=boundary.shape, mode="bilinear", align_corners=False)[0]

@@ -11,14 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels import random_walk
-from wsss import distributed
-from wsss.models import load_trained
+from wsss.models import load_trained, read_checkpoint
 from wsss.models.resnet import ResNet, resnet
 
 EDGE_WIDTH = 32
 DP_WIDTHS = (64, 128, 256, 256, 256)
 DP_TOP_WIDTH = 256
-MEAN_MOMENTUM = 0.1  # the released MeanShift is a BatchNorm running mean with its default momentum
 
 
 def conv_gn_relu(c_in: int, c_out: int, upsample: int = 1) -> nn.Sequential:
@@ -81,21 +79,26 @@ class IRNet(nn.Module):
         return edge, self._centre(disp)
 
     def _centre(self, disp):
-        """Sec. 4.3: "Displacement vectors are then further refined by subtracting the mean of D". Training
-        tracks the mean output (a running mean, as released) and inference subtracts it."""
+        """Sec. 4.3: "Displacement vectors are then further refined by subtracting the mean of D". Inference
+        subtracts `mean_displacement`, which train_irn measures in one pass after training (as released:
+        step/train_irn.py; training itself never updates it)."""
         if self.training:
-            with torch.no_grad():
-                batch_mean = distributed.mean(disp.mean((0, 2, 3)))  # the whole batch's, under DDP too
-                self.mean_displacement.lerp_(batch_mean, MEAN_MOMENTUM)
             return disp
         return disp - self.mean_displacement.view(1, 2, 1, 1)
 
     @torch.no_grad()
-    def infer(self, image: torch.Tensor):
-        """(boundary [h, w] in [0, 1], displacement [2, h, w]) for one normalised image [3, H, W]: the
-        boundary averages the logits of the image and of its mirror image, the displacement is the
-        image's own (as released: a mirrored field would point the wrong way)."""
-        edge, disp = self(torch.stack([image, image.flip(-1)]))
+    def infer(self, image: torch.Tensor, pad_to: int = 0):
+        """(boundary [h, w] in [0, 1], displacement [2, h, w]) for one normalised image [3, H, W], h, w =
+        ceil(H / 4), ceil(W / 4): the boundary averages the logits of the image and of its mirror image, the
+        displacement is the image's own (as released: a mirrored field would point the wrong way).
+
+        Each input is zero-padded right and bottom to `pad_to` (the training crop) and the outputs cropped
+        back, as released (net/resnet50_irn.py, EdgeDisplacement.forward): GroupNorm's statistics cover the
+        whole map, so the branches see what they were trained on (padded crops)."""
+        h, w = image.shape[-2:]
+        pad = (0, max(pad_to - w, 0), 0, max(pad_to - h, 0))
+        edge, disp = self(torch.stack([F.pad(image, pad), F.pad(image.flip(-1), pad)]))
+        edge, disp = edge[..., :-(-h // 4), :-(-w // 4)], disp[..., :-(-h // 4), :-(-w // 4)]
         return torch.sigmoid((edge[0, 0] + edge[1, 0].flip(-1)) / 2), disp[0]
 
 
@@ -104,9 +107,11 @@ def build(backbone: str) -> IRNet:
     return IRNet(resnet(backbone, strides=(2, 2, 2, 1), frozen_bn=True))
 
 
-def load(path, device="cpu") -> IRNet:
-    """The IRNet saved by train_irn ({"state_dict", "params", ...}), in eval mode."""
-    return load_trained(path, lambda params: build(params["backbone"]), device)
+def load(path, device="cpu") -> tuple[IRNet, int]:
+    """(the IRNet saved by train_irn ({"state_dict", "params", ...}) in eval mode, its training crop side:
+    the `pad_to` of `infer`)."""
+    params = read_checkpoint(path)["params"]
+    return load_trained(path, lambda p: build(p["backbone"]), device), params["crop"]
 
 
 def propagate(scores: torch.Tensor, boundary: torch.Tensor, input_size, image_size, beta: float, steps: int,

@@ -13,9 +13,14 @@ IGNORE = 255
 
 
 def downsample_label(label: torch.Tensor, stride: int = 4) -> torch.Tensor:
-    """Nearest-neighbour reduction of [..., H, W] labels to the branch outputs' stride-4 grid, sampling
-    pixel (stride*y, stride*x) like the released code's cv2 INTER_NEAREST at scale 1/4."""
-    return label[..., ::stride, ::stride]
+    """Nearest-neighbour reduction of [..., H, W] labels to the branch outputs' grid (ceil(H / stride) cells),
+    sampling the pixel at the centre of each cell, stride * i + stride // 2 (2, 6, 10, ... for stride 4), as
+    the released PIL nearest resize at 0.25 does (voc12/dataloader.py, imutils.pil_rescale); the last cell
+    of a size that is not a multiple of the stride takes the last pixel."""
+    h, w = label.shape[-2:]
+    rows = (torch.arange(-(-h // stride)) * stride + stride // 2).clamp_max(h - 1)
+    cols = (torch.arange(-(-w // stride)) * stride + stride // 2).clamp_max(w - 1)
+    return label[..., rows[:, None], cols]
 
 
 def shift(x: torch.Tensor, dy: int, dx: int, fill) -> torch.Tensor:
@@ -30,13 +35,33 @@ def shift(x: torch.Tensor, dy: int, dx: int, fill) -> torch.Tensor:
     return out
 
 
-def pair_sets(label: torch.Tensor, radius: int) -> dict[str, torch.Tensor]:
+SOURCE_WINDOWS = ("release", "all")
+
+
+def source_window(shape, radius: int, window: str, device=None) -> torch.Tensor:
+    """bool [H, W]: the pixels that may be the source i of a pair. "release": rows [0, H - (r - 1)) and
+    columns [r - 1, W - (r - 1)) (misc/indexing.py, PathIndex with radius_floor = r - 1), where every
+    partner lies inside the map; "all": every pixel (pairs whose partner falls outside are dropped anyway)."""
+    if window not in SOURCE_WINDOWS:
+        raise ValueError(f"source window must be one of {SOURCE_WINDOWS}, got {window!r}")
+    h, w = shape
+    inside = torch.ones(h, w, dtype=torch.bool, device=device)
+    if window == "release":
+        floor = radius - 1
+        inside[h - floor:] = False
+        inside[:, :floor] = False
+        inside[:, w - floor:] = False
+    return inside
+
+
+def pair_sets(label: torch.Tensor, radius: int, window: str = "release") -> dict[str, torch.Tensor]:
     """P+fg, P+bg and P- (Eq. 3-4) of a [B, H, W] label map (0 background, 1..K classes, 255 unsure) as
-    bool masks [B, D, H, W]: "fg_pos" same foreground class, "bg_pos" both background, "neg" different."""
+    bool masks [B, D, H, W]: "fg_pos" same foreground class, "bg_pos" both background, "neg" different.
+    Sources i are limited to `source_window(window)`."""
     label = label.long()
     other = torch.stack([shift(label, int(dy), int(dx), IGNORE) for dy, dx in neighbor_offsets(radius)], 1)
     label = label.unsqueeze(1)
-    valid = (label != IGNORE) & (other != IGNORE)
+    valid = (label != IGNORE) & (other != IGNORE) & source_window(label.shape[-2:], radius, window, label.device)
     same = valid & (label == other)
     return {"fg_pos": same & (label > 0), "bg_pos": same & (label == 0), "neg": valid & (label != other)}
 

@@ -17,14 +17,17 @@ must use the same value (paper 1; the demo's 128 px images need 2 for a fine eno
 params (paper / demo): seed, device, split, class_names, backbone (resnet50 / small), pretrained (ImageNet
 file / null), irn_backbone (pretrained / cam), crop (512 / 128), scale ([0.5, 1.5]), input_scale (1 / 2),
 batch_size (32 / 8), epochs (3 / 5), lr (0.1), momentum (0 / 0.9), weight_decay (1e-4), radius (10 / 5),
-num_workers.
+source_window (release / release), num_workers.
+After training, one eval pass over `split` measures the mean displacement inference subtracts (as released).
 Output `out` (irn/model.pt): {"state_dict", "params" (as given, used to rebuild the network),
 "history" (mean loss and wall seconds of each epoch)}.
 """
 import random
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from wsss import distributed, runtime, training
 from wsss.cam import net as cam_net
@@ -34,7 +37,7 @@ from wsss.irnet import net as irn_net
 from wsss.models import load_pretrained
 from wsss.params import Param, resolve
 from wsss.training import fit, iterations_per_epoch
-from wsss.transforms import TrainAugment
+from wsss.transforms import TrainAugment, normalize, rescale, to_tensor, top_left_crop
 
 PARAMS = {
     **training.PARAMS,
@@ -49,6 +52,8 @@ PARAMS = {
     "scale": Param(list, [0.5, 1.5], "random rescale range"),
     "epochs": Param(int, 3, "epochs over `split`"),
     "momentum": Param(float, 0.0, "SGD momentum (released PolyOptimizer: none)"),
+    "source_window": Param(str, "release", "pair sources: release (rows [0, h-r+1), columns [r-1, w-r+1), "
+                           "misc/indexing.py) | all (every pixel with its partner inside)"),
 }
 
 
@@ -70,9 +75,30 @@ def train(params: dict, *, root, ir_labels, cam_model, out):
     # Sec. 6.1: displacement-branch gradients x10, i.e. 10x its learning rate under SGD. The released
     # PolyOptimizer passes weight_decay into SGD's momentum slot, so it runs with (practically) no momentum:
     # `momentum` 0 is the paper setting; the short CPU demo needs 0.9 to learn in its few steps.
-    fit(model, [(boundary, 1.0), (displacement, 10.0)], dataset, Objective(params["radius"]), params,
-        per_epoch * params["epochs"], out=out, desc="train_irn", module=__name__,
+    fit(model, [(boundary, 1.0), (displacement, 10.0)], dataset,
+        Objective(params["radius"], params["source_window"]), params, per_epoch * params["epochs"], out=out,
+        desc="train_irn", finish=lambda net: measure_mean_displacement(net, root, ids, params), module=__name__,
         inputs=[*voc.split_files(root, params["split"], "image"), ir_labels, cam_model])
+
+
+@torch.no_grad()
+def measure_mean_displacement(model: irn_net.IRNet, root, ids, params: dict):
+    """Sets `model.mean_displacement` (Sec. 4.3) to the mean displacement output over the images `ids`, as the
+    released step/train_irn.py does after training: one eval-mode pass, each image at `input_scale`, its
+    top-left `crop` window zero-padded to crop x crop, no flip; the mean of the per-image means (the
+    release averages per-batch means, which is the same over full batches)."""
+    model.eval()
+    model.mean_displacement.zero_()
+    dev = model.mean_displacement.device
+    total = torch.zeros(2, dtype=torch.float64)
+    for image_id in tqdm(ids, desc="mean displacement", disable=not distributed.is_main()):
+        image = voc.load_image(voc.path(root, "image", image_id))
+        if params["input_scale"] != 1:
+            image = rescale(image, params["input_scale"])[0]
+        x = to_tensor(top_left_crop(normalize(image), params["crop"]))
+        _, disp = model(x[None].to(dev, memory_format=torch.channels_last))
+        total += disp.mean((0, 2, 3)).double().cpu()
+    model.mean_displacement.copy_((total / len(ids)).to(model.mean_displacement))
 
 
 class IRLabelDataset(Dataset):
@@ -115,9 +141,9 @@ def init_model(params: dict, cam_model) -> irn_net.IRNet:
 class Objective:
     """loss_fn of wsss.training.fit: Eq. 9 of one batch."""
 
-    def __init__(self, radius: int):
-        self.radius = radius
+    def __init__(self, radius: int, window: str):
+        self.radius, self.window = radius, window
 
     def __call__(self, net, batch, it):
         edge, disp = net(batch["image"])
-        return losses.total_loss(losses.losses(edge, disp, batch["label"], self.radius))
+        return losses.total_loss(losses.losses(edge, disp, batch["label"], self.radius, self.window))

@@ -16,7 +16,7 @@ from torch import nn
 from wsss.datasets import voc
 from wsss.errors import DataError
 from wsss.models import load_trained, read_checkpoint
-from wsss.models.resnet import Bottleneck, resnet
+from wsss.models.resnet import Bottleneck, FixedBatchNorm, resnet
 from wsss.params import Param
 
 # What the network depends on, part of the segmentation trainers' PARAMS.
@@ -102,23 +102,40 @@ class DeepLabV3Plus(nn.Module):
 def build(params: dict) -> nn.Module:
     """The network described by params: arch (ARCHS), backbone, class_names, pretrained (ImageNet file).
 
-    With ImageNet weights the BN statistics stay fixed (batches of a few crops estimate them poorly, as in
-    DeepLab); from scratch they train."""
+    With ImageNet weights the BN layers stay fixed, statistics and scale / shift (batches of a few crops
+    estimate them poorly; DeepLab-v2's prototxt: use_global_stats, scale lr_mult 0); from scratch they train."""
     arch = params.get("arch", PARAMS["arch"].default)
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
     strides, (d3, d4) = BACKBONE_LAYOUT[arch]
     pretrained = params.get("pretrained")
     backbone = resnet(params["backbone"], strides, pretrained, frozen_bn=pretrained is not None)
+    for m in backbone.modules():
+        if isinstance(m, FixedBatchNorm):
+            m.requires_grad_(False)
     dilate(backbone.layer3, d3)
     dilate(backbone.layer4, d4)
     net = DeepLabV2 if arch == "deeplab_v2" else DeepLabV3Plus
     return net(backbone, len(params["class_names"]))
 
 
-def param_groups(model: nn.Module):
-    """(backbone parameters, head parameters): DeepLab trains the new layers at 10x the learning rate."""
-    return list(model.backbone.parameters()), [p for m in model.heads() for p in m.parameters()]
+def param_groups(model: nn.Module, head_lr_mult: float = 10.0) -> list[tuple]:
+    """wsss.training.fit groups [(parameters, lr multiplier, weight-decay multiplier)] of DeepLab-v2's
+    released prototxt (as DSRG's train-s / train-f): backbone weights x1, backbone biases x2 without weight
+    decay, new-layer weights x`head_lr_mult` (10), new-layer biases x2 that (20) without weight decay.
+    Frozen parameters (fixed BN) are left out. Biases are the 1-d `bias` tensors of convolutions and
+    linear layers; a trainable BN's scale and shift count as weights (x1 or x`head_lr_mult`, decayed)."""
+    heads = [p for m in model.heads() for p in m.parameters()]
+    head_ids = {id(p) for p in heads}
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    biases = {id(m.bias) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None}
+
+    def select(params, bias: bool):
+        return [p for p in params if p.requires_grad and (id(p) in biases) == bias]
+
+    groups = [(select(backbone, False), 1.0, 1.0), (select(backbone, True), 2.0, 0.0),
+              (select(heads, False), head_lr_mult, 1.0), (select(heads, True), 2 * head_lr_mult, 0.0)]
+    return [g for g in groups if g[0]]  # e.g. the wsss ResNets' convolutions have no biases
 
 
 def load_weights(model: nn.Module, path) -> int:

@@ -1,4 +1,5 @@
-"""The loss of fully supervised training on pseudo-labels: cross-entropy with ignore."""
+"""The loss of fully supervised training on pseudo-labels: cross-entropy with ignore; labels sampled onto a
+network's output grid."""
 import torch
 import torch.nn.functional as F
 
@@ -15,3 +16,13 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = F.interpolate(logits, labels.shape[-2:], mode="bilinear", align_corners=False)
     labelled = distributed.mean((labels != IGNORE).sum().to(logits.dtype))
     return F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum") / labelled.clamp_min(1)
+
+
+def grid_labels(labels: torch.Tensor, size, stride: int) -> torch.Tensor:
+    """[B, H, W] label maps sampled onto a stride-`stride` output grid of `size` (h, w): cell (i, j) takes pixel
+    (stride * i, stride * j), the cell's own position (0, 8, ..., 320 for a 321 input at stride 8), as the
+    released DSRG layers (train-f.prototxt: Interp shrink_factor 8). A grid reaching past the map is an error."""
+    h, w = size
+    if (h - 1) * stride >= labels.shape[-2] or (w - 1) * stride >= labels.shape[-1]:
+        raise ValueError(f"a {h}x{w} grid at stride {stride} does not fit {tuple(labels.shape[-2:])} labels")
+    return labels[..., :h * stride:stride, :w * stride:stride]

@@ -2,12 +2,14 @@
 (`<labels>/<id>.png`, palette PNGs, 255 = ignore): IRNet's random-walk labels, DSRG's retrain (Sec. 4.4),
 the scribble methods' labels.
 
-Cross-entropy with ignore, SGD with momentum, poly learning rate (new layers at `head_lr_mult` x), random
-scale, flip and crop (wsss.transforms), in wsss.training's loop (resumable every `checkpoint_every`
-iterations, DDP over the job's GPUs). Paper values (DeepLab-v2 as DSRG's retrain, released solver-f):
-arch deeplab_v2, batch_size 20, crop 321, scale [0.5, 2.0], lr 0.001, power 0.9, iterations 20000,
-momentum 0.9, weight_decay 0.0005, head_lr_mult 10. The retrain starts from the DSRG model (`init`), as the
-released run.sh does.
+Cross-entropy with ignore, SGD with momentum, poly learning rate, DeepLab-v2's parameter groups
+(wsss.models.deeplab.param_groups: biases x2 without weight decay, new layers at `head_lr_mult` x), random
+scale (`scale`; null: none), flip and crop (wsss.transforms), in wsss.training's loop (resumable every
+`checkpoint_every` iterations, DDP over the job's GPUs). The loss is taken on the upsampled logits, or with
+`label_grid` on the network's output grid (labels sampled at the cells' positions, wsss.seg.losses.grid_labels).
+DSRG's retrain (Sec. 4.4) as released (solver-f / train-f.prototxt): arch deeplab_v2, batch_size 10, crop
+321, scale null (random crop + mirror only), label_grid true (41 x 41), lr 0.001, power 0.9, iterations
+20000, momentum 0.9, weight_decay 0.0005, head_lr_mult 10, starting from the DSRG model (`init`, run.sh).
 """
 import random
 
@@ -18,7 +20,7 @@ from wsss.datasets import voc
 from wsss.models import deeplab
 from wsss.params import Param, resolve
 from wsss.runtime import seed_everything
-from wsss.seg.losses import cross_entropy
+from wsss.seg.losses import cross_entropy, grid_labels
 from wsss.training import fit
 from wsss.transforms import TrainAugment
 
@@ -32,8 +34,9 @@ NETWORK_PARAMS = {
 }
 PARAMS = {
     **NETWORK_PARAMS,
-    "scale": Param(list, [0.5, 2.0], "random rescale range"),
+    "scale": Param((list, type(None)), [0.5, 2.0], "random rescale range; null: none (DSRG's retrain)"),
     "iterations": Param(int, 20000, "SGD iterations"),
+    "label_grid": Param(bool, False, "loss on the output grid (DSRG's retrain: 41 x 41) instead of upsampled logits"),
 }
 
 
@@ -46,19 +49,30 @@ def run(params: dict, *, root, labels, out, init=None):
 def train(params: dict, *, root, labels, out, init=None):
     seed_everything(params["seed"])
     ids = voc.read_ids(root, params["split"])
+    scale = params["scale"]
     dataset = PseudoLabelled(root, ids, labels, len(params["class_names"]),
-                             TrainAugment(params["crop"], scale=tuple(params["scale"])))
+                             TrainAugment(params["crop"], scale=tuple(scale) if scale else None))
     model = deeplab.build(params)
     if init is not None:
         deeplab.load_weights(model, init)
-    backbone, heads = deeplab.param_groups(model)
-    fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset, segmentation_loss, params,
+    stride = model.backbone.output_stride if params["label_grid"] else None
+    fit(model, deeplab.param_groups(model, params["head_lr_mult"]), dataset, SegmentationLoss(stride), params,
         params["iterations"], out=out, desc="train_seg", module=__name__,
         inputs=[*voc.split_files(root, params["split"], "image"), labels, init])
 
 
-def segmentation_loss(net, batch, it):
-    return cross_entropy(net(batch["image"]), batch["label"])
+class SegmentationLoss:
+    """loss_fn of wsss.training.fit: cross-entropy on the upsampled logits, or with `stride` on the output
+    grid (labels sampled by grid_labels)."""
+
+    def __init__(self, stride: int | None):
+        self.stride = stride
+
+    def __call__(self, net, batch, it):
+        logits, labels = net(batch["image"]), batch["label"]
+        if self.stride is not None:
+            labels = grid_labels(labels, logits.shape[-2:], self.stride)
+        return cross_entropy(logits, labels)
 
 
 class PseudoLabelled(Dataset):
