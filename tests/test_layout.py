@@ -21,11 +21,10 @@ def rules_with_commands():
     for file in RULE_FILES:
         for block in re.split(r"^\s*rule ", file.read_text(), flags=re.M)[1:]:
             name = block.split(":", 1)[0].strip()
-            command = re.search(r'WSSS \+ "(.*?)\n\n', block + "\n\n", re.S)
+            command = re.search(r'^\s+wsss\(\s*"(\w+)",(.*?)\n\n', block + "\n\n", re.S | re.M)
             if command is None:
                 continue
-            text = command.group(1)
-            stage = text.split()[0]
+            stage, text = command.groups()
             options = set(re.findall(r"--(\w+)", text)) - {"params"}
             if "{params.init}" in text:
                 options.add("init")
@@ -91,3 +90,21 @@ def test_help_lists_every_stage_with_a_line():
     for stage in cli.STAGES:
         line = next(line for line in result.stdout.splitlines() if line.split()[:1] == [stage])
         assert len(line.split()) > 1, f"stage {stage} has no summary line"
+
+
+def test_snakemake_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout
+
+
+def test_dry_run_prints_a_runnable_command_per_job(tmp_path):
+    """`snakemake -n -p` prints each job's shell command (what `run:` rules printed as "None")."""
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+                             "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path),
+                             "-n", "-p", "--cores", "1"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout + result.stderr
+    n_jobs = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
+    commands = re.findall(r"^Shell command: (?:WSSS_GPUS=\d )?\S+ -m wsss\.cli (\w+) --params '\{.*\}' .* > \S+\.log 2>&1$",
+                          out, re.M)
+    assert len(commands) == n_jobs - 1, out  # all jobs but the target rule `all`

@@ -8,6 +8,7 @@ rule train_cam:
     output:
         model=CAM_MODEL,
     params:
+        root=dataset_root,
         **stage_params(
             "train_cam",
             class_names=CLASSES,
@@ -31,8 +32,10 @@ rule train_cam:
         log_file("train_cam"),
     benchmark:
         bench("train_cam")
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " train_cam --params {params.json} --root {DATA:q} --out {output.model:q} > {log:q} 2>&1"
+        wsss("train_cam", "--root {params.root:q} --out {output.model:q}", gpu=True)
 
 
 rule make_cam:
@@ -43,6 +46,7 @@ rule make_cam:
     output:
         cams=shard_folder("cam/maps"),
     params:
+        root=dataset_root,
         **stage_params(
             "make_cam",
             class_names=CLASSES,
@@ -59,13 +63,15 @@ rule make_cam:
         log_file("make_cam", sharded=True),
     benchmark:
         bench("make_cam", sharded=True)
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " make_cam --params {params.json} --root {DATA:q} --model {input.model:q} --out {output.cams:q}"
-        " > {log:q} 2>&1"
+        wsss("make_cam", "--root {params.root:q} --model {input.model:q} --out {output.cams:q}", gpu=True)
 
 
 rule eval_cam:
     """Background-threshold sweep of the CAMs against the ground-truth masks."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         split=split_file(TRAIN),
         cams=f"{RUN}/cam/maps",
@@ -73,14 +79,20 @@ rule eval_cam:
         metrics=f"{RUN}/metrics/eval_cam.csv",
         sweep=f"{RUN}/cam/threshold_sweep.csv",
     params:
+        root=dataset_root,
         **stage_params("eval_cam", class_names=CLASSES, split=TRAIN, thresholds=config["cam"]["eval_thresholds"]),
     log:
         log_file("eval_cam"),
     benchmark:
         bench("eval_cam")
+    conda:
+        ENV
     shell:
-        WSSS + " eval_cam --params {params.json} --root {DATA:q} --cams {input.cams:q} --metrics {output.metrics:q}"
-        " --sweep {output.sweep:q} > {log:q} 2>&1"
+        wsss(
+            "eval_cam",
+            "--root {params.root:q} --cams {input.cams:q} --metrics {output.metrics:q}"
+            " --sweep {output.sweep:q}"
+        )
 
 
 METRIC_FILES.append(rules.eval_cam.output.metrics)

@@ -9,10 +9,13 @@ if config["dataset"]["demo"]:
             train=split_file(TRAIN),
             val=split_file(EVAL),
         params:
+            root=dataset_root,
             **stage_params("demo_dataset", class_names=CLASSES, **config["demo"]),
         log:
             log_file("demo_dataset"),
         benchmark:
             bench("demo_dataset")
+        conda:
+            ENV
         shell:
-            WSSS + " demo_dataset --params {params.json} --root {DATA:q} > {log:q} 2>&1"
+            wsss("demo_dataset", "--root {params.root:q}")

@@ -11,6 +11,7 @@ rule dsrg_seeds:
     output:
         seeds=directory(f"{RUN}/dsrg/seeds"),
     params:
+        root=dataset_root,
         **stage_params(
             "dsrg_seeds",
             split=TRAIN,
@@ -24,9 +25,10 @@ rule dsrg_seeds:
         log_file("dsrg_seeds"),
     benchmark:
         bench("dsrg_seeds")
+    conda:
+        ENV
     shell:
-        WSSS + " dsrg_seeds --params {params.json} --root {DATA:q} --cams {input.cams:q} --out {output.seeds:q}"
-        " > {log:q} 2>&1"
+        wsss("dsrg_seeds", "--root {params.root:q} --cams {input.cams:q} --out {output.seeds:q}")
 
 
 rule train_dsrg:
@@ -42,6 +44,7 @@ rule train_dsrg:
     wildcard_constraints:
         dsrg="dsrg|dsrg_nogrowth",
     params:
+        root=dataset_root,
         **stage_params(
             "train_dsrg",
             **seg_params(),
@@ -66,6 +69,12 @@ rule train_dsrg:
         log_file("train_dsrg_{dsrg}"),
     benchmark:
         bench("train_dsrg_{dsrg}")
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " train_dsrg --params {params.json} --root {DATA:q} --seeds {input.seeds:q} {params.init}"
-        " --out {output.model:q} --supervision {output.supervision:q} --plot {output.plot:q} > {log:q} 2>&1"
+        wsss(
+            "train_dsrg",
+            "--root {params.root:q} --seeds {input.seeds:q} {params.init}"
+            " --out {output.model:q} --supervision {output.supervision:q} --plot {output.plot:q}",
+            gpu=True,
+        )

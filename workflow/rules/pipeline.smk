@@ -3,6 +3,7 @@
 
 rule gather_shards:
     """Merges the shard folders of a per-image stage into one folder (config `shards`)."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         lambda wc: gather.shard(f"{RUN}/{{folder}}.shards/{{scatteritem}}", folder=wc.folder),
     output:
@@ -15,12 +16,15 @@ rule gather_shards:
         f"{RUN}/logs/gather_shards/{{folder}}.log",
     benchmark:
         f"{RUN}/benchmarks/gather_shards/{{folder}}.tsv"
+    conda:
+        ENV
     shell:
-        WSSS + " gather_shards --params {params.json} --inputs {input:q} --out {output:q} > {log:q} 2>&1"
+        wsss("gather_shards", "--inputs {input:q} --out {output:q}")
 
 
 rule metrics:
     """One long table of every evaluation: stage, method, split, metric, class, value."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         METRIC_FILES,
     output:
@@ -31,12 +35,15 @@ rule metrics:
         log_file("metrics"),
     benchmark:
         bench("metrics")
+    conda:
+        ENV
     shell:
-        WSSS + " metrics --params {params.json} --inputs {input:q} --out {output.table:q} > {log:q} 2>&1"
+        wsss("metrics", "--inputs {input:q} --out {output.table:q}")
 
 
 rule report:
     """Summary table, plots and CAM overlays; `snakemake --report` bundles them into one HTML file."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         split=split_file(TRAIN),
         metrics=rules.metrics.output.table,
@@ -52,6 +59,7 @@ rule report:
             category="CAM",
         ),
     params:
+        root=dataset_root,
         **stage_params(
             "report",
             class_names=CLASSES,
@@ -64,8 +72,11 @@ rule report:
         log_file("report"),
     benchmark:
         bench("report")
+    conda:
+        ENV
     shell:
-        WSSS + " report --params {params.json} --root {DATA:q} --metrics_csv {input.metrics:q}"
-        " --sweep {input.sweep:q} --cams {input.cams:q} --benchmarks {params.benchmarks:q}"
-        " --summary {output.summary:q} --sweep_plot {output.sweep_plot:q} --overlays {output.overlays:q}"
-        " > {log:q} 2>&1"
+        wsss(
+            "report",
+            "--root {params.root:q} --metrics_csv {input.metrics:q} --sweep {input.sweep:q}"
+            " --cams {input.cams:q} --benchmarks {params.benchmarks:q} --summary {output.summary:q} --sweep_plot {output.sweep_plot:q} --overlays {output.overlays:q}"
+        )

@@ -3,38 +3,6 @@
 # dsrg.smk), dsrg_retrain (DSRG Sec. 4.4: trained on the DSRG model's predictions).
 
 
-def seg_params():
-    """What every segmentation network's architecture and training depends on."""
-    c = config["seg"]
-    return dict(
-        class_names=CLASSES,
-        seed=config["seed"],
-        device=config["device"],
-        split=TRAIN,
-        arch=c["arch"],
-        backbone=config["model"]["backbone"],
-        pretrained=config["model"]["pretrained"],
-        crop=c["crop"],
-        batch_size=c["batch_size"],
-        momentum=c["momentum"],
-        weight_decay=c["weight_decay"],
-        head_lr_mult=c["head_lr_mult"],
-        checkpoint_every=c["checkpoint_every"],
-    )
-
-
-def train_seg_input(wildcards):
-    """seg_irnet learns IRNet's random-walk labels; dsrg_retrain the DSRG model's train predictions."""
-    if wildcards.seg == "dsrg_retrain":
-        return dict(labels=f"{RUN}/dsrg/pred/{TRAIN}", init=f"{RUN}/dsrg/model.pt")
-    return dict(labels=f"{RUN}/irn/sem_seg", **({"init": CAM_MODEL} if INIT_FROM_CAM else {}))
-
-
-def init_arg(wildcards, input):
-    """`--init FILE` when the network starts from a saved one."""
-    return f"--init {shlex.quote(input.init)}" if "init" in input.keys() and input.init else ""
-
-
 rule train_seg:
     """A DeepLab network trained fully supervised on pseudo-labels (cross-entropy, ignore 255)."""
     input:
@@ -45,6 +13,7 @@ rule train_seg:
     wildcard_constraints:
         seg="seg_irnet|dsrg_retrain",
     params:
+        root=dataset_root,
         **stage_params(
             "train_seg",
             **seg_params(),
@@ -61,9 +30,15 @@ rule train_seg:
         log_file("train_seg_{seg}"),
     benchmark:
         bench("train_seg_{seg}")
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " train_seg --params {params.json} --root {DATA:q} --labels {input.labels:q} {params.init}"
-        " --out {output.model:q} > {log:q} 2>&1"
+        wsss(
+            "train_seg",
+            "--root {params.root:q} --labels {input.labels:q} {params.init}"
+            " --out {output.model:q}",
+            gpu=True,
+        )
 
 
 rule infer_seg:
@@ -74,6 +49,7 @@ rule infer_seg:
     output:
         pred=shard_folder("{net}/pred/{split}"),
     params:
+        root=dataset_root,
         **stage_params(
             "infer_seg",
             split=wildcard("split"),
@@ -90,27 +66,31 @@ rule infer_seg:
         log_file("infer_seg_{net}_{split}", sharded=True),
     benchmark:
         bench("infer_seg_{net}_{split}", sharded=True)
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " infer_seg --params {params.json} --root {DATA:q} --model {input.model:q} --out {output.pred:q}"
-        " > {log:q} 2>&1"
+        wsss("infer_seg", "--root {params.root:q} --model {input.model:q} --out {output.pred:q}", gpu=True)
 
 
 rule eval_seg:
     """mIoU and per-class IoU of a segmentation network's predictions on the evaluation split."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         split=split_file(EVAL),
         pred=f"{RUN}/{{net}}/pred/{EVAL}",
     output:
         metrics=f"{RUN}/metrics/seg_{{net}}.csv",
     params:
+        root=dataset_root,
         **stage_params("eval_seg", class_names=CLASSES, split=EVAL, method=wildcard("net")),
     log:
         log_file("eval_seg_{net}"),
     benchmark:
         bench("eval_seg_{net}")
+    conda:
+        ENV
     shell:
-        WSSS + " eval_seg --params {params.json} --root {DATA:q} --pred {input.pred:q} --out {output.metrics:q}"
-        " > {log:q} 2>&1"
+        wsss("eval_seg", "--root {params.root:q} --pred {input.pred:q} --out {output.metrics:q}")
 
 
 SEG_NETS = ["seg_irnet", "dsrg", "dsrg_nogrowth", "dsrg_retrain"]
