@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from wsss import gpu_slots
+from wsss import gpu_slots, joblog
 from wsss.errors import DataError
-from wsss.params import describe
+from wsss.params import describe, resolve
 
 PACKAGE = Path(__file__).parent
 
@@ -76,9 +76,11 @@ def main(argv=None):
                         default=None if p.default is inspect.Parameter.empty else p.default,
                         nargs="+" if p.annotation in (list, "list") else None)
     args = vars(ap.parse_args(rest))
-    gpus = gpu_slots.acquire(int(os.environ.get("WSSS_GPUS", "0")))  # before torch initialises CUDA
     try:
-        fn(args.pop("params"), **args)
+        resolved = resolve(args["params"], module.PARAMS, stage)  # a bad param: one line, before the log header
+        gpus = gpu_slots.acquire(int(os.environ.get("WSSS_GPUS", "0")))  # before torch initialises CUDA
+        with joblog.job(stage, argv, resolved):
+            fn(args.pop("params"), **args)
     except DataError as e:  # bad input: one line naming the file, not a traceback
         sys.exit(f"wsss {stage}: error: {e}")
     del gpus

@@ -7,6 +7,7 @@ rule train_cam:
         split=split_file(TRAIN),
     output:
         model=CAM_MODEL,
+        train_log=f"{RUN}/cam/train_log.csv",  # written by wsss.training.fit beside the model
     params:
         root=dataset_root,
         **stage_params(
@@ -22,6 +23,8 @@ rule train_cam:
             resize_long=config["cam"]["resize_long"],
             batch_size=config["cam"]["batch_size"],
             epochs=config["cam"]["epochs"],
+            checkpoint_every=config["train"]["checkpoint_every"],
+            amp=config["train"]["amp"],
             lr=config["cam"]["lr"],
             weight_decay=config["cam"]["weight_decay"],
         ),

@@ -107,6 +107,7 @@ def seg_params():
         weight_decay=c["weight_decay"],
         head_lr_mult=c["head_lr_mult"],
         checkpoint_every=c["checkpoint_every"],
+        amp=config["train"]["amp"],
     )
 
 

@@ -39,6 +39,7 @@ rule train_dsrg:
         init=CAM_MODEL if INIT_FROM_CAM else [],
     output:
         model=f"{RUN}/{{dsrg}}/model.pt",
+        train_log=f"{RUN}/{{dsrg}}/train_log.csv",  # written by wsss.training.fit beside the model
         supervision=f"{RUN}/{{dsrg}}/supervision.csv",
         plot=report(f"{RUN}/{{dsrg}}/supervision.png", caption="../report/supervision.rst", category="DSRG"),
     wildcard_constraints:

@@ -44,6 +44,7 @@ rule train_irn:
         cam_model=CAM_MODEL,
     output:
         model=f"{RUN}/irn/model.pt",
+        train_log=f"{RUN}/irn/train_log.csv",  # written by wsss.training.fit beside the model
     params:
         root=dataset_root,
         **stage_params(
@@ -61,6 +62,8 @@ rule train_irn:
             scale=IRN["scale"],
             batch_size=IRN["batch_size"],
             epochs=IRN["epochs"],
+            checkpoint_every=config["train"]["checkpoint_every"],
+            amp=config["train"]["amp"],
             lr=IRN["lr"],
             momentum=IRN["momentum"],
             weight_decay=IRN["weight_decay"],

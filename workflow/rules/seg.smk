@@ -10,6 +10,7 @@ rule train_seg:
         split=split_file(TRAIN),
     output:
         model=f"{RUN}/{{seg}}/model.pt",
+        train_log=f"{RUN}/{{seg}}/train_log.csv",  # written by wsss.training.fit beside the model
     wildcard_constraints:
         seg="seg_irnet|dsrg_retrain",
     params:
