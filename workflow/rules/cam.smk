@@ -99,3 +99,5 @@ rule eval_cam:
 
 
 METRIC_FILES.append(rules.eval_cam.output.metrics)
+TRAIN_LOGS.append(("train_cam", rules.train_cam.output.train_log))
+OVERLAY_COLUMNS.append(("CAM", TRAIN, f"{RUN}/cam/maps"))

@@ -79,3 +79,7 @@ rule train_dsrg:
             " --out {output.model:q} --supervision {output.supervision:q} --plot {output.plot:q}",
             gpu=True,
         )
+REPORT_FIGURES.extend((f"DSRG Fig. 4: supervision of {d} against the ground truth per epoch (epoch 0: the seeds)",
+                       f"{RUN}/{d}/supervision.png") for d in ("dsrg", "dsrg_nogrowth"))
+TRAIN_LOGS.extend((d, f"{RUN}/{d}/train_log.csv") for d in ("dsrg", "dsrg_nogrowth"))
+OVERLAY_COLUMNS.extend([("DSRG seeds", TRAIN, f"{RUN}/dsrg/seeds"), ("DSRG", TRAIN, f"{RUN}/dsrg/pred/{TRAIN}")])

@@ -209,3 +209,6 @@ rule eval_ins_seg:
 
 
 METRIC_FILES.extend([f"{RUN}/metrics/ir_label.csv", f"{RUN}/metrics/sem_seg.csv", f"{RUN}/metrics/ins_seg.csv"])
+TRAIN_LOGS.append(("train_irn", f"{RUN}/irn/train_log.csv"))
+OVERLAY_COLUMNS.extend([("IR labels", TRAIN, f"{RUN}/irn/ir_label"), ("random walk", TRAIN, f"{RUN}/irn/sem_seg"),
+                        ("instances", TRAIN, f"{RUN}/irn/ins_seg")])

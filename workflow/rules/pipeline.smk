@@ -42,30 +42,32 @@ rule metrics:
 
 
 rule report:
-    """Summary table, plots and CAM overlays; `snakemake --report` bundles them into one HTML file."""
+    """The run's page: a table per stage, plots, overlay galleries, run times (wsss/pipeline/report.py);
+    `snakemake --report` bundles it with the plots into one HTML file."""
     localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         split=split_file(TRAIN),
+        eval_split=split_file(EVAL),
         metrics=rules.metrics.output.table,
         sweep=rules.eval_cam.output.sweep,
-        cams=f"{RUN}/cam/maps",
+        figures=[png for _, png in REPORT_FIGURES],
+        train_logs=[log for _, log in TRAIN_LOGS],
+        overlays=[folder for _, _, folder in OVERLAY_COLUMNS],
     output:
-        summary=report(f"{RUN}/report/summary.html", caption="../report/summary.rst", category="Metrics"),
+        summary=report(f"{RUN}/report/summary.html", caption="../report/summary.rst", category="Report"),
         sweep_plot=report(f"{RUN}/report/cam_threshold_sweep.png", caption="../report/sweep.rst", category="CAM"),
-        overlays=report(
-            directory(f"{RUN}/report/overlays"),
-            patterns=["{name}.png"],
-            caption="../report/overlays.rst",
-            category="CAM",
-        ),
+        loss_plot=report(f"{RUN}/report/loss_curves.png", caption="../report/losses.rst", category="Training"),
     params:
         root=dataset_root,
         **stage_params(
             "report",
             class_names=CLASSES,
-            split=TRAIN,
             n_overlays=config["report"]["n_overlays"],
             shards=config["shards"],  # benchmarks of shards of another count are old runs' (not summed)
+            paper_numbers=config["report"]["paper_numbers"],
+            figure_captions=[caption for caption, _ in REPORT_FIGURES],
+            train_log_names=[name for name, _ in TRAIN_LOGS],
+            overlay_columns=[[name, split] for name, split, _ in OVERLAY_COLUMNS],
         ),
         benchmarks=f"{RUN}/benchmarks",
     log:
@@ -78,5 +80,7 @@ rule report:
         wsss(
             "report",
             "--root {params.root:q} --metrics_csv {input.metrics:q} --sweep {input.sweep:q}"
-            " --cams {input.cams:q} --benchmarks {params.benchmarks:q} --summary {output.summary:q} --sweep_plot {output.sweep_plot:q} --overlays {output.overlays:q}"
+            " --figures {input.figures:q} --train_logs {input.train_logs:q} --overlays {input.overlays:q}"
+            " --benchmarks {params.benchmarks:q} --summary {output.summary:q} --sweep_plot {output.sweep_plot:q}"
+            " --loss_plot {output.loss_plot:q}",
         )

@@ -96,3 +96,5 @@ rule eval_seg:
 
 SEG_NETS = ["seg_irnet", "dsrg", "dsrg_nogrowth", "dsrg_retrain"]
 METRIC_FILES.extend(expand(f"{RUN}/metrics/seg_{{net}}.csv", net=SEG_NETS))
+TRAIN_LOGS.extend((net, f"{RUN}/{net}/train_log.csv") for net in ("seg_irnet", "dsrg_retrain"))
+OVERLAY_COLUMNS.extend((net, EVAL, f"{RUN}/{net}/pred/{EVAL}") for net in SEG_NETS)
