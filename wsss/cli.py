@@ -53,7 +53,9 @@ def usage() -> str:
     width = max(map(len, STAGES))
     lines = [f"  {name:<{width}}  {summary(module)}" for name, module in STAGES.items()]
     return ("usage: wsss <stage> [--params JSON] [--<path> PATH ...]\n"
-            "       wsss <stage> --help   (the stage's paths and parameters)\n\nstages:\n" + "\n".join(lines))
+            "       wsss <stage> --help   (the stage's paths and parameters)\n"
+            "       wsss predict --model <net>/model.pt --images DIR|FILES --out DIR   (your own images)\n"
+            "\nstages:\n" + "\n".join(lines))
 
 
 def main(argv=None):
@@ -61,6 +63,9 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return
+    if argv[0] == "predict":  # a command for people, not a workflow stage
+        from wsss.seg import predict
+        return predict.main(argv[1:])
     if argv[0] not in STAGES:
         sys.exit(f"wsss: unknown stage {argv[0]!r}\n\n{usage()}")
     stage, rest = argv[0], argv[1:]

@@ -31,6 +31,7 @@ from wsss.datasets import voc
 from wsss.io import atomic_path
 from wsss.params import Param, resolve
 from wsss.pipeline import papers
+from wsss.visual import blend, labels_over
 
 PARAMS = {
     "class_names": voc.CLASS_NAMES,
@@ -222,26 +223,19 @@ def overlay(image: np.ndarray, folder: Path, image_id: str, palette: np.ndarray)
     png, npz = folder / f"{image_id}.png", folder / f"{image_id}.npz"
     if png.is_file():
         labels = np.asarray(Image.open(png))
-        return _blend(image, palette[labels], labels != 255)
+        return labels_over(image, labels, palette)
     if not npz.is_file():
         return None
     with np.load(npz) as data:
         if "high_res" in data:  # CAMs: the strongest class score per pixel
             heat = data["high_res"].max(0) if len(data["high_res"]) else np.zeros(image.shape[:2])
             rgb = (plt.get_cmap("jet")(heat)[..., :3] * 255).astype(np.uint8)
-            return _blend(image, rgb, np.ones(heat.shape, bool))
+            return blend(image, rgb, np.ones(heat.shape, bool))
         if "instance_map" in data:
             ids = data["instance_map"].astype(np.int64)
             colours = np.random.default_rng(0).integers(40, 256, (ids.max() + 1, 3)).astype(np.uint8)
-            return _blend(image, colours[ids], ids > 0)
+            return blend(image, colours[ids], ids > 0)
     raise ValueError(f"{npz}: neither CAMs (high_res) nor instances (instance_map)")
-
-
-def _blend(image, colour, where, alpha=0.6) -> np.ndarray:
-    """Colour over the image where `where`; elsewhere the image dimmed to grey."""
-    grey = np.repeat(image.mean(2, keepdims=True), 3, 2) * 0.6
-    mixed = (1 - alpha) * image + alpha * colour
-    return np.where(where[..., None], mixed, grey).astype(np.uint8)
 
 
 def _cell(panel: np.ndarray | None) -> str:
