@@ -20,7 +20,7 @@ INIT_FROM_CAM = config["model"]["pretrained"] is None
 EVAL = config["dataset"]["eval_split"]
 METRIC_FILES = []  # every evaluation rule adds its metrics CSV; rule `metrics` gathers them
 SHARDED = []  # output folders of sharded per-image stages; rule gather_shards merges each
-# What the report page shows besides the metrics (wsss/pipeline/report.py); each rule file adds its own:
+# What the report page shows besides the metrics (wsss/pipeline/report.py), added by each method file.
 REPORT_FIGURES = []  # (caption, PNG file)
 TRAIN_LOGS = []  # (network, train_log.csv): loss curves
 OVERLAY_COLUMNS = []  # (column name, split, folder of <id>.png label maps or <id>.npz CAMs / instances)
