@@ -222,3 +222,12 @@ def test_touch_keeps_results_after_a_cosmetic_edit(tiny_run, tmp_path):
     result = snakemake(work, config, "--touch")
     assert result.returncode == 0, result.stderr[-3000:]
     assert planned_jobs(work, config) == set()
+
+
+def test_pipeline_outputs_in_snakemake_report(tiny_run):
+    """`snakemake --report` of the run: the code panel of each rule shows the command it ran."""
+    result = snakemake(tiny_run, TINY, "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (tiny_run / "report.html").read_text()
+    for rule in ("train_cam", "eval_cam", "report"):
+        assert f"-m wsss.cli {rule} --params" in text, rule
