@@ -76,10 +76,10 @@ def main(argv=None):
                                  epilog="params (--params JSON object):\n" + describe(module.PARAMS),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=json.loads, default={}, help="stage parameters as a JSON object")
-    for p in path_params:  # a parameter annotated `list` takes several paths; one with a default is optional
+    for p in path_params:  # a parameter annotated `list` takes any number of paths; one with a default is optional
         ap.add_argument(f"--{p.name}", required=p.default is inspect.Parameter.empty,
                         default=None if p.default is inspect.Parameter.empty else p.default,
-                        nargs="+" if p.annotation in (list, "list") else None)
+                        nargs="*" if p.annotation in (list, "list") else None)
     args = vars(ap.parse_args(rest))
     try:
         resolved = resolve(args["params"], module.PARAMS, stage)  # a bad param: one line, before the log header
