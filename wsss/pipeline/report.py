@@ -70,10 +70,13 @@ def run(params: dict, *, root, metrics_csv, sweep, benchmarks, summary, sweep_pl
     parts = [
         flag_list(pd.read_csv(flags, keep_default_na=False) if flags else None),
         "<h2>Results</h2>",
+        "<p>Percentages. Grey: the paper's number on PASCAL VOC 2012 (hover for its source).</p>"
+        if params["paper_numbers"] else "<p>Percentages.</p>",
         *(stage_table(stage, rows, params["paper_numbers"]) for stage, rows in table.groupby("stage", sort=False)),
         "<h2>Plots</h2>",
         *(figure(png, caption) for png, caption in zip([loss_plot, sweep_plot, *figures], captions)),
         "<h2>Overlays</h2>",
+        legend(params["class_names"]),
         *galleries(root, params, overlays),
         "<h2>Run time per rule (shards summed)</h2>",
         html_table(run_times(benchmarks, params["shards"]).assign(
@@ -192,6 +195,15 @@ def _save(fig, out):
 
 
 # ---- overlays --------------------------------------------------------------------------------------------
+
+def legend(class_names: list) -> str:
+    """The label colours: a swatch per class; grey in an overlay means no label there."""
+    palette = voc.voc_palette()
+    swatches = "".join(f"<span style='display:inline-block;margin-right:1em'><span style='display:inline-block;"
+                       f"width:1em;height:1em;vertical-align:middle;background:rgb{tuple(int(c) for c in palette[i])}'>"
+                       f"</span> {html.escape(name)}</span>" for i, name in enumerate(class_names))
+    return f"<p>{swatches}<span>grey: no label</span></p>"
+
 
 def galleries(root, params: dict, folders: list) -> list[str]:
     """One table per split that has overlay columns: a row per image (the split's first n_overlays)."""
