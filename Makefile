@@ -2,8 +2,11 @@
 # environment on first use and reuse it afterwards.
 VENV ?= .venv
 PYTHON ?= python3
-# The CPU wheel; an unpinned torch pulls several GB of CUDA packages. GPU users: see environment.yml.
 TORCH ?= torch==2.13.0
+# Without an NVIDIA GPU, torch comes from PyTorch's CPU index (PyPI's torch is the CUDA build: several GB of
+# CUDA packages for a CPU demo); with one, from PyPI. Override with TORCH_INDEX= (empty: pip's own indexes).
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+TORCH_INDEX ?= $(if $(HAS_GPU),,--index-url https://download.pytorch.org/whl/cpu)
 CORES ?= all
 BIN := $(VENV)/bin
 
@@ -13,7 +16,7 @@ env: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet $(TORCH_INDEX) "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[test,slurm]"
 	touch $@
 

@@ -7,6 +7,7 @@ variable WSSS_KERNEL_BACKEND, then the best one for the tensor's device.
 """
 import functools
 import os
+import warnings
 
 import torch
 
@@ -15,12 +16,31 @@ BACKENDS = ("cuda", "numba", "torch")
 
 @functools.cache
 def numba_cuda_usable() -> bool:
-    """True when numba can launch CUDA kernels (a real GPU, or the simulator NUMBA_ENABLE_CUDASIM=1)."""
+    """True when numba can compile and launch CUDA kernels: a GPU and the CUDA toolchain (NVVM, from the
+    cuda-nvcc / numba-cuda packages), or the simulator NUMBA_ENABLE_CUDASIM=1. Where torch sees a GPU but
+    numba cannot compile for it, the ops run their torch backend on the GPU and this warns once."""
+    problem = numba_cuda_problem()
+    if problem is not None and torch.cuda.is_available():
+        warnings.warn(f"numba cannot compile CUDA kernels ({problem}); the kernels use their torch backend on the "
+                      "GPU. For the numba kernels install the CUDA toolchain (environment.yml: cuda-nvcc, "
+                      "cuda-nvrtc, numba-cuda).", RuntimeWarning, stacklevel=3)
+    return problem is None
+
+
+def numba_cuda_problem() -> str | None:
+    """Why numba cannot run CUDA kernels here, or None when it can."""
     try:
         from numba import cuda
-        return bool(cuda.is_available())
-    except Exception:  # numba without a CUDA driver raises various errors on import or probe
-        return False
+        if not cuda.is_available():
+            return "numba sees no CUDA driver or GPU"
+        if cuda_simulator():
+            return None
+        from numba.cuda.cudadrv import nvvm
+        if not nvvm.is_available():  # is_available() alone passes without the compiler; kernels then fail
+            return "NVVM, the CUDA compiler library, not found"
+    except Exception as e:  # numba without a CUDA driver raises various errors on import or probe
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 def cuda_simulator() -> bool:

@@ -2,14 +2,16 @@
 wsss/<method>/<rule>.py, whose `run` takes exactly the paths the rule's command passes."""
 import importlib
 import inspect
+import io
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tqdm import tqdm
 
-from wsss import cli
+from wsss import cli, joblog
 
 REPO = Path(__file__).resolve().parents[1]
 RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
@@ -21,11 +23,10 @@ def rules_with_commands():
     for file in RULE_FILES:
         for block in re.split(r"^\s*rule ", file.read_text(), flags=re.M)[1:]:
             name = block.split(":", 1)[0].strip()
-            command = re.search(r'WSSS \+ "(.*?)\n\n', block + "\n\n", re.S)
+            command = re.search(r'^\s+wsss\(\s*"(\w+)",(.*?)\n\n', block + "\n\n", re.S | re.M)
             if command is None:
                 continue
-            text = command.group(1)
-            stage = text.split()[0]
+            stage, text = command.groups()
             options = set(re.findall(r"--(\w+)", text)) - {"params"}
             if "{params.init}" in text:
                 options.add("init")
@@ -71,6 +72,35 @@ def test_stage_help_lists_the_params_and_a_missing_one_is_named(tmp_path):
         "object classes in label order)"]
 
 
+def test_job_log_begins_with_a_header(tmp_path):
+    """A job's log (stderr to a file) begins with the command, params, commit and versions."""
+    log, empty = tmp_path / "job.log", tmp_path / "shard"
+    empty.mkdir()
+    with log.open("w") as err:
+        done = subprocess.run([sys.executable, "-m", "wsss.cli", "gather_shards", "--inputs", str(empty),
+                               "--out", str(tmp_path / "out")], stderr=err, cwd=REPO)
+    assert done.returncode == 0
+    head = log.read_text().splitlines()
+    assert head[0].startswith("== wsss gather_shards:")
+    assert head[1].endswith("-m wsss.cli gather_shards --inputs " + str(empty) + " --out " +
+                            str(tmp_path / "out"))
+    assert head[2] == "params: {}" and re.fullmatch(r"commit: [0-9a-f]{12}( \+changes)?", head[3])
+    assert re.match(r"versions: torch \S+, numba \S+, numpy \S+, python 3", head[4]) and head[5].startswith("device:")
+
+
+def test_progress_in_a_log_is_one_line_per_redraw():
+    stream = io.StringIO()
+    bar = tqdm(total=3, file=joblog.LineStream(stream), mininterval=0, desc="x")
+    for _ in range(3):
+        bar.update()
+    bar.write("a message", file=bar.fp)
+    bar.close()
+    lines = stream.getvalue().split("\n")
+    assert "\r" not in stream.getvalue() and lines[-1] == ""
+    assert lines[0].startswith("x:   0%") and lines[-2].startswith("x: 100%") and "a message" in lines
+    assert all(line.strip() for line in lines[:-1])
+
+
 def test_every_stage_has_a_rule():
     assert set(cli.STAGES) == {rule for _, rule, _, _ in RULES}
 
@@ -91,3 +121,21 @@ def test_help_lists_every_stage_with_a_line():
     for stage in cli.STAGES:
         line = next(line for line in result.stdout.splitlines() if line.split()[:1] == [stage])
         assert len(line.split()) > 1, f"stage {stage} has no summary line"
+
+
+def test_snakemake_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout
+
+
+def test_dry_run_prints_a_runnable_command_per_job(tmp_path):
+    """`snakemake -n -p` prints each job's shell command (what `run:` rules printed as "None")."""
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+                             "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path),
+                             "-n", "-p", "--cores", "1"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout + result.stderr
+    n_jobs = int(re.search(r"^total\s+(\d+)", out, re.M).group(1))
+    command = r"^Shell command: (?:WSSS_GPUS=\d )?\S+ -m wsss\.cli (\w+) --params '\{.*\}' .* > \S+\.log 2>&1$"
+    commands = re.findall(command, out, re.M)
+    assert len(commands) == n_jobs - 1, out  # all jobs but the target rule `all`

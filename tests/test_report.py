@@ -1,5 +1,20 @@
-"""The report's run-time table: shards summed per rule, benchmarks of another `shards` count left out."""
+"""The report page: run times, tables, and the page in a real browser (Debian's chromium via playwright)."""
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wsss import metrics
+from wsss.datasets import voc
+from wsss.io import save_npz, save_png
 from wsss.pipeline import report
+
+CHROMIUM = "/usr/bin/chromium"  # .ci/run installs it (apt-get install chromium)
+# the browser check's screenshot is kept here (WSSS_ARTIFACTS overrides), for a person to look at
+ARTIFACTS = Path(os.environ.get("WSSS_ARTIFACTS", Path(__file__).resolve().parents[1] / "results" / "test-artifacts"))
 
 
 def _bench(file, seconds):
@@ -15,3 +30,89 @@ def test_run_times_sum_the_current_shards_only(tmp_path):
     _bench(tmp_path / "gather_shards" / "cam" / "maps.tsv", 1.5)
     times = report.run_times(tmp_path, shards=2).set_index("rule")["seconds"]
     assert times.to_dict() == {"gather_shards": 1.5, "make_cam": 22.0, "train_cam": 100.0}
+
+
+def _run_outputs(root: Path, names: list, out: Path) -> dict:
+    """A fake run over the tiny set: metrics, a sweep, a train log, CAMs, label maps and instances."""
+    rng = np.random.default_rng(0)
+    train, val = voc.read_ids(root, "train"), voc.read_ids(root, "val")
+    rows = []
+    for stage, method, split in (("cam", "cam", "train"), ("sem_seg", "irnet_rw", "train"), ("seg", "dsrg", "val")):
+        for metric, cls, value in (("iou", "", 0.5), ("precision", "", 0.75), ("iou", "disc", 0.25),
+                                   ("iou", "ring", np.nan)):
+            rows.append(dict(stage=stage, method=method, split=split, metric=metric, value=value, **{"class": cls}))
+    metrics.write(out / "metrics.csv", rows)
+    pd.DataFrame(dict(threshold=[0.1, 0.2, 0.3], miou=[0.4, 0.6, 0.5])).to_csv(out / "sweep.csv", index=False)
+    pd.DataFrame(dict(iteration=range(40), epoch=np.arange(40) // 10, loss=np.linspace(2, 0.5, 40), lr=0.1,
+                      seconds=0.1)).to_csv(out / "train_log.csv", index=False)
+    palette = voc.voc_palette()
+    for image_id in train:
+        h, w = voc.load_image(voc.path(root, "image", image_id)).shape[:2]
+        save_npz(out / "cams" / f"{image_id}.npz", keys=np.array([1]), high_res=rng.random((1, h, w), np.float32))
+        save_png(out / "labels" / f"{image_id}.png", rng.choice([0, 1, 255], (h, w)).astype(np.uint8), palette)
+        save_npz(out / "instances" / f"{image_id}.npz", instance_map=rng.integers(0, 3, (h, w)).astype(np.uint16),
+                 classes=np.array([1, 2]), scores=np.array([0.9, 0.8], np.float32))
+    for image_id in val[:1]:  # the other val images have no prediction: their cells show a dash
+        h, w = voc.load_image(voc.path(root, "image", image_id)).shape[:2]
+        save_png(out / "pred" / f"{image_id}.png", rng.integers(0, len(names), (h, w)).astype(np.uint8), palette)
+    (out / "pred").mkdir(exist_ok=True)
+    _bench(out / "benchmarks" / "train_cam.tsv", 12.5)
+    pd.DataFrame(dict(flag=["random walk below CAM"], detail=["sem_seg 50.0 < cam 60.0"])).to_csv(
+        out / "flags.csv", index=False)
+    return dict(metrics_csv=out / "metrics.csv", sweep=out / "sweep.csv", benchmarks=out / "benchmarks",
+                figures=[], train_logs=[out / "train_log.csv"],
+                overlays=[out / "cams", out / "labels", out / "instances", out / "pred"], flags=out / "flags.csv")
+
+
+def _params(names):
+    return dict(class_names=names, n_overlays=3, paper_numbers=True, figure_captions=[],
+                train_log_names=["train_cam"], overlay_columns=[["CAM", "train"], ["IR labels", "train"],
+                                                                ["instances", "train"], ["dsrg", "val"]])
+
+
+def test_report_page_tables_and_galleries(tiny_voc, tmp_path):
+    root, names = tiny_voc
+    paths = _run_outputs(root, names, tmp_path)
+    page = tmp_path / "report" / "summary.html"
+    report.run(_params(names), root=root, summary=page, sweep_plot=tmp_path / "report" / "sweep.png",
+               loss_plot=tmp_path / "report" / "loss.png", **paths)
+    text = page.read_text()
+    assert "<td>50.0</td>" in text and "<td>75.0</td>" in text  # percentages
+    assert "title='IRNet Table 2: CAM'>48.3</span>" in text  # the paper's number beside ours
+    assert "title='DSRG Table 2: + DSRG'>57.6</span>" in text
+    assert "class='flag'>random walk below CAM</span>" in text
+    assert text.count("<h3>") == 3 + 2  # a table per stage, a gallery per split
+    assert text.count("data:image/jpeg") == 3 * (2 + 3) + 3 * 2 + 1  # train rows: 5 cells; val rows: 2 + 1 pred
+
+
+def test_overlay_folder_of_unknown_arrays_is_an_error(tiny_voc, tmp_path):
+    root, _ = tiny_voc
+    image_id = voc.read_ids(root, "train")[0]
+    save_npz(tmp_path / f"{image_id}.npz", other=np.zeros(3))
+    with pytest.raises(ValueError, match="neither CAMs"):
+        report.overlay(np.zeros((4, 4, 3), np.uint8), tmp_path, image_id, voc.voc_palette())
+
+
+def test_report_page_in_a_browser(tiny_voc, tmp_path):
+    """Headless chromium: the page loads, every image decodes, no console errors; a screenshot is kept."""
+    from playwright.sync_api import sync_playwright
+    root, names = tiny_voc
+    paths = _run_outputs(root, names, tmp_path)
+    page_file = tmp_path / "summary.html"
+    report.run(_params(names), root=root, summary=page_file, sweep_plot=tmp_path / "sweep.png",
+               loss_plot=tmp_path / "loss.png", **paths)
+    errors = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_file.as_uri(), wait_until="load")
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=tmp_path / "report.png", full_page=True)
+        browser.close()
+    assert errors == []
+    assert len(images) == 2 + 3 * (2 + 3) + 3 * 2 + 1 and all(done and width > 0 for done, width in images)
+    shutil.copy(tmp_path / "report.png", ARTIFACTS / "report_page.png")
+    assert (ARTIFACTS / "report_page.png").stat().st_size > 10_000

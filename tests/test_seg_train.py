@@ -87,6 +87,35 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tiny_voc, tmp_path, m
         assert torch.equal(value, resumed["state_dict"][key]), key
 
 
+def test_train_log_has_every_iteration_also_when_resumed(tiny_voc, tmp_path, monkeypatch):
+    """train_log.csv beside the model: one row per iteration (loss, lr of the poly schedule), the same for a
+    killed-and-resumed run as for a straight one."""
+    root, names = tiny_voc
+    params, labels = _params(names), root / "SegmentationClass"
+    train_seg.run(params, root=root, labels=labels, out=tmp_path / "straight" / "m.pt")
+    _kill_at(monkeypatch, iteration=5)
+    with pytest.raises(KeyboardInterrupt):
+        train_seg.run(params, root=root, labels=labels, out=tmp_path / "resumed" / "m.pt")
+    assert len(pd.read_csv(tmp_path / "resumed" / training.TRAIN_LOG)) == 4  # as of the checkpoint
+    monkeypatch.undo()
+    train_seg.run(params, root=root, labels=labels, out=tmp_path / "resumed" / "m.pt")
+    straight, resumed = (pd.read_csv(tmp_path / d / training.TRAIN_LOG) for d in ("straight", "resumed"))
+    assert list(straight.iteration) == list(range(6)) and (straight.seconds > 0).all()
+    assert straight.lr.tolist() == pytest.approx([0.01 * (1 - i / 6) ** 0.9 for i in range(6)])
+    columns = ["iteration", "epoch", "loss", "lr"]
+    pd.testing.assert_frame_equal(straight[columns], resumed[columns])
+
+
+def test_mixed_precision_trains_on_the_cpu(tiny_voc, tmp_path):
+    """amp on the CPU: bfloat16 autocast; the loss stays finite and the network is saved in float32."""
+    root, names = tiny_voc
+    train_seg.run(_params(names, amp=True, iterations=2), root=root, labels=root / "SegmentationClass",
+                  out=tmp_path / "m.pt")
+    assert np.isfinite(pd.read_csv(tmp_path / training.TRAIN_LOG).loss).all()
+    state = torch.load(tmp_path / "m.pt", weights_only=True)["state_dict"]
+    assert all(v.dtype != torch.bfloat16 for v in state.values())
+
+
 def test_checkpoint_of_other_params_is_not_resumed(tiny_voc, tmp_path, monkeypatch):
     root, names = tiny_voc
     labels = root / "SegmentationClass"

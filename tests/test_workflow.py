@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -70,14 +71,31 @@ def tiny_run(tmp_path_factory):
     return workdir
 
 
+def test_printed_command_run_by_hand_gives_the_rule_output(tiny_run, tmp_path):
+    """The command `snakemake -n -p` prints for a job, pasted into a shell, writes what the rule wrote."""
+    out = tiny_run / "results" / "tiny" / "metrics" / "eval_cam.csv"
+    by_rule = out.read_bytes()
+    dry = snakemake(tiny_run, TINY, "-n", "-p", "--forcerun", "eval_cam", "--until", "eval_cam")
+    assert dry.returncode == 0, dry.stderr
+    command = re.search(r"^Shell command: (.*-m wsss\.cli eval_cam .*)$", dry.stdout, re.M).group(1)
+    out.unlink()
+    by_hand = subprocess.run(["bash", "-c", command], cwd=tiny_run, env=_env(), capture_output=True, text=True)
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert out.read_bytes() == by_rule
+
+
 def test_pipeline_outputs(tiny_run):
     run = tiny_run / "results" / "tiny"
     table = metrics.read(run / "metrics.csv")
     assert list(table.columns) == ["stage", "method", "split", "metric", "class", "value"]
     miou = table[(table.stage == "cam") & (table.metric == "iou") & (table["class"] == "")].value
     assert len(miou) == 1 and 0 <= miou.iloc[0] <= 1
-    assert (run / "report" / "summary.html").stat().st_size > 0
-    assert len(list((run / "report" / "overlays").glob("*.png"))) == 2
+    page = (run / "report" / "summary.html").read_text()
+    assert page.count("<h3>") == len(set(table.stage)) + 2  # a table per stage, a gallery per split
+    assert (run / "report" / "loss_curves.png").stat().st_size > 0
+    for net in ("cam", "irn", "seg_irnet", "dsrg", "dsrg_nogrowth", "dsrg_retrain"):
+        log = pd.read_csv(run / net / "train_log.csv")
+        assert list(log.columns) == ["iteration", "epoch", "loss", "lr", "seconds"] and len(log) > 0, net
     assert list(run.glob("**/.*.tmp-*")) == []  # no leftover temporary files
     assert planned_jobs(tiny_run, TINY) == set()
 
@@ -207,3 +225,12 @@ def test_touch_keeps_results_after_a_cosmetic_edit(tiny_run, tmp_path):
     result = snakemake(work, config, "--touch")
     assert result.returncode == 0, result.stderr[-3000:]
     assert planned_jobs(work, config) == set()
+
+
+def test_pipeline_outputs_in_snakemake_report(tiny_run):
+    """`snakemake --report` of the run: the code panel of each rule shows the command it ran."""
+    result = snakemake(tiny_run, TINY, "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (tiny_run / "report.html").read_text()
+    for rule in ("train_cam", "eval_cam", "report"):
+        assert f"-m wsss.cli {rule} --params" in text, rule

@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from wsss import gpu_slots
+from wsss import gpu_slots, joblog
 from wsss.errors import DataError
-from wsss.params import describe
+from wsss.params import describe, resolve
 
 PACKAGE = Path(__file__).parent
 
@@ -53,7 +53,9 @@ def usage() -> str:
     width = max(map(len, STAGES))
     lines = [f"  {name:<{width}}  {summary(module)}" for name, module in STAGES.items()]
     return ("usage: wsss <stage> [--params JSON] [--<path> PATH ...]\n"
-            "       wsss <stage> --help   (the stage's paths and parameters)\n\nstages:\n" + "\n".join(lines))
+            "       wsss <stage> --help   (the stage's paths and parameters)\n"
+            "       wsss predict --model <net>/model.pt --images DIR|FILES --out DIR   (your own images)\n"
+            "\nstages:\n" + "\n".join(lines))
 
 
 def main(argv=None):
@@ -61,6 +63,9 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return
+    if argv[0] == "predict":  # a command for people, not a workflow stage
+        from wsss.seg import predict
+        return predict.main(argv[1:])
     if argv[0] not in STAGES:
         sys.exit(f"wsss: unknown stage {argv[0]!r}\n\n{usage()}")
     stage, rest = argv[0], argv[1:]
@@ -72,14 +77,16 @@ def main(argv=None):
                                  epilog="params (--params JSON object):\n" + describe(module.PARAMS),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=json.loads, default={}, help="stage parameters as a JSON object")
-    for p in path_params:  # a parameter annotated `list` takes several paths; one with a default is optional
+    for p in path_params:  # a parameter annotated `list` takes any number of paths; one with a default is optional
         ap.add_argument(f"--{p.name}", required=p.default is inspect.Parameter.empty,
                         default=None if p.default is inspect.Parameter.empty else p.default,
-                        nargs="+" if p.annotation in (list, "list") else None)
+                        nargs="*" if p.annotation in (list, "list") else None)
     args = vars(ap.parse_args(rest))
-    gpus = gpu_slots.acquire(int(os.environ.get("WSSS_GPUS", "0")))  # before torch initialises CUDA
     try:
-        fn(args.pop("params"), **args)
+        resolved = resolve(args["params"], module.PARAMS, stage)  # a bad param: one line, before the log header
+        gpus = gpu_slots.acquire(int(os.environ.get("WSSS_GPUS", "0")))  # before torch initialises CUDA
+        with joblog.job(stage, argv, resolved):
+            fn(args.pop("params"), **args)
     except DataError as e:  # bad input: one line naming the file, not a traceback
         _to_console(console, f"wsss {stage}: error: {e}")
         sys.exit(f"wsss {stage}: error: {e}")

@@ -12,22 +12,29 @@ history and the iteration next to `out` (`<out>.ckpt`), keyed by `run_key`: the 
 version and a digest of its input files. A rerun with the same key continues from there; any other
 checkpoint is of another run and is started afresh.
 The saved network: {"state_dict", "params", "history"} with history {"loss", "seconds"}: the mean loss
-(over all ranks) and the wall time of each complete epoch."""
+(over all ranks) and the wall time of each complete epoch. Next to it, `train_log.csv` (TRAIN_LOG) has one
+row per iteration: iteration, epoch, loss (rank 0's share of the batch), lr (the base group's), seconds;
+it is rewritten at every checkpoint, so it shows the progress of a long run.
+
+`amp` (param) runs the forward pass under torch.autocast (bfloat16 on the CPU, float16 with a gradient
+scaler on a GPU); `num_workers` null loads batches in the job's threads - 1 worker processes on a GPU."""
+import contextlib
 import hashlib
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from wsss import distributed
 from wsss.datasets import voc
-from wsss.io import atomic_path
+from wsss.io import atomic_path, save_csv
 from wsss.params import Param
 from wsss.provenance import code_version
-from wsss.runtime import DEVICE, device
+from wsss.runtime import DEVICE, device, threads
 
 # The parameters of `fit`, part of every trainer's PARAMS.
 PARAMS = {
@@ -42,8 +49,11 @@ PARAMS = {
     "lr_step": Param(int, 1, "step policy: iterations per decay step"),
     "lr_gamma": Param(float, 1.0, "step policy: decay factor"),
     "checkpoint_every": Param(int, 0, "iterations between resumable checkpoints (0: none)"),
-    "num_workers": Param(int, 0, "DataLoader worker processes (0: load in the training process)"),
+    "num_workers": Param((int, type(None)), None, "DataLoader worker processes (0: load in the training process; "
+                         "null: the job's threads - 1 on a GPU, 0 on the CPU, whose threads compute)"),
+    "amp": Param(bool, False, "mixed precision: autocast the forward pass (float16 + gradient scaling on a GPU)"),
 }
+TRAIN_LOG = "train_log.csv"  # per-iteration log, in the folder of the saved network
 
 
 class BatchPlan:
@@ -93,10 +103,14 @@ class History:
     """Mean loss over all ranks and wall seconds of each complete epoch; checkpointed with the weights."""
 
     def __init__(self, per_epoch: int):
-        self.per_epoch, self.loss, self.seconds = per_epoch, [], []
-        self.loss_sum, self.started = 0.0, time.perf_counter()
+        self.per_epoch, self.loss, self.seconds, self.rows = per_epoch, [], [], []
+        self.loss_sum, self.started, self.iteration_started = 0.0, time.perf_counter(), time.perf_counter()
 
-    def end_iteration(self, it: int, loss: float):
+    def end_iteration(self, it: int, loss: float, lr: float):
+        now = time.perf_counter()
+        self.rows.append(dict(iteration=it, epoch=it // self.per_epoch, loss=loss, lr=lr,
+                              seconds=now - self.iteration_started))
+        self.iteration_started = now
         self.loss_sum += loss
         if (it + 1) % self.per_epoch:
             return
@@ -110,10 +124,18 @@ class History:
         return {"loss": self.loss, "seconds": self.seconds}
 
     def state_dict(self):
-        return {**self.summary(), "loss_sum": self.loss_sum}
+        return {**self.summary(), "loss_sum": self.loss_sum, "rows": self.rows}
 
     def load_state_dict(self, state):
         self.loss, self.seconds, self.loss_sum = list(state["loss"]), list(state["seconds"]), state["loss_sum"]
+        self.rows = list(state.get("rows", []))
+        self.iteration_started = time.perf_counter()
+
+    def write_log(self, out):
+        """The per-iteration rows to train_log.csv next to `out` (rank 0)."""
+        if distributed.is_main():
+            save_csv(Path(out).with_name(TRAIN_LOG),
+                     pd.DataFrame(self.rows, columns=["iteration", "epoch", "loss", "lr", "seconds"]))
 
 
 def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, desc: str, module: str, inputs,
@@ -139,25 +161,34 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     start = resume(ckpt, key, model, optimizer, history, tracker)
     plan = BatchPlan(len(dataset), params["batch_size"], params["seed"], start, n_iters,
                      distributed.rank(), distributed.size())
-    loader = DataLoader(dataset, batch_sampler=plan, num_workers=params["num_workers"],
-                        pin_memory=dev.type == "cuda")
+    workers = params["num_workers"]
+    if workers is None:
+        workers = max(0, threads() - 1) if dev.type == "cuda" else 0
+    loader = DataLoader(dataset, batch_sampler=plan, num_workers=workers, pin_memory=dev.type == "cuda",
+                        persistent_workers=workers > 0)
+    autocast, scaler = mixed_precision(params["amp"], dev)
     bar = tqdm(total=n_iters, initial=start, desc=desc, disable=not distributed.is_main())
     for it, batch in enumerate(loader, start):
         for group, (_, mult, *_wd) in zip(optimizer.param_groups, groups):
             group["lr"] = params["lr"] * mult * lr_factor(params, it, n_iters)
         started = time.perf_counter()
-        loss = loss_fn(net, {k: _to(v, dev) for k, v in batch.items()}, it)
+        with autocast():
+            loss = loss_fn(net, {k: _to(v, dev) for k, v in batch.items()}, it)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.end_iteration(it, loss.item())  # item() waits for the GPU, so the time below is real
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        # item() waits for the GPU, so the times below are real
+        history.end_iteration(it, loss.item(), optimizer.param_groups[0]["lr"])
         if tracker is not None:
             tracker.end_iteration(it, time.perf_counter() - started)
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if params["checkpoint_every"] and (it + 1) % params["checkpoint_every"] == 0 and it + 1 < n_iters:
             save_checkpoint(ckpt, it + 1, key, model, optimizer, history, tracker)
+            history.write_log(out)
     bar.close()
+    history.write_log(out)
     if distributed.is_main():
         if finish is not None:
             finish(model)
@@ -165,6 +196,15 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
             torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "params": params,
                         "history": history.summary()}, tmp)
         ckpt.unlink(missing_ok=True)
+
+
+def mixed_precision(enabled: bool, dev: torch.device):
+    """(autocast context factory, gradient scaler): float16 with loss scaling on a GPU, bfloat16 (no scaling
+    needed) on the CPU; a no-op pair when disabled."""
+    if not enabled:
+        return contextlib.nullcontext, torch.amp.GradScaler("cpu", enabled=False)
+    dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
+    return (lambda: torch.autocast(dev.type, dtype=dtype)), torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda")
 
 
 def _to(value: torch.Tensor, dev):

@@ -8,7 +8,9 @@ rule train_cam:
         checked=DATA_CHECKED,  # validate_data: nothing trains on bad data
     output:
         model=CAM_MODEL,
+        train_log=f"{RUN}/cam/train_log.csv",  # written by wsss.training.fit beside the model
     params:
+        root=dataset_root,
         **stage_params(
             "train_cam",
             class_names=CLASSES,
@@ -22,6 +24,8 @@ rule train_cam:
             resize_long=config["cam"]["resize_long"],
             batch_size=config["cam"]["batch_size"],
             epochs=config["cam"]["epochs"],
+            checkpoint_every=config["train"]["checkpoint_every"],
+            amp=config["train"]["amp"],
             lr=config["cam"]["lr"],
             weight_decay=config["cam"]["weight_decay"],
         ),
@@ -32,8 +36,10 @@ rule train_cam:
         log_file("train_cam"),
     benchmark:
         bench("train_cam")
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " train_cam --params {params.json} --root {DATA:q} --out {output.model:q} > {log:q} 2>&1"
+        wsss("train_cam", "--root {params.root:q} --out {output.model:q}", gpu=True)
 
 
 rule make_cam:
@@ -44,6 +50,7 @@ rule make_cam:
     output:
         cams=shard_folder("cam/maps"),
     params:
+        root=dataset_root,
         **stage_params(
             "make_cam",
             class_names=CLASSES,
@@ -60,13 +67,15 @@ rule make_cam:
         log_file("make_cam", sharded=True),
     benchmark:
         bench("make_cam", sharded=True)
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " make_cam --params {params.json} --root {DATA:q} --model {input.model:q} --out {output.cams:q}"
-        " > {log:q} 2>&1"
+        wsss("make_cam", "--root {params.root:q} --model {input.model:q} --out {output.cams:q}", gpu=True)
 
 
 rule eval_cam:
     """Background-threshold sweep of the CAMs against the ground-truth masks."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         split=split_file(LABEL),
         checked=DATA_CHECKED,
@@ -75,14 +84,22 @@ rule eval_cam:
         metrics=f"{RUN}/metrics/eval_cam.csv",
         sweep=f"{RUN}/cam/threshold_sweep.csv",
     params:
+        root=dataset_root,
         **stage_params("eval_cam", class_names=CLASSES, split=LABEL, thresholds=config["cam"]["eval_thresholds"]),
     log:
         log_file("eval_cam"),
     benchmark:
         bench("eval_cam")
+    conda:
+        ENV
     shell:
-        WSSS + " eval_cam --params {params.json} --root {DATA:q} --cams {input.cams:q} --metrics {output.metrics:q}"
-        " --sweep {output.sweep:q} > {log:q} 2>&1"
+        wsss(
+            "eval_cam",
+            "--root {params.root:q} --cams {input.cams:q} --metrics {output.metrics:q}"
+            " --sweep {output.sweep:q}"
+        )
 
 
 METRIC_FILES.append(rules.eval_cam.output.metrics)
+TRAIN_LOGS.append(("train_cam", rules.train_cam.output.train_log))
+OVERLAY_COLUMNS.append(("CAM", TRAIN, f"{RUN}/cam/maps"))

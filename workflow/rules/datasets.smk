@@ -9,13 +9,16 @@ if config["dataset"]["demo"]:
             train=split_file(TRAIN),
             val=split_file(EVAL),
         params:
+            root=dataset_root,
             **stage_params("demo_dataset", class_names=CLASSES, **config["demo"]),
         log:
             log_file("demo_dataset"),
         benchmark:
             bench("demo_dataset")
+        conda:
+            ENV
         shell:
-            WSSS + " demo_dataset --params {params.json} --root {DATA:q} > {log:q} 2>&1"
+            wsss("demo_dataset", "--root {params.root:q}")
 
 
 # Every split the run reads; validate_data checks them all before the first training and evaluation job.
@@ -36,6 +39,7 @@ rule validate_data:
     output:
         report=DATA_CHECKED,
     params:
+        root=DATA,
         **stage_params("validate_data", splits=list(dict.fromkeys(VALIDATED_SPLITS)), class_names=CLASSES,
                        tags_from=TAGS_FROM),
     threads: 4
@@ -43,8 +47,10 @@ rule validate_data:
         log_file("validate_data"),
     benchmark:
         bench("validate_data")
+    conda:
+        ENV
     shell:
-        WSSS + " validate_data --params {params.json} --root {DATA:q} --out {output.report:q} > {log:q} 2>&1"
+        wsss("validate_data", "--root {params.root:q} --out {output.report:q}")
 
 
 # Converters of the real data sets' releases into the VOC layout at dataset.root (README "Reproducing the
@@ -60,17 +66,17 @@ if config["dataset"]["sbd_root"]:
         output:
             split=split_file("train_aug"),
         params:
+            root=DATA,
             **stage_params("sbd_train_aug", class_names=CLASSES),
             sbd=config["dataset"]["sbd_root"],
         log:
             log_file("sbd_train_aug"),
         benchmark:
             bench("sbd_train_aug")
+        conda:
+            ENV
         shell:
-            WSSS + " sbd_train_aug --params {params.json} --root {DATA:q} --sbd {params.sbd:q} --out {output.split:q}"
-            " > {log:q} 2>&1"
-
-
+            wsss("sbd_train_aug", "--root {params.root:q} --sbd {params.sbd:q} --out {output.split:q}")
 if config["dataset"]["scribbles"]:
 
     rule scribble_pngs:
@@ -80,15 +86,16 @@ if config["dataset"]["scribbles"]:
         output:
             split=split_file("scribble"),
         params:
+            root=DATA,
             **stage_params("scribble_pngs", class_names=CLASSES),
         log:
             log_file("scribble_pngs"),
         benchmark:
             bench("scribble_pngs")
+        conda:
+            ENV
         shell:
-            WSSS + " scribble_pngs --params {params.json} --root {DATA:q} --out {output.split:q} > {log:q} 2>&1"
-
-
+            wsss("scribble_pngs", "--root {params.root:q} --out {output.split:q}")
 if config["dataset"]["context_root"]:
 
     rule context_dataset:
@@ -97,6 +104,7 @@ if config["dataset"]["context_root"]:
             train=split_file("train"),
             val=split_file("val"),
         params:
+            root=DATA,
             **stage_params("context_dataset", class_names=CLASSES),
             context=config["dataset"]["context_root"],
             voc2010=config["dataset"]["voc2010_root"] or "VOC2010 root not set (dataset.voc2010_root)",
@@ -104,11 +112,14 @@ if config["dataset"]["context_root"]:
             log_file("context_dataset"),
         benchmark:
             bench("context_dataset")
+        conda:
+            ENV
         shell:
-            WSSS + " context_dataset --params {params.json} --context {params.context:q} --voc2010 {params.voc2010:q}"
-            " --root {DATA:q} --train {output.train:q} --val {output.val:q} > {log:q} 2>&1"
-
-
+            wsss(
+                "context_dataset",
+                "--context {params.context:q} --voc2010 {params.voc2010:q} --root {params.root:q}"
+                " --train {output.train:q} --val {output.val:q}",
+            )
 if config["dataset"]["coco_root"]:
 
     rule coco_dataset:
@@ -118,6 +129,7 @@ if config["dataset"]["coco_root"]:
         wildcard_constraints:
             coco_split="train2014|val2014",
         params:
+            root=DATA,
             **stage_params("coco_dataset", class_names=CLASSES),
             annotations=lambda wc: f"{config['dataset']['coco_root']}/annotations/instances_{wc.coco_split}.json",
             images=lambda wc: f"{config['dataset']['coco_root']}/{wc.coco_split}",
@@ -125,6 +137,11 @@ if config["dataset"]["coco_root"]:
             log_file("coco_dataset_{coco_split}"),
         benchmark:
             bench("coco_dataset_{coco_split}")
+        conda:
+            ENV
         shell:
-            WSSS + " coco_dataset --params {params.json} --annotations {params.annotations:q}"
-            " --images {params.images:q} --root {DATA:q} --out {output.split:q} > {log:q} 2>&1"
+            wsss(
+                "coco_dataset",
+                "--annotations {params.annotations:q} --images {params.images:q} --root {params.root:q}"
+                " --out {output.split:q}",
+            )

@@ -11,6 +11,7 @@ rule dsrg_seeds:
     output:
         seeds=directory(f"{RUN}/dsrg/seeds"),
     params:
+        root=dataset_root,
         **stage_params(
             "dsrg_seeds",
             split=LABELLED,
@@ -24,9 +25,10 @@ rule dsrg_seeds:
         log_file("dsrg_seeds"),
     benchmark:
         bench("dsrg_seeds")
+    conda:
+        ENV
     shell:
-        WSSS + " dsrg_seeds --params {params.json} --root {DATA:q} --cams {input.cams:q} --out {output.seeds:q}"
-        " > {log:q} 2>&1"
+        wsss("dsrg_seeds", "--root {params.root:q} --cams {input.cams:q} --out {output.seeds:q}")
 
 
 rule train_dsrg:
@@ -37,11 +39,13 @@ rule train_dsrg:
         init=CAM_MODEL if SEG_FROM_CAM else [],
     output:
         model=f"{RUN}/{{dsrg}}/model.pt",
+        train_log=f"{RUN}/{{dsrg}}/train_log.csv",  # written by wsss.training.fit beside the model
         supervision=f"{RUN}/{{dsrg}}/supervision.csv",
         plot=report(f"{RUN}/{{dsrg}}/supervision.png", caption="../report/supervision.rst", category="DSRG"),
     wildcard_constraints:
         dsrg="dsrg|dsrg_nogrowth",
     params:
+        root=dataset_root,
         **stage_params(
             "train_dsrg",
             **seg_params(),
@@ -68,6 +72,16 @@ rule train_dsrg:
         log_file("train_dsrg_{dsrg}"),
     benchmark:
         bench("train_dsrg_{dsrg}")
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " train_dsrg --params {params.json} --root {DATA:q} --seeds {input.seeds:q} {params.init}"
-        " --out {output.model:q} --supervision {output.supervision:q} --plot {output.plot:q} > {log:q} 2>&1"
+        wsss(
+            "train_dsrg",
+            "--root {params.root:q} --seeds {input.seeds:q} {params.init}"
+            " --out {output.model:q} --supervision {output.supervision:q} --plot {output.plot:q}",
+            gpu=True,
+        )
+REPORT_FIGURES.extend((f"DSRG Fig. 4: supervision of {d} against the ground truth per epoch (epoch 0: the seeds)",
+                       f"{RUN}/{d}/supervision.png") for d in ("dsrg", "dsrg_nogrowth"))
+TRAIN_LOGS.extend((d, f"{RUN}/{d}/train_log.csv") for d in ("dsrg", "dsrg_nogrowth"))
+OVERLAY_COLUMNS.extend([("DSRG seeds", TRAIN, f"{RUN}/dsrg/seeds"), ("DSRG", TRAIN, f"{RUN}/dsrg/pred/{TRAIN}")])

@@ -2,12 +2,6 @@
 IRN = config["irn"]
 
 
-def walk_params():
-    """The random walk's settings (Eq. 12-13), shared by the semantic and the instance labels."""
-    return dict(radius=IRN["rw_radius"], beta=IRN["beta"], steps=IRN["steps"], bg_thres=IRN["sem_bg_thres"],
-                input_scale=IRN["input_scale"])
-
-
 rule cam_to_ir_label:
     """Sec. 4.2: confident foreground / background from the CAMs, refined by dense CRF; one shard."""
     input:
@@ -16,6 +10,7 @@ rule cam_to_ir_label:
     output:
         labels=shard_folder("irn/ir_label"),
     params:
+        root=dataset_root,
         **stage_params(
             "cam_to_ir_label",
             split=LABELLED,
@@ -35,9 +30,10 @@ rule cam_to_ir_label:
         log_file("cam_to_ir_label", sharded=True),
     benchmark:
         bench("cam_to_ir_label", sharded=True)
+    conda:
+        ENV
     shell:
-        WSSS + " cam_to_ir_label --params {params.json} --root {DATA:q} --cams {input.cams:q}"
-        " --out {output.labels:q} > {log:q} 2>&1"
+        wsss("cam_to_ir_label", "--root {params.root:q} --cams {input.cams:q} --out {output.labels:q}")
 
 
 rule train_irn:
@@ -48,7 +44,9 @@ rule train_irn:
         cam_model=CAM_MODEL,
     output:
         model=f"{RUN}/irn/model.pt",
+        train_log=f"{RUN}/irn/train_log.csv",  # written by wsss.training.fit beside the model
     params:
+        root=dataset_root,
         **stage_params(
             "train_irn",
             class_names=CLASSES,
@@ -64,6 +62,8 @@ rule train_irn:
             scale=IRN["scale"],
             batch_size=IRN["batch_size"],
             epochs=IRN["epochs"],
+            checkpoint_every=config["train"]["checkpoint_every"],
+            amp=config["train"]["amp"],
             lr=IRN["lr"],
             momentum=IRN["momentum"],
             weight_decay=IRN["weight_decay"],
@@ -76,9 +76,15 @@ rule train_irn:
         log_file("train_irn"),
     benchmark:
         bench("train_irn")
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " train_irn --params {params.json} --root {DATA:q} --ir_labels {input.ir_labels:q}"
-        " --cam_model {input.cam_model:q} --out {output.model:q} > {log:q} 2>&1"
+        wsss(
+            "train_irn",
+            "--root {params.root:q} --ir_labels {input.ir_labels:q}"
+            " --cam_model {input.cam_model:q} --out {output.model:q}",
+            gpu=True,
+        )
 
 
 rule make_sem_seg_labels:
@@ -90,6 +96,7 @@ rule make_sem_seg_labels:
     output:
         labels=shard_folder("irn/sem_seg"),
     params:
+        root=dataset_root,
         **stage_params(
             "make_sem_seg_labels",
             split=LABELLED,
@@ -104,9 +111,15 @@ rule make_sem_seg_labels:
         log_file("make_sem_seg_labels", sharded=True),
     benchmark:
         bench("make_sem_seg_labels", sharded=True)
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " make_sem_seg_labels --params {params.json} --root {DATA:q} --cams {input.cams:q}"
-        " --irn_model {input.irn_model:q} --out {output.labels:q} > {log:q} 2>&1"
+        wsss(
+            "make_sem_seg_labels",
+            "--root {params.root:q} --cams {input.cams:q}"
+            " --irn_model {input.irn_model:q} --out {output.labels:q}",
+            gpu=True,
+        )
 
 
 rule make_ins_seg_labels:
@@ -118,6 +131,7 @@ rule make_ins_seg_labels:
     output:
         instances=shard_folder("irn/ins_seg"),
     params:
+        root=dataset_root,
         **stage_params(
             "make_ins_seg_labels",
             split=LABEL,
@@ -134,13 +148,20 @@ rule make_ins_seg_labels:
         log_file("make_ins_seg_labels", sharded=True),
     benchmark:
         bench("make_ins_seg_labels", sharded=True)
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " make_ins_seg_labels --params {params.json} --root {DATA:q} --cams {input.cams:q}"
-        " --irn_model {input.irn_model:q} --out {output.instances:q} > {log:q} 2>&1"
+        wsss(
+            "make_ins_seg_labels",
+            "--root {params.root:q} --cams {input.cams:q}"
+            " --irn_model {input.irn_model:q} --out {output.instances:q}",
+            gpu=True,
+        )
 
 
 rule eval_sem_seg:
     """mIoU of a set of semantic pseudo-labels (the IR labels or the random-walk labels) on the label split."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         split=split_file(LABEL),
         labels=f"{RUN}/irn/{{labels}}",
@@ -149,6 +170,7 @@ rule eval_sem_seg:
     wildcard_constraints:
         labels="ir_label|sem_seg",
     params:
+        root=dataset_root,
         **stage_params(
             "eval_sem_seg",
             class_names=CLASSES,
@@ -160,29 +182,37 @@ rule eval_sem_seg:
         log_file("eval_sem_seg_{labels}"),
     benchmark:
         bench("eval_sem_seg_{labels}")
+    conda:
+        ENV
     shell:
-        WSSS + " eval_sem_seg --params {params.json} --root {DATA:q} --labels {input.labels:q}"
-        " --out {output.metrics:q} > {log:q} 2>&1"
+        wsss("eval_sem_seg", "--root {params.root:q} --labels {input.labels:q} --out {output.metrics:q}")
 
 
 rule eval_ins_seg:
     """AP^r at IoU 0.5 and 0.7 of the instance pseudo-labels against SegmentationObject (Tables 1-3)."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         split=split_file(LABEL),
         ins_seg=f"{RUN}/irn/ins_seg",
     output:
         metrics=f"{RUN}/metrics/ins_seg.csv",
     params:
+        root=dataset_root,
         **stage_params("eval_ins_seg", class_names=CLASSES, split=LABEL),
     log:
         log_file("eval_ins_seg"),
     benchmark:
         bench("eval_ins_seg")
+    conda:
+        ENV
     shell:
-        WSSS + " eval_ins_seg --params {params.json} --root {DATA:q} --ins_seg {input.ins_seg:q}"
-        " --out {output.metrics:q} > {log:q} 2>&1"
+        wsss("eval_ins_seg", "--root {params.root:q} --ins_seg {input.ins_seg:q} --out {output.metrics:q}")
 
 
 METRIC_FILES.extend([f"{RUN}/metrics/ir_label.csv", f"{RUN}/metrics/sem_seg.csv"])
 if config["dataset"]["instances"]:  # SegmentationObject exists (not for PASCAL-Context)
     METRIC_FILES.append(f"{RUN}/metrics/ins_seg.csv")
+TRAIN_LOGS.append(("train_irn", f"{RUN}/irn/train_log.csv"))
+OVERLAY_COLUMNS.extend([("IR labels", LABEL, f"{RUN}/irn/ir_label"), ("random walk", LABEL, f"{RUN}/irn/sem_seg")])
+if config["dataset"]["instances"]:
+    OVERLAY_COLUMNS.append(("instances", LABEL, f"{RUN}/irn/ins_seg"))

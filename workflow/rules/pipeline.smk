@@ -3,6 +3,7 @@
 
 rule gather_shards:
     """Merges the shard folders of a per-image stage into one folder (config `shards`)."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         lambda wc: gather.shard(f"{RUN}/{{folder}}.shards/{{scatteritem}}", folder=wc.folder),
     output:
@@ -15,12 +16,15 @@ rule gather_shards:
         f"{RUN}/logs/gather_shards/{{folder}}.log",
     benchmark:
         f"{RUN}/benchmarks/gather_shards/{{folder}}.tsv"
+    conda:
+        ENV
     shell:
-        WSSS + " gather_shards --params {params.json} --inputs {input:q} --out {output:q} > {log:q} 2>&1"
+        wsss("gather_shards", "--inputs {input:q} --out {output:q}")
 
 
 rule metrics:
     """One long table of every evaluation: stage, method, split, metric, class, value."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         METRIC_FILES,
     output:
@@ -31,33 +35,39 @@ rule metrics:
         log_file("metrics"),
     benchmark:
         bench("metrics")
+    conda:
+        ENV
     shell:
-        WSSS + " metrics --params {params.json} --inputs {input:q} --out {output.table:q} > {log:q} 2>&1"
+        wsss("metrics", "--inputs {input:q} --out {output.table:q}")
 
 
 rule report:
-    """Summary table, plots and CAM overlays; `snakemake --report` bundles them into one HTML file."""
+    """The run's page: a table per stage, plots, overlay galleries, run times (wsss/pipeline/report.py);
+    `snakemake --report` bundles it with the plots into one HTML file."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         split=split_file(LABEL),
+        eval_split=split_file(EVAL),
         metrics=rules.metrics.output.table,
         sweep=rules.eval_cam.output.sweep,
-        cams=f"{RUN}/cam/maps",
+        figures=[png for _, png in REPORT_FIGURES],
+        train_logs=[log for _, log in TRAIN_LOGS],
+        overlays=[folder for _, _, folder in OVERLAY_COLUMNS],
     output:
-        summary=report(f"{RUN}/report/summary.html", caption="../report/summary.rst", category="Metrics"),
+        summary=report(f"{RUN}/report/summary.html", caption="../report/summary.rst", category="Report"),
         sweep_plot=report(f"{RUN}/report/cam_threshold_sweep.png", caption="../report/sweep.rst", category="CAM"),
-        overlays=report(
-            directory(f"{RUN}/report/overlays"),
-            patterns=["{name}.png"],
-            caption="../report/overlays.rst",
-            category="CAM",
-        ),
+        loss_plot=report(f"{RUN}/report/loss_curves.png", caption="../report/losses.rst", category="Training"),
     params:
+        root=dataset_root,
         **stage_params(
             "report",
             class_names=CLASSES,
-            split=LABEL,
             n_overlays=config["report"]["n_overlays"],
             shards=config["shards"],  # benchmarks of shards of another count are old runs' (not summed)
+            paper_numbers=config["report"]["paper_numbers"],
+            figure_captions=[caption for caption, _ in REPORT_FIGURES],
+            train_log_names=[name for name, _ in TRAIN_LOGS],
+            overlay_columns=[[name, split] for name, split, _ in OVERLAY_COLUMNS],
         ),
         benchmarks=f"{RUN}/benchmarks",
         config=f"{RUN}/config.yaml",  # written before any job (common.smk); not an input: no rerun for it
@@ -65,8 +75,13 @@ rule report:
         log_file("report"),
     benchmark:
         bench("report")
+    conda:
+        ENV
     shell:
-        WSSS + " report --params {params.json} --root {DATA:q} --metrics_csv {input.metrics:q}"
-        " --sweep {input.sweep:q} --cams {input.cams:q} --benchmarks {params.benchmarks:q} --config {params.config:q}"
-        " --summary {output.summary:q} --sweep_plot {output.sweep_plot:q} --overlays {output.overlays:q}"
-        " > {log:q} 2>&1"
+        wsss(
+            "report",
+            "--root {params.root:q} --metrics_csv {input.metrics:q} --sweep {input.sweep:q}"
+            " --figures {input.figures:q} --train_logs {input.train_logs:q} --overlays {input.overlays:q}"
+            " --benchmarks {params.benchmarks:q} --summary {output.summary:q} --sweep_plot {output.sweep_plot:q}"
+            " --loss_plot {output.loss_plot:q} --config {params.config:q}",
+        )

@@ -3,53 +3,6 @@
 # dsrg.smk), dsrg_retrain (DSRG Sec. 4.4: trained on the DSRG model's predictions).
 
 
-def seg_params():
-    """What every segmentation network's architecture and training depends on."""
-    c = config["seg"]
-    return dict(
-        class_names=CLASSES,
-        seed=config["seed"],
-        device=config["device"],
-        split=TRAIN,
-        arch=c["arch"],
-        backbone=config["seg"]["backbone"],
-        pretrained=SEG_PRETRAINED,
-        crop=c["crop"],
-        batch_size=c["batch_size"],
-        momentum=c["momentum"],
-        weight_decay=c["weight_decay"],
-        head_lr_mult=c["head_lr_mult"],
-        checkpoint_every=c["checkpoint_every"],
-    )
-
-
-def train_seg_input(wildcards):
-    """seg_irnet learns IRNet's random-walk labels; dsrg_retrain the DSRG model's train predictions."""
-    if wildcards.seg == "dsrg_retrain":
-        return dict(labels=f"{RUN}/dsrg/pred/{TRAIN}", init=f"{RUN}/dsrg/model.pt")
-    return dict(labels=f"{RUN}/irn/sem_seg", **({"init": CAM_MODEL} if SEG_FROM_CAM else {}))
-
-
-DSRG_NETS = ("dsrg", "dsrg_nogrowth", "dsrg_retrain")
-
-
-def retrain_or_seg(key):
-    """A train_seg setting: DSRG's released retrain value (dsrg.retrain_<key>) for dsrg_retrain, else seg's."""
-    return lambda wc: config["dsrg"][f"retrain_{key}"] if wc.seg == "dsrg_retrain" else config["seg"][key]
-
-
-def method_name(wildcards):
-    """The metrics rows' method: the network, marked `_cambg` for DSRG networks whose seed cues took their
-    background from the CAMs because no saliency maps were given (the paper uses DRFI saliency)."""
-    cam_bg = wildcards.net in DSRG_NETS and config["dsrg"]["saliency_dir"] is None
-    return wildcards.net + ("_cambg" if cam_bg else "")
-
-
-def init_arg(wildcards, input):
-    """`--init FILE` when the network starts from a saved one."""
-    return f"--init {shlex.quote(input.init)}" if "init" in input.keys() and input.init else ""
-
-
 rule train_seg:
     """A DeepLab network trained fully supervised on pseudo-labels (cross-entropy, ignore 255)."""
     input:
@@ -57,9 +10,11 @@ rule train_seg:
         split=split_file(TRAIN),
     output:
         model=f"{RUN}/{{seg}}/model.pt",
+        train_log=f"{RUN}/{{seg}}/train_log.csv",  # written by wsss.training.fit beside the model
     wildcard_constraints:
         seg="seg_irnet|dsrg_retrain",
     params:
+        root=dataset_root,
         **stage_params(
             "train_seg",
             **{**seg_params(), "batch_size": retrain_or_seg("batch_size")},
@@ -77,9 +32,15 @@ rule train_seg:
         log_file("train_seg_{seg}"),
     benchmark:
         bench("train_seg_{seg}")
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " train_seg --params {params.json} --root {DATA:q} --labels {input.labels:q} {params.init}"
-        " --out {output.model:q} > {log:q} 2>&1"
+        wsss(
+            "train_seg",
+            "--root {params.root:q} --labels {input.labels:q} {params.init}"
+            " --out {output.model:q}",
+            gpu=True,
+        )
 
 
 rule infer_seg:
@@ -90,6 +51,7 @@ rule infer_seg:
     output:
         pred=shard_folder("{net}/pred/{split}"),
     params:
+        root=dataset_root,
         **stage_params(
             "infer_seg",
             split=wildcard("split"),
@@ -108,28 +70,34 @@ rule infer_seg:
         log_file("infer_seg_{net}_{split}", sharded=True),
     benchmark:
         bench("infer_seg_{net}_{split}", sharded=True)
+    conda:
+        ENV
     shell:
-        GPU_WSSS + " infer_seg --params {params.json} --root {DATA:q} --model {input.model:q} --out {output.pred:q}"
-        " > {log:q} 2>&1"
+        wsss("infer_seg", "--root {params.root:q} --model {input.model:q} --out {output.pred:q}", gpu=True)
 
 
 rule eval_seg:
     """mIoU and per-class IoU of a segmentation network's predictions on the evaluation split."""
+    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
         split=split_file(EVAL),
         pred=f"{RUN}/{{net}}/pred/{EVAL}",
     output:
         metrics=f"{RUN}/metrics/seg_{{net}}.csv",
     params:
+        root=dataset_root,
         **stage_params("eval_seg", class_names=CLASSES, split=EVAL, method=method_name),
     log:
         log_file("eval_seg_{net}"),
     benchmark:
         bench("eval_seg_{net}")
+    conda:
+        ENV
     shell:
-        WSSS + " eval_seg --params {params.json} --root {DATA:q} --pred {input.pred:q} --out {output.metrics:q}"
-        " > {log:q} 2>&1"
+        wsss("eval_seg", "--root {params.root:q} --pred {input.pred:q} --out {output.metrics:q}")
 
 
 SEG_NETS = ["seg_irnet", "dsrg", "dsrg_nogrowth", "dsrg_retrain"]
 METRIC_FILES.extend(expand(f"{RUN}/metrics/seg_{{net}}.csv", net=SEG_NETS))
+TRAIN_LOGS.extend((net, f"{RUN}/{net}/train_log.csv") for net in ("seg_irnet", "dsrg_retrain"))
+OVERLAY_COLUMNS.extend((net, EVAL, f"{RUN}/{net}/pred/{EVAL}") for net in SEG_NETS)

@@ -1,9 +1,20 @@
-"""The `report` stage: a summary table (HTML), the CAM threshold-sweep plot and CAM overlay images.
+"""The `report` stage: one self-contained HTML page of the run (tables, plots, overlays), and its plots.
 
-`snakemake --report` bundles these outputs (marked with report() in workflow/rules/report.smk) into one
-HTML file; the files are also readable on their own under {run_dir}/report/."""
+The page (`summary`), top to bottom: flags (from an optional flags CSV, in red), one table per stage of
+metrics.csv (percentages; the papers' numbers beside ours when `paper_numbers` is set, wsss/pipeline/papers.py),
+the plots (loss curves from each trainer's train_log.csv, the CAM threshold sweep, every figure the rule
+lists), one gallery of overlays per split (image, ground truth, then one column per pseudo-label or
+prediction folder the rule lists), and the run time of every rule. Images are embedded (data URIs), so the
+file can be mailed or opened from `snakemake --report`'s bundle.
+
+Extending it (a new method): add its metrics CSV to METRIC_FILES (its stage gets a table; add paper numbers
+to papers.py), append `(caption, png)` to REPORT_FIGURES, `(name, train_log.csv)` to TRAIN_LOGS and
+`(name, split, folder)` to OVERLAY_COLUMNS in its rule file (workflow/rules/common.smk). An overlay folder
+holds `<id>.png` label maps (palette indices, 255 = none), or `<id>.npz` CAMs (`high_res`) or instances
+(`instance_map`)."""
+import base64
 import html
-import os
+import io
 import re
 from pathlib import Path
 
@@ -13,64 +24,265 @@ matplotlib.use("Agg")  # headless: clusters and CI have no display
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from wsss import metrics
 from wsss.datasets import voc
 from wsss.io import atomic_path
 from wsss.params import Param, resolve
+from wsss.pipeline import papers
+from wsss.visual import blend, labels_over
 
 PARAMS = {
     "class_names": voc.CLASS_NAMES,
-    "split": voc.SPLIT,
-    "n_overlays": Param(int, 6, "images with CAM overlays"),
+    "n_overlays": Param(int, 6, "images per overlay gallery"),
     "shards": Param(int, 1, "the run's shard count (benchmarks of another count are old runs')"),
+    "paper_numbers": Param(bool, False, "show the papers' numbers beside ours (a paper preset on VOC 2012)"),
+    "figure_captions": Param(list, [], "one caption per --figures file"),
+    "train_log_names": Param(list, [], "one network name per --train_logs file"),
+    "overlay_columns": Param(list, [], "[name, split] per --overlays folder"),
 }
+STAGE_TITLES = {"cam": "Class activation maps", "ir_label": "IRNet inter-pixel relation labels",
+                "sem_seg": "Semantic pseudo-labels", "ins_seg": "Instance pseudo-labels",
+                "seg": "Segmentation networks"}
+OVERLAY_SIZE = 160  # px, the long side of an overlay cell
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td.name{text-align:left}.paper{color:#777}.flag{color:#b00;font-weight:bold}
+.gallery td{padding:2px}.gallery img{display:block}figure{display:inline-block;margin:0 1em 1em 0}
+figcaption{font-size:90%;color:#555;max-width:520px}"""
 
 
-def run(params: dict, *, root, metrics_csv, sweep, cams, benchmarks, summary, sweep_plot, overlays, config=None):
-    """Writes the summary table (with the run times of every rule's file under `benchmarks`), the sweep
-    plot and `n_overlays` CAM overlays; `config`: the run's resolved configuration, linked and shown."""
+def run(params: dict, *, root, metrics_csv, sweep, benchmarks, summary, sweep_plot, loss_plot, figures: list = (),
+        train_logs: list = (), overlays: list = (), flags=None, config=None):
+    """Writes the page `summary` and the plots `sweep_plot` and `loss_plot`; `config`: the run's resolved
+    configuration, shown at the end of the page."""
     params = resolve(params, PARAMS, "report")
+    for what, files, names in (("--figures", figures, "figure_captions"), ("--train_logs", train_logs,
+                                                                           "train_log_names"),
+                               ("--overlays", overlays, "overlay_columns")):
+        if len(files) != len(params[names]):
+            raise ValueError(f"report: {len(files)} {what} but {len(params[names])} {names}")
     table = metrics.read(metrics_csv)
-    write_summary(table, benchmarks, summary, params["shards"], config_html(config, summary))
     plot_sweep(pd.read_csv(sweep), sweep_plot)
-    ids = voc.read_ids(root, params["split"])[: params["n_overlays"]]
-    with atomic_path(overlays) as tmp:
-        tmp.mkdir()
-        for image_id in ids:
-            plot_cam_overlay(root, image_id, Path(cams) / f"{image_id}.npz", params["class_names"],
-                             tmp / f"{image_id}.png")
+    plot_losses({n: pd.read_csv(f) for n, f in zip(params["train_log_names"], train_logs)}, loss_plot)
+    captions = ["Training loss per iteration (thin) and its running mean (thick), from each train_log.csv",
+                "CAM mIoU against the background threshold", *params["figure_captions"]]
+    parts = [
+        flag_list(pd.read_csv(flags, keep_default_na=False) if flags else None),
+        "<h2>Results</h2>",
+        "<p>Percentages. Grey: the paper's number on PASCAL VOC 2012 (hover for its source).</p>"
+        if params["paper_numbers"] else "<p>Percentages.</p>",
+        *(stage_table(stage, rows, params["paper_numbers"]) for stage, rows in table.groupby("stage", sort=False)),
+        "<h2>Plots</h2>",
+        *(figure(png, caption) for png, caption in zip([loss_plot, sweep_plot, *figures], captions)),
+        "<h2>Overlays</h2>",
+        legend(params["class_names"]),
+        *galleries(root, params, overlays),
+        "<h2>Run time per rule (shards summed)</h2>",
+        html_table(run_times(benchmarks, params["shards"]).assign(
+            seconds=lambda t: t.seconds.map("{:.1f}".format))),
+        config_section(config),
+    ]
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>wsss run report</title>"
+            f"<style>{STYLE}</style></head><body><h1>wsss run report</h1>\n" + "\n".join(parts) + "\n</body></html>")
+    with atomic_path(summary) as tmp:
+        tmp.write_text(page)
 
 
-def write_summary(table: pd.DataFrame, benchmarks, out, shards: int, extra: str = ""):
-    means = table[table["class"] == ""].pivot_table(index=["stage", "method", "split"], columns="metric",
-                                                    values="value", sort=False)
-    per_class = table[(table["class"] != "") & (table.metric == "iou")].pivot_table(
-        index=["stage", "method", "split"], columns="class", values="value", sort=False)
-    times = run_times(benchmarks, shards)
-    html = "\n".join([
-        "<html><head><meta charset='utf-8'><title>wsss run summary</title></head><body>",
-        "<h2>Means</h2>", means.to_html(float_format="{:.4f}".format),
-        "<h2>Per-class IoU</h2>", per_class.to_html(float_format="{:.3f}".format),
-        "<h2>Run time per rule (shards summed)</h2>", times.to_html(index=False, float_format="{:.1f}".format),
-        extra, "</body></html>"])
+# ---- tables ----------------------------------------------------------------------------------------------
+
+def stage_table(stage: str, rows: pd.DataFrame, paper_numbers: bool) -> str:
+    """Means per method and split as percentages (with the paper's number where known), then the per-class
+    IoU in a collapsed table."""
+    means = rows[rows["class"] == ""]
+    wide = means.pivot_table(index=["method", "split"], columns="metric", values="value", sort=False)
+    # a "paper" column beside each metric that a paper reports for this stage
+    compared = {m for m in wide.columns
+                if paper_numbers and any(papers.number(stage, *index, m) for index in wide.index)}
+    body = []
+    for (method, split), values in wide.iterrows():
+        cells = [method, split]
+        for metric, value in values.items():
+            cells += [_number(metric, value)] + ([_paper(stage, method, split, metric)] if metric in compared else [])
+        body.append(cells)
+    header = ["method", "split"]
+    for metric in wide.columns:
+        header += [metric] + ([f"{metric} (paper)"] if metric in compared else [])
+    title = f"<h3>{html.escape(STAGE_TITLES.get(stage, stage))} <small>({html.escape(stage)})</small></h3>"
+    per_class = rows[(rows["class"] != "") & (rows.metric == "iou")]
+    detail = ""
+    if len(per_class):
+        wide_class = per_class.pivot_table(index=["method", "split"], columns="class", values="value", sort=False,
+                                           dropna=False)
+        cells = [[m, s, *(_percent(v) for v in values)] for (m, s), values in wide_class.iterrows()]
+        detail = ("<details><summary>IoU per class (%)</summary>"
+                  + html_rows(["method", "split", *wide_class.columns], cells) + "</details>")
+    return title + html_rows(header, body) + detail
+
+
+def _number(metric, value) -> str:
+    return f"{value:g}" if metric in papers.NOT_FRACTIONS else _percent(value)
+
+
+def _percent(value) -> str:
+    return "–" if pd.isna(value) else f"{100 * value:.1f}"
+
+
+def _paper(stage, method, split, metric) -> str:
+    known = papers.number(stage, method, split, metric)
+    if known is None:
+        return "<span class='paper'>–</span>"
+    value, source = known
+    return f"<span class='paper' title='{html.escape(source)}'>{value:.1f}</span>"
+
+
+def html_rows(header: list, rows: list) -> str:
+    """A table of already formatted cells (strings may hold markup); the first column left-aligned."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td{' class=name' if i == 0 else ''}>{c}</td>" for i, c in enumerate(row))
+                   + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    return html_rows(list(frame.columns), [[html.escape(str(v)) for v in row] for row in frame.itertuples(index=False)])
+
+
+def flag_list(flags: pd.DataFrame | None) -> str:
+    """Warnings about the run (columns `flag`, `detail`, e.g. from wsss/pipeline/regressions.py), in red."""
+    if flags is None or not len(flags):
+        return ""
+    items = "".join(f"<li><span class='flag'>{html.escape(r.flag)}</span> {html.escape(str(r.detail))}</li>"
+                    for r in flags.itertuples())
+    return f"<h2 class='flag'>Flags</h2><ul>{items}</ul>"
+
+
+# ---- plots -----------------------------------------------------------------------------------------------
+
+def plot_sweep(sweep: pd.DataFrame, out):
+    best = sweep.loc[sweep.miou.idxmax()]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(sweep.threshold, 100 * sweep.miou, marker="o")
+    label = f"best {best.threshold:.2f}: {100 * best.miou:.1f} %"
+    ax.axvline(best.threshold, color="gray", linestyle="--", label=label)
+    ax.set(xlabel="background threshold", ylabel="mIoU (%)", title="CAM mIoU vs background threshold")
+    ax.legend()
+    _save(fig, out)
+
+
+def plot_losses(logs: dict[str, pd.DataFrame], out):
+    """One panel per network: loss per iteration and its running mean over ~2 % of the run."""
+    fig, axes = plt.subplots(1, max(len(logs), 1), figsize=(3.2 * max(len(logs), 1), 2.8), squeeze=False)
+    for ax, (name, log) in zip(axes[0], logs.items()):
+        window = max(1, len(log) // 50)
+        ax.plot(log.iteration, log.loss, lw=0.5, alpha=0.4, color="C0")
+        ax.plot(log.iteration, log.loss.rolling(window, min_periods=1).mean(), lw=1.5, color="C0")
+        ax.set(title=name, xlabel="iteration", ylabel="loss")
+    if not logs:
+        axes[0, 0].set_axis_off()
+    _save(fig, out)
+
+
+def figure(png, caption: str) -> str:
+    return (f"<figure><img src='{_data_uri(Path(png).read_bytes())}' alt='{html.escape(caption)}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _save(fig, out):
+    fig.tight_layout()
     with atomic_path(out) as tmp:
-        tmp.write_text(html)
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
 
 
-def config_html(config, summary) -> str:
-    """A link to the run's config.yaml (relative to the summary) and its text; empty without one."""
+# ---- overlays --------------------------------------------------------------------------------------------
+
+def legend(class_names: list) -> str:
+    """The label colours: a swatch per class; grey in an overlay means no label there."""
+    palette = voc.voc_palette()
+    swatches = "".join(f"<span style='display:inline-block;margin-right:1em'><span style='display:inline-block;"
+                       f"width:1em;height:1em;vertical-align:middle;background:rgb{tuple(int(c) for c in palette[i])}'>"
+                       f"</span> {html.escape(name)}</span>" for i, name in enumerate(class_names))
+    return f"<p>{swatches}<span>grey: no label</span></p>"
+
+
+def galleries(root, params: dict, folders: list) -> list[str]:
+    """One table per split that has overlay columns: a row per image (the split's first n_overlays)."""
+    by_split = {}
+    for (name, split), folder in zip(params["overlay_columns"], folders):
+        by_split.setdefault(split, []).append((name, Path(folder)))
+    parts = []
+    for split, columns in by_split.items():
+        ids = voc.read_ids(root, split)[: params["n_overlays"]]
+        header = ["image", "ground truth", *(name for name, _ in columns)]
+        rows = [[_cell(panel) for panel in overlay_row(root, image_id, columns, len(params["class_names"]))]
+                for image_id in ids]
+        parts.append(f"<h3>{html.escape(split)} images</h3>" + html_rows(header, rows).replace(
+            "<table>", "<table class='gallery'>", 1))
+    return parts
+
+
+def overlay_row(root, image_id: str, columns, n_classes: int) -> list[np.ndarray | None]:
+    """RGB panels: the image, its ground truth, then each column's output for the image (None if absent)."""
+    image = voc.load_image(voc.path(root, "image", image_id))
+    palette = voc.voc_palette().astype(np.uint8)
+    mask_file = voc.path(root, "mask", image_id)
+    truth = palette[voc.load_mask(mask_file, n_classes, image.shape[:2])] if mask_file.is_file() else None
+    return [image, truth, *(overlay(image, folder, image_id, palette) for _, folder in columns)]
+
+
+def overlay(image: np.ndarray, folder: Path, image_id: str, palette: np.ndarray) -> np.ndarray | None:
+    """The folder's output for the image drawn over it: label colours, CAM heat or instance colours."""
+    png, npz = folder / f"{image_id}.png", folder / f"{image_id}.npz"
+    if png.is_file():
+        labels = np.asarray(Image.open(png))
+        return labels_over(image, labels, palette)
+    if not npz.is_file():
+        return None
+    with np.load(npz) as data:
+        if "high_res" in data:  # CAMs: the strongest class score per pixel
+            heat = data["high_res"].max(0) if len(data["high_res"]) else np.zeros(image.shape[:2])
+            rgb = (plt.get_cmap("jet")(heat)[..., :3] * 255).astype(np.uint8)
+            return blend(image, rgb, np.ones(heat.shape, bool))
+        if "instance_map" in data:
+            ids = data["instance_map"].astype(np.int64)
+            colours = np.random.default_rng(0).integers(40, 256, (ids.max() + 1, 3)).astype(np.uint8)
+            return blend(image, colours[ids], ids > 0)
+    raise ValueError(f"{npz}: neither CAMs (high_res) nor instances (instance_map)")
+
+
+def _cell(panel: np.ndarray | None) -> str:
+    if panel is None:
+        return "–"
+    scale = OVERLAY_SIZE / max(panel.shape[:2])  # small images are enlarged (pixels kept sharp), large shrunk
+    picture = Image.fromarray(panel).resize((round(panel.shape[1] * scale), round(panel.shape[0] * scale)),
+                                            Image.NEAREST if scale > 1 else Image.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=90)  # a fifth of the PNG's size, for photos and overlays alike
+    return (f"<img src='{_data_uri(buffer.getvalue(), 'jpeg')}' width={picture.width} height={picture.height} "
+            "alt=''>")
+
+
+def _data_uri(data: bytes, kind="png") -> str:
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode()
+
+
+def config_section(config) -> str:
+    """The run's config.yaml (its path and text); empty without one."""
     if config is None or not Path(config).is_file():
         return ""
-    link = os.path.relpath(config, Path(summary).parent)
-    return (f"<h2>Configuration</h2><p><a href='{html.escape(link)}'>{html.escape(str(config))}</a></p>"
+    return (f"<h2>Configuration</h2><p>{html.escape(str(config))}</p>"
             f"<pre>{html.escape(Path(config).read_text())}</pre>")
 
+
+# ---- run times -------------------------------------------------------------------------------------------
 
 def run_times(benchmarks, shards: int) -> pd.DataFrame:
     """rule, seconds: the Snakemake benchmark files under `benchmarks`, a rule's jobs summed."""
     times = pd.DataFrame([dict(rule=_rule_of(p.relative_to(benchmarks)), seconds=pd.read_csv(p, sep="\t")["s"].iloc[0])
-                          for p in sorted(Path(benchmarks).glob("**/*.tsv")) if _current(p, shards)])
+                          for p in sorted(Path(benchmarks).glob("**/*.tsv")) if _current(p, shards)],
+                         columns=["rule", "seconds"])
     return times.groupby("rule", sort=False).sum().reset_index()
 
 
@@ -83,39 +295,3 @@ def _current(file: Path, shards: int) -> bool:
 def _rule_of(relative: Path) -> str:
     """<rule>.tsv, or <rule>/<shard or folder>.tsv for a rule with many jobs (their times are summed)."""
     return relative.parts[0] if len(relative.parts) > 1 else relative.stem
-
-
-def plot_sweep(sweep: pd.DataFrame, out):
-    best = sweep.loc[sweep.miou.idxmax()]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(sweep.threshold, sweep.miou, marker="o")
-    ax.axvline(best.threshold, color="gray", linestyle="--", label=f"best {best.threshold:.2f}: {best.miou:.3f}")
-    ax.set(xlabel="background threshold", ylabel="mIoU", title="CAM mIoU vs background threshold")
-    ax.legend()
-    _save(fig, out)
-
-
-def plot_cam_overlay(root, image_id, cam_file, class_names, out):
-    image = voc.load_image(Path(root) / "JPEGImages" / f"{image_id}.jpg")
-    mask = voc.load_mask(Path(root) / "SegmentationClass" / f"{image_id}.png", len(class_names), image.shape[:2])
-    cam = np.load(cam_file)
-    palette = voc.voc_palette()
-    panels = [("image", image), ("ground truth", palette[mask])]
-    panels += [(class_names[k], None) for k in cam["keys"]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.4))
-    for i, (ax, (title, picture)) in enumerate(zip(np.atleast_1d(axes), panels)):
-        if picture is None:  # CAM of a present class over the image
-            ax.imshow(image)
-            ax.imshow(cam["high_res"][i - 2], cmap="jet", alpha=0.5, vmin=0, vmax=1)
-        else:
-            ax.imshow(picture)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    _save(fig, out)
-
-
-def _save(fig, out):
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
