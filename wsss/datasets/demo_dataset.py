@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-from wsss.datasets.synthetic import border, dilate, erode, runs, write_dataset
+from wsss.datasets.synthetic import background_strokes, border, dilate, runs, write_dataset
 from wsss.params import Param, resolve
 
 # Every knob, with its default (config.yaml `demo:` mirrors these). Sizes are fractions of the image side.
@@ -381,14 +381,7 @@ def _paint_object(rng, image, obj, grid, part_size):
 def _scribbles(rng, p, objects, classes, instances):
     """[(label, [(x, y), ...])]: a wobbly stroke along each object's medial axis, kept where its 3 px line
     stays on the object's visible non-void pixels, and a few background strokes likewise."""
-    strokes = []
-    ys, xs = np.nonzero(erode(classes == 0, math.sqrt(2)))
-    for _ in range(p["bg_strokes"] if len(xs) else 0):
-        k = rng.integers(len(xs))  # start on background, so a stroke rarely ends up empty
-        start = np.array([xs[k], ys[k]], float)
-        heading = np.cumsum(rng.uniform(-0.6, 0.6, 4)) + rng.uniform(0, 2 * np.pi)
-        steps = rng.uniform(0.06, 0.14, (4, 1)) * p["size"] * np.stack([np.cos(heading), np.sin(heading)], 1)
-        strokes += runs(rng, np.vstack([start, start + np.cumsum(steps, 0)]), classes == 0, 0)
+    strokes = background_strokes(rng, classes, p["bg_strokes"], p["size"])
     for n, obj in enumerate(objects, 1):
         strokes += runs(rng, obj.frame.to_image(obj.family.medial), instances == n, obj.label)
     return strokes

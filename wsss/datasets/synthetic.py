@@ -36,6 +36,19 @@ def write_dataset(root, splits: dict, seed: int, make_sample, class_names, desc:
         bar.close()
 
 
+def background_strokes(rng, classes, n_strokes, size):
+    """`n_strokes` wobbly 4-segment strokes starting on background (label 0), each cut to its runs there."""
+    strokes = []
+    ys, xs = np.nonzero(erode(classes == 0, math.sqrt(2)))
+    for _ in range(n_strokes if len(xs) else 0):
+        k = rng.integers(len(xs))  # start on background, so a stroke rarely ends up empty
+        start = np.array([xs[k], ys[k]], float)
+        heading = np.cumsum(rng.uniform(-0.6, 0.6, 4)) + rng.uniform(0, 2 * np.pi)
+        steps = rng.uniform(0.06, 0.14, (4, 1)) * size * np.stack([np.cos(heading), np.sin(heading)], 1)
+        strokes += runs(rng, np.vstack([start, start + np.cumsum(steps, 0)]), classes == 0, 0)
+    return strokes
+
+
 def runs(rng, polyline, region, label):
     """Densifies and wobbles `polyline` (image px), keeping the runs of >= 4 points whose 3x3 neighbourhood
     lies in `region`, so the 3 px line stays on it; each run becomes one stroke of every other point."""
