@@ -16,6 +16,7 @@ from wsss import metrics
 from wsss.datasets import voc
 from wsss.io import atomic_path
 from wsss.params import Param, resolve
+from wsss.pipeline import regressions
 
 PARAMS = {
     "class_names": voc.CLASS_NAMES,
@@ -48,6 +49,7 @@ def write_summary(table: pd.DataFrame, benchmarks, out, shards: int):
     times = run_times(benchmarks, shards)
     html = "\n".join([
         "<html><head><meta charset='utf-8'><title>wsss run summary</title></head><body>",
+        regressions.html(table),  # stages scoring below their input, in red
         "<h2>Means</h2>", means.to_html(float_format="{:.4f}".format),
         "<h2>Per-class IoU</h2>", per_class.to_html(float_format="{:.3f}".format),
         "<h2>Run time per rule (shards summed)</h2>", times.to_html(index=False, float_format="{:.1f}".format),
