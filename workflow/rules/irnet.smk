@@ -183,3 +183,30 @@ rule eval_ins_seg:
 
 
 METRIC_FILES.extend([f"{RUN}/metrics/ir_label.csv", f"{RUN}/metrics/sem_seg.csv", f"{RUN}/metrics/ins_seg.csv"])
+
+
+rule eval_boundary:
+    """IRNet's boundary map against the ground-truth class boundaries: precision / recall / f1 (issue 13)."""
+    input:
+        split=split_file(TRAIN),
+        cams=f"{RUN}/cam/maps",
+        irn_model=rules.train_irn.output.model,
+    output:
+        metrics=f"{RUN}/metrics/boundary.csv",
+        sweep=f"{RUN}/irn/boundary_sweep.csv",
+    params:
+        **stage_params("eval_boundary", split=TRAIN, device=config["device"], input_scale=IRN["input_scale"]),
+    threads: 8
+    resources:
+        gpu=1,
+    log:
+        log_file("eval_boundary"),
+    benchmark:
+        bench("eval_boundary")
+    shell:
+        GPU_WSSS + " eval_boundary --params {params.json} --root {DATA:q} --cams {input.cams:q}"
+        " --irn_model {input.irn_model:q} --metrics {output.metrics:q} --sweep {output.sweep:q} > {log:q} 2>&1"
+
+
+METRIC_FILES.append(rules.eval_boundary.output.metrics)
+

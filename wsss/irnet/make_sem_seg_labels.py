@@ -8,7 +8,8 @@ IRNet sees the image rescaled by `input_scale` (paper: 1; with 2 the small demo 
 twice as fine, and the CAMs are resampled onto it; train_irn must use the same value).
 Output: `<out>/<id>.png`, a palette PNG (VOC colour map) of the image's size: 0 background, 1..K classes.
 
-params (paper / demo): device, split, input_scale (1 / 2), beta (10), steps (256), radius (5), bg_thres (0.25).
+params (paper / demo): device, split, input_scale (1 / 2), beta (10), steps (256), radius (5), bg_thres (0.25);
+boundaries (learned; none and ground_truth are diagnostics, docs/diagnosis.md).
 """
 from pathlib import Path
 from typing import NamedTuple
@@ -23,13 +24,14 @@ from wsss.cam import make_cam
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
 from wsss.irnet import net as irn_net
+from wsss.irnet.boundaries import gt_boundary_grid
 from wsss.params import Param, resolve
 from wsss.runtime import DEVICE
 from wsss.shards import SHARD, select
 from wsss.transforms import normalize, rescale, to_tensor
 
 # The inputs and the random walk (Eq. 12-13), shared with make_ins_seg_labels.
-PARAMS = {
+WALK = {
     "split": voc.SPLIT,
     "shard": SHARD,
     "device": DEVICE,
@@ -39,6 +41,9 @@ PARAMS = {
     "bg_thres": Param(float, 0.25, "Sec. 5: background plane"),
     "input_scale": Param(float, 1.0, "IRNet sees the image rescaled by this (train_irn's value)"),
 }
+# Diagnostics (issue 13; docs/diagnosis.md): the walk without boundaries (pure diffusion) or within the
+# ground-truth class boundaries (reads the masks: an upper bound, never a pseudo-label for training).
+PARAMS = {**WALK, "boundaries": Param(str, "learned", "the walk's boundary map: learned | none | ground_truth")}
 
 
 def run(params: dict, *, root, cams, irn_model, out):
@@ -47,10 +52,22 @@ def run(params: dict, *, root, cams, irn_model, out):
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for x in irn_inputs(params, root, cams, irn_model, desc="make_sem_seg_labels"):
-            scores = irn_net.propagate(x.cam, x.boundary, x.input_size, x.image_size, params["beta"], params["steps"],
-                                   params["radius"])
+            scores = irn_net.propagate(x.cam, walk_boundary(x, params["boundaries"], root), x.input_size,
+                                       x.image_size, params["beta"], params["steps"], params["radius"])
             save_png(tmp / f"{x.image_id}.png", semantic_label(scores, x.keys, params["bg_thres"]),
                      voc.voc_palette())
+
+
+def walk_boundary(x: "IRNInputs", source: str, root) -> torch.Tensor:
+    """The boundary map [h, w] the walk uses: IRNet's, none (zeros) or the ground truth's on IRNet's grid."""
+    if source == "learned":
+        return x.boundary
+    if source == "none":
+        return torch.zeros_like(x.boundary)
+    if source == "ground_truth":
+        mask = voc.load_mask(voc.path(root, "mask", x.image_id), 256, x.image_size)
+        return gt_boundary_grid(mask, x.input_size, x.boundary.shape).to(x.boundary.device)
+    raise ValueError(f"make_sem_seg_labels: boundaries must be learned, none or ground_truth, got {source!r}")
 
 
 class IRNInputs(NamedTuple):
