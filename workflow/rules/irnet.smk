@@ -95,6 +95,8 @@ rule make_sem_seg_labels:
             device=config["device"],
             shard=wildcard("scatteritem"),
             **walk_params(),
+            background=IRN["rw_background"],
+            bg_power=IRN["rw_bg_power"],
         ),
     threads: 8
     resources:
