@@ -17,16 +17,26 @@ def test_background_power_crosses_the_cams_at_the_threshold(t):
     assert (1 - (t + 0.05)) ** g < t + 0.05 and (1 - (t - 0.05)) ** g > t - 0.05
 
 
-def test_otsu_threshold_splits_object_and_background_cams(tmp_path):
-    """CAM files whose pixels are ~0.1 (background) or ~0.7 (object): the threshold falls between."""
+def _bimodal_cams(folder, n=6):
+    """CAM files whose pixels are ~0.1 (background) or ~0.7 (object); their ids."""
     rng = np.random.default_rng(0)
-    ids = []
-    for i in range(6):
+    for i in range(n):
         high_res = np.where(rng.random((2, 20, 24)) < 0.3, rng.normal(0.7, 0.05, (2, 20, 24)),
                             rng.normal(0.1, 0.05, (2, 20, 24))).clip(0, 1).astype(np.float32)
-        np.savez(tmp_path / f"im{i}.npz", keys=np.array([1, 3]), cam=high_res[:, ::4, ::4], high_res=high_res)
-        ids.append(f"im{i}")
-    assert 0.25 < calibration.otsu_threshold(tmp_path, ids) < 0.55
+        np.savez(folder / f"im{i}.npz", keys=np.array([1, 3]), cam=high_res[:, ::4, ::4], high_res=high_res)
+    return [f"im{i}" for i in range(n)]
+
+
+def test_otsu_threshold_splits_object_and_background_cams(tmp_path):
+    assert 0.25 < calibration.otsu_threshold(tmp_path, _bimodal_cams(tmp_path)) < 0.55
+
+
+def test_fill_auto_replaces_only_auto_values(tmp_path):
+    ids = _bimodal_cams(tmp_path)
+    t = calibration.otsu_threshold(tmp_path, ids)
+    filled = calibration.fill_auto({"conf_fg_thres": "auto", "conf_bg_thres": 0.05, "split": "train"}, tmp_path, ids)
+    assert filled == {"conf_fg_thres": pytest.approx(t + 0.2 * (1 - t)), "conf_bg_thres": 0.05, "split": "train"}
+    assert calibration.fill_auto({"bg_cam": 0.1}, tmp_path / "missing", ids) == {"bg_cam": 0.1}  # no CAMs read
 
 
 def test_walked_background_stops_spill_that_floods_the_plane():
