@@ -10,7 +10,7 @@ ship (nothing is downloaded), cut out with masks that are exact by construction:
 Each object is scaled (premultiplied by its mask, so no halo of its old background comes along), flipped
 and placed on a random crop of another photograph (grass, gravel, brick, moon, Hubble deep field, the
 cameraman, astronaut, coffee, rocket, motorcycle, IHC, Grace Hopper); its pasted pixels ARE its mask.
-Later objects may overlap earlier ones but leave each MIN_VISIBLE of its pixels. Each object gets a
+Later objects may overlap earlier ones but leave each MIN_VISIBLE of the pixels it still shows. Each object gets a
 scribble along its main axis, the background a few strokes (wsss.datasets.synthetic writes every file,
 as for the demo: JPEGImages, SegmentationClass, SegmentationObject, Annotations, pascal_2012_scribble,
 scribble_annotation, ImageSets).
@@ -150,7 +150,8 @@ def _photo(file):
 
 
 def _crop(rng, photo, shape):
-    """A random crop of `photo` (30-100 % of its shorter side, or the aspect of `shape`), resized to shape."""
+    """A random crop of `photo` with the aspect of `shape` (h, w), 30-100 % of the largest such crop, resized
+    to `shape`: float32 [h, w, 3]."""
     h, w = shape
     side = rng.uniform(0.3, 1.0) * min(photo.shape[0] * w / h, photo.shape[1])
     cw, ch = max(2, int(side)), max(2, int(side * h / w))
