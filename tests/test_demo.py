@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from wsss.datasets import demo_dataset, voc
+from wsss.datasets import demo_dataset, synthetic, voc
 
 NAMES = demo_dataset.PARAMS["class_names"].default
 
@@ -102,7 +102,7 @@ def test_a_failed_run_leaves_nothing(tmp_path, monkeypatch):
     def fail(*args):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(demo_dataset, "_write_sample", fail)
+    monkeypatch.setattr(synthetic, "write_sample", fail)
     with pytest.raises(RuntimeError):
         demo_dataset.run({"n_train": 2, "n_val": 1, "size": 64}, root=tmp_path / "demo")
     assert list(tmp_path.iterdir()) == []

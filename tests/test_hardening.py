@@ -20,7 +20,7 @@ from snakemake.utils import validate
 
 from wsss import config_checks, gpu_slots, io, training
 from wsss.config_checks import ConfigError
-from wsss.datasets import demo_dataset, validate_data, voc
+from wsss.datasets import demo_dataset, synthetic, validate_data, voc
 from wsss.errors import DataError
 from wsss.seg import train_seg
 
@@ -53,7 +53,7 @@ def test_demo_generator_refuses_a_foreign_root_and_deletes_nothing(tmp_path, tin
 def test_demo_generator_replaces_only_its_own_folders(tmp_path, tiny_demo_params):
     root = tmp_path / "demo"
     demo_dataset.run(tiny_demo_params, root=root)
-    assert (root / demo_dataset.MARKER).is_file()
+    assert (root / synthetic.MARKER).is_file()
     (root / "my_results.csv").write_text("kept")  # beside the generator's folders in a demo root
     (root / "JPEGImages" / "train_00000.jpg").write_bytes(b"damaged")
     demo_dataset.run({**tiny_demo_params, "n_train": 9}, root=root)
@@ -61,10 +61,10 @@ def test_demo_generator_replaces_only_its_own_folders(tmp_path, tiny_demo_params
     assert len(voc.read_ids(root, "train")) == 9
     voc.load_image(voc.path(root, "image", "train_00000"))  # regenerated
     # a demo root of an older wsss (no marker, only the generator's files) is still recognised
-    (root / demo_dataset.MARKER).unlink()
+    (root / synthetic.MARKER).unlink()
     (root / "my_results.csv").unlink()
     demo_dataset.run(tiny_demo_params, root=root)
-    assert (root / demo_dataset.MARKER).is_file()
+    assert (root / synthetic.MARKER).is_file()
 
 
 # 2. a checkpoint of other inputs is not resumed

@@ -7,7 +7,15 @@ from wsss import metrics
 from wsss.cam import net as cam_net
 from wsss.datasets import voc
 from wsss.io import save_npz
-from wsss.irnet import cam_to_ir_label, eval_ins_seg, eval_sem_seg, make_ins_seg_labels, make_sem_seg_labels, train_irn
+from wsss.irnet import (
+    cam_to_ir_label,
+    eval_boundary,
+    eval_ins_seg,
+    eval_sem_seg,
+    make_ins_seg_labels,
+    make_sem_seg_labels,
+    train_irn,
+)
 from wsss.irnet import net as irn_net
 
 CRF = dict(crf_gt_prob=0.7, crf_gauss_sxy=3, crf_gauss_compat=3, crf_bi_sxy=50, crf_bi_srgb=5, crf_bi_compat=10,
@@ -98,3 +106,15 @@ def test_stages_end_to_end(tiny_voc, tmp_path):
     assert set(means.index) == {"ap50", "ap70"} and 0 <= means.ap70 <= means.ap50 <= 1
     sem = metrics.read(tmp_path / "sem_seg.csv")
     assert sem[(sem.metric == "coverage")].value.item() == 1.0
+
+    # issue 13: the walk with a walked background (auto power) and ground-truth or no boundaries; eval_boundary
+    for name, extra in (("walked", {"background": "walked"}), ("gt", {"boundaries": "ground_truth"}),
+                        ("none", {"boundaries": "none", "background": "walked", "bg_power": 2.0})):
+        make_sem_seg_labels.run({**walk, "input_scale": 1.5, **extra}, **paths, out=tmp_path / name)
+        for image_id in ids:
+            cam_keys = set(np.load(cams / f"{image_id}.npz")["keys"].tolist())
+            assert set(np.unique(np.asarray(Image.open(tmp_path / name / f"{image_id}.png")))) <= {0} | cam_keys
+    eval_boundary.run({"split": "train", "device": "cpu", "input_scale": 1.5, "thresholds": [0.2, 0.5]}, **paths,
+                      metrics=tmp_path / "boundary.csv", sweep=tmp_path / "boundary_sweep.csv")
+    boundary = metrics.read(tmp_path / "boundary.csv").set_index("metric").value
+    assert boundary.best_threshold in (0.2, 0.5) and 0 <= boundary.f1 <= 1

@@ -115,7 +115,7 @@ TAIL = {"metrics", "report", "all"}
 SEG = {"infer_seg", "gather_shards", "eval_seg"} | TAIL
 LABELS = {"make_sem_seg_labels", "make_ins_seg_labels", "gather_shards", "eval_sem_seg", "eval_ins_seg",
           "train_seg"} | SEG
-IRN = {"cam_to_ir_label", "train_irn"} | LABELS
+IRN = {"cam_to_ir_label", "train_irn", "eval_boundary"} | LABELS  # eval_boundary scores the trained IRNet
 DSRG = {"train_dsrg", "train_seg"} | SEG
 AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
 
@@ -126,7 +126,7 @@ AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
     ("cam.scales", [1.0], {"make_cam"} | AFTER_CAMS),
     ("cam.eval_thresholds", [0.15, 0.25], {"eval_cam"} | TAIL),
     ("irn.crf_bi_sxy", 40, IRN),  # the CRF of the relation labels: cam_to_ir_label and everything after it
-    ("irn.lr", 0.05, {"train_irn"} | LABELS),
+    ("irn.lr", 0.05, {"train_irn", "eval_boundary"} | LABELS),
     # beta drives both random walks (semantic and instance labels, IRNet Sec. 5), nothing upstream
     ("irn.beta", 8, LABELS),
     ("irn.centroid_thres", 2.0, {"make_ins_seg_labels", "gather_shards", "eval_ins_seg"} | TAIL),

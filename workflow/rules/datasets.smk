@@ -1,6 +1,8 @@
 # Built-in data sets, generated in the PASCAL VOC 2012 / ScribbleSup formats the real loaders read
-# (wsss/datasets/).
-if config["dataset"]["demo"]:
+# (wsss/datasets/). dataset.demo: true or shapes -> the shapes demo, photos -> real photographs.
+DEMO = {True: "shapes", False: None}.get(config["dataset"]["demo"], config["dataset"]["demo"])
+
+if DEMO == "shapes":
 
     rule demo_dataset:
         """The demo data set in PASCAL VOC 2012 / ScribbleSup formats, generated from a seed.
@@ -19,6 +21,27 @@ if config["dataset"]["demo"]:
             ENV
         shell:
             wsss("demo_dataset", "--root {params.root:q}")
+
+
+if DEMO == "photos":
+
+    rule photos_dataset:
+        """Objects cut from real photographs (scikit-image's and matplotlib's bundled images) pasted on other
+        photographs, in the same formats. Class names come from: coin, horse, logo, retina, gift."""
+        output:
+            train=split_file(TRAIN),
+            val=split_file(EVAL),
+        params:
+            root=dataset_root,
+            **stage_params("photos_dataset", class_names=CLASSES, **config["photos"]),
+        log:
+            log_file("photos_dataset"),
+        benchmark:
+            bench("photos_dataset")
+        conda:
+            ENV
+        shell:
+            wsss("photos_dataset", "--root {params.root:q}")
 
 
 # Every split the run reads; validate_data checks them all before the first training and evaluation job.

@@ -103,6 +103,8 @@ rule make_sem_seg_labels:
             device=config["device"],
             shard=wildcard("scatteritem"),
             **walk_params(),
+            background=IRN["rw_background"],
+            bg_power=IRN["rw_bg_power"],
         ),
     threads: 8
     resources:
@@ -216,3 +218,36 @@ TRAIN_LOGS.append(("train_irn", f"{RUN}/irn/train_log.csv"))
 OVERLAY_COLUMNS.extend([("IR labels", LABEL, f"{RUN}/irn/ir_label"), ("random walk", LABEL, f"{RUN}/irn/sem_seg")])
 if config["dataset"]["instances"]:
     OVERLAY_COLUMNS.append(("instances", LABEL, f"{RUN}/irn/ins_seg"))
+
+
+rule eval_boundary:
+    """IRNet's boundary map against the ground-truth class boundaries: precision / recall / f1 (issue 13)."""
+    input:
+        split=split_file(LABEL),
+        cams=f"{RUN}/cam/maps",
+        irn_model=rules.train_irn.output.model,
+    output:
+        metrics=f"{RUN}/metrics/boundary.csv",
+        sweep=f"{RUN}/irn/boundary_sweep.csv",
+    params:
+        root=dataset_root,
+        **stage_params("eval_boundary", split=LABEL, device=config["device"], input_scale=IRN["input_scale"]),
+    threads: 8
+    resources:
+        gpu=1,
+    log:
+        log_file("eval_boundary"),
+    benchmark:
+        bench("eval_boundary")
+    conda:
+        ENV
+    shell:
+        wsss(
+            "eval_boundary",
+            "--root {params.root:q} --cams {input.cams:q} --irn_model {input.irn_model:q}"
+            " --metrics {output.metrics:q} --sweep {output.sweep:q}",
+            gpu=True,
+        )
+
+
+METRIC_FILES.append(rules.eval_boundary.output.metrics)

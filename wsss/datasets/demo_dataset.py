@@ -19,20 +19,13 @@ Written files (all read back by wsss.datasets.voc):
 import colorsys
 import json
 import math
-import os
-import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
-from wsss import io
-from wsss.datasets.voc import LAYOUT, path, rasterise_scribbles, voc_palette
-from wsss.errors import DataError
+from wsss.datasets.synthetic import background_strokes, border, dilate, runs, write_dataset
 from wsss.params import Param, resolve
 
 # Every knob, with its default (config.yaml `demo:` mirrors these). Sizes are fractions of the image side.
@@ -54,7 +47,6 @@ PARAMS = {
     "void_radius": Param(int, 1, "void band: pixels within this distance of a border between regions (~2r px wide)"),
     "bg_strokes": Param(int, 3, "background scribbles per image"),
 }
-SCRIBBLE_WIDTH = 3  # px; wsss.datasets.voc.load_scribble_xml's default, so PNG and XML agree (_runs assumes 3)
 MIN_VISIBLE = 0.6  # an object keeps at least this fraction of its pixels when later ones overlap it
 PLACEMENT_TRIES = 30
 TEXTURE_PERIOD = 6.0  # px, so textures look alike at every object size
@@ -209,10 +201,6 @@ class Placed:
     mask: np.ndarray
 
 
-MARKER = ".wsss-demo"  # written into a root the generator owns: the generator's params, as JSON
-DEMO_ID = re.compile(r"(train|val)_\d{5}")
-
-
 def run(params, *, root):
     """Writes the demo data set in PASCAL VOC layout into folder `root`.
 
@@ -221,48 +209,9 @@ def run(params, *, root):
     generator writes): anything else is someone's data set and is refused, never deleted.
     params: PARAMS (missing ones take the default)."""
     p = check_params(params)
-    root = Path(root)
-    _check_owned(root)
     families = [FAMILIES[name] for name in p["class_names"][1:]]
-    splits = {"train": p["n_train"], "val": p["n_val"]}
-    with io.scratch(root) as tmp:
-        for folder in FOLDERS:
-            (tmp / folder).mkdir(parents=True)
-        bar = tqdm(total=sum(splits.values()), desc="demo dataset")
-        for split_index, (split, count) in enumerate(splits.items()):
-            ids = [f"{split}_{i:05d}" for i in range(count)]
-            for i, image_id in enumerate(ids):
-                # one stream per image: changing n_val leaves the train images as they were
-                rng = np.random.default_rng([p["seed"], split_index, i])
-                _write_sample(tmp, image_id, _sample(rng, p, families), p["class_names"])
-                bar.update()
-            path(tmp, "split", split).write_text("".join(f"{i}\n" for i in ids))
-        bar.close()
-        root.mkdir(parents=True, exist_ok=True)
-        (root / MARKER).write_text(json.dumps(p, sort_keys=True) + "\n")  # first: a killed run leaves it ours
-        for top in sorted({folder.split("/")[0] for folder in FOLDERS}):
-            io.remove(root / top)
-            os.replace(tmp / top, root / top)
-
-
-# The generator's folders under a root (LAYOUT's), and their top-level names: all it ever replaces.
-FOLDERS = sorted({str(Path(pattern).parent) for pattern in LAYOUT.values()})
-
-
-def _check_owned(root: Path):
-    """DataError unless `root` is missing, empty or the generator's (MARKER, or only files it writes)."""
-    if not root.exists() or (root / MARKER).is_file():
-        return
-    if not root.is_dir():
-        raise DataError(f"{root}: demo data set root exists and is not a folder; refusing to replace it")
-    tops = {folder.split("/")[0] for folder in FOLDERS}
-    foreign = [f for f in root.iterdir() if f.name not in tops]
-    foreign += [f for top in tops if (root / top).exists() for f in (root / top).rglob("*")
-                if f.is_file() and not (DEMO_ID.fullmatch(f.stem) or f.name in ("train.txt", "val.txt"))]
-    if foreign:
-        raise DataError(f"{root}: not a demo data set root (no {MARKER}; it holds {foreign[0]}), so the demo "
-                        "generator will not write there: set dataset.root to a new folder, or dataset.demo "
-                        "to false to use this data set")
+    write_dataset(root, {"train": p["n_train"], "val": p["n_val"]}, p,
+                  lambda rng: _sample(rng, p, families), p["class_names"], "demo dataset")
 
 
 def check_params(params) -> dict:
@@ -294,7 +243,7 @@ def _sample(rng, p, families):
         classes[obj.mask] = obj.label
         instances[obj.mask] = n
     visible = [instances == n for n in range(1, len(objects) + 1)]  # before the void band
-    void = _border(instances, p["void_radius"])
+    void = border(instances, p["void_radius"])
     classes[void] = instances[void] = 255
     image += rng.normal(0, 3, image.shape)  # sensor noise, so flat regions are not perfectly flat
     return dict(image=np.clip(image, 0, 255).astype(np.uint8), classes=classes, instances=instances,
@@ -408,7 +357,7 @@ def _fits(obj, objects, touching, size):
     frame = obj.frame
     if not ((frame.centre >= 0.7 * frame.radius) & (frame.centre <= size - 0.7 * frame.radius)).all():
         return False
-    grown = _dilate(obj.mask, 2)
+    grown = dilate(obj.mask, 2)
     if touching != any((grown & o.mask).any() for o in objects):
         return False
     cover = obj.mask.copy()
@@ -437,127 +386,7 @@ def _paint_object(rng, image, obj, grid, part_size):
 def _scribbles(rng, p, objects, classes, instances):
     """[(label, [(x, y), ...])]: a wobbly stroke along each object's medial axis, kept where its 3 px line
     stays on the object's visible non-void pixels, and a few background strokes likewise."""
-    strokes = []
-    ys, xs = np.nonzero(_erode(classes == 0, math.sqrt(2)))
-    for _ in range(p["bg_strokes"] if len(xs) else 0):
-        k = rng.integers(len(xs))  # start on background, so a stroke rarely ends up empty
-        start = np.array([xs[k], ys[k]], float)
-        heading = np.cumsum(rng.uniform(-0.6, 0.6, 4)) + rng.uniform(0, 2 * np.pi)
-        steps = rng.uniform(0.06, 0.14, (4, 1)) * p["size"] * np.stack([np.cos(heading), np.sin(heading)], 1)
-        strokes += _runs(rng, np.vstack([start, start + np.cumsum(steps, 0)]), classes == 0, 0)
+    strokes = background_strokes(rng, classes, p["bg_strokes"], p["size"])
     for n, obj in enumerate(objects, 1):
-        strokes += _runs(rng, obj.frame.to_image(obj.family.medial), instances == n, obj.label)
+        strokes += runs(rng, obj.frame.to_image(obj.family.medial), instances == n, obj.label)
     return strokes
-
-
-def _runs(rng, polyline, region, label):
-    """Densifies and wobbles `polyline` (image px), keeping the runs of >= 4 points whose 3x3 neighbourhood
-    lies in `region`, so the 3 px line stays on it; each run becomes one stroke of every other point."""
-    seg = np.diff(polyline, axis=0)
-    length = np.hypot(*seg.T)
-    along = np.concatenate([[0], np.cumsum(length)])
-    t = np.arange(0, along[-1], 1.0)
-    pts = np.stack([np.interp(t, along, polyline[:, k]) for k in range(2)], 1)
-    normal = np.gradient(pts, axis=0)[:, ::-1] * [1, -1]
-    pts += normal * (1.2 * np.sin(t / rng.uniform(4, 9) + rng.uniform(0, 2 * np.pi)))[:, None]
-    pts = np.round(pts).astype(int)
-    h, w = region.shape
-    allowed = _erode(region, math.sqrt(2))  # the 3x3 square: a 3 px line's pixels around each point
-    inside = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
-    inside[inside] = allowed[pts[inside, 1], pts[inside, 0]]
-    cuts = np.flatnonzero(np.diff(inside.astype(np.int8))) + 1
-    runs = []
-    for chunk, ok in zip(np.split(pts, cuts), np.split(inside, cuts)):
-        if ok[0] and len(chunk) >= 4:
-            kept = np.vstack([chunk[::2], chunk[-1:]]) if len(chunk) % 2 == 0 else chunk[::2]
-            runs.append((label, [tuple(int(c) for c in q) for q in kept]))
-    return runs
-
-
-def _shifted(array, radius, fill):
-    """Every view of `array` moved by (dy, dx) with dy^2 + dx^2 <= radius^2 (a disc, so a band is as wide
-    on diagonals as on straight edges); pixels from outside read `fill`, or the nearest edge when None."""
-    h, w = array.shape
-    r = int(radius)
-    padded = np.pad(array, r, constant_values=fill) if fill is not None else np.pad(array, r, "edge")
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            if dy * dy + dx * dx <= radius * radius:
-                yield padded[r + dy:r + dy + h, r + dx:r + dx + w]
-
-
-def _erode(mask, radius):
-    out = mask.copy()
-    for view in _shifted(mask, radius, False):
-        out &= view
-    return out
-
-
-def _dilate(mask, radius):
-    out = mask.copy()
-    for view in _shifted(mask, radius, False):
-        out |= view
-    return out
-
-
-def _border(ids, radius):
-    """Pixels with a different id within `radius`: the VOC-style void band, about 2 * radius px wide."""
-    band = np.zeros(ids.shape, bool)
-    for view in _shifted(ids, radius, None):
-        band |= view != ids
-    return band
-
-
-def _write_sample(root, image_id, sample, class_names):
-    palette = voc_palette()
-    size = sample["image"].shape[0]
-    Image.fromarray(sample["image"]).save(path(root, "image", image_id), quality=95, subsampling=0)
-    io.save_png(path(root, "mask", image_id), sample["classes"], palette)
-    io.save_png(path(root, "instances", image_id), sample["instances"], palette)
-    io.save_png(path(root, "scribble", image_id),
-                rasterise_scribbles(sample["strokes"], (size, size), SCRIBBLE_WIDTH))
-    _write_xml(path(root, "annotation", image_id), _voc_annotation(image_id, size, sample, class_names))
-    _write_xml(path(root, "scribble_xml", image_id), _scribble_annotation(image_id, size, sample, class_names))
-
-
-def _header(image_id, size):
-    root = ET.Element("annotation")
-    ET.SubElement(root, "folder").text = "demo"
-    ET.SubElement(root, "filename").text = f"{image_id}.jpg"
-    box = ET.SubElement(root, "size")
-    for key, value in (("width", size), ("height", size), ("depth", 3)):
-        ET.SubElement(box, key).text = str(value)
-    ET.SubElement(root, "segmented").text = "1"
-    return root
-
-
-def _voc_annotation(image_id, size, sample, class_names):
-    root = _header(image_id, size)
-    for obj, visible in zip(sample["objects"], sample["visible"]):
-        ys, xs = np.nonzero(visible)
-        node = ET.SubElement(root, "object")
-        truncated = xs.min() == 0 or ys.min() == 0 or xs.max() == size - 1 or ys.max() == size - 1
-        for key, value in (("name", class_names[obj.label]), ("pose", "Unspecified"),
-                           ("truncated", int(truncated)), ("difficult", 0)):
-            ET.SubElement(node, key).text = str(value)
-        box = ET.SubElement(node, "bndbox")
-        for key, value in zip(("xmin", "ymin", "xmax", "ymax"), (xs.min(), ys.min(), xs.max(), ys.max())):
-            ET.SubElement(box, key).text = str(int(value) + 1)  # VOC boxes are 1-based
-    return root
-
-
-def _scribble_annotation(image_id, size, sample, class_names):
-    root = _header(image_id, size)
-    for label, points in sample["strokes"]:
-        polygon = ET.SubElement(root, "polygon")
-        ET.SubElement(polygon, "tag").text = class_names[label]
-        for x, y in points:
-            point = ET.SubElement(polygon, "point")
-            ET.SubElement(point, "X").text = str(x)
-            ET.SubElement(point, "Y").text = str(y)
-    return root
-
-
-def _write_xml(file, root):
-    ET.indent(root)
-    Path(file).write_text(ET.tostring(root, encoding="unicode") + "\n")

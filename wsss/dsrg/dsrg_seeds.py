@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from wsss.cam import make_cam
+from wsss.cam import calibration, make_cam
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
 from wsss.params import Param, resolve
@@ -28,7 +28,8 @@ PARAMS = {
     "split": voc.SPLIT,
     "fg_rule": Param(str, "top_fraction", "foreground cue rule: " + " | ".join(FG_RULES)),
     "fg_fraction": Param(float, 0.2, "Sec. 4.1: the top 20 %"),
-    "bg_cam": Param(float, 0.05, "without saliency: background where every present CAM is below this"),
+    "bg_cam": Param((float, str), 0.05, "without saliency: background where every present CAM is below this "
+                    "(auto: the CAMs' Otsu threshold / 3; wsss.cam.calibration)"),
     "bg_saliency": Param(float, 0.06, "Sec. 4.1: background where the saliency is below this"),
     "saliency_dir": Param(str, None, "folder of <id>.png saliency maps (0..255); null: CAM background"),
 }
@@ -37,6 +38,7 @@ PARAMS = {
 def run(params: dict, *, root, cams, out):
     """Writes the seed cues of every image of `split` from its CAM file in `cams`."""
     params = resolve(params, PARAMS, "dsrg_seeds")
+    params = calibration.fill_auto(params, cams, voc.read_ids(root, params["split"]))
     if params["fg_rule"] not in FG_RULES:
         raise ValueError(f"fg_rule must be one of {FG_RULES}, got {params['fg_rule']!r}")
     saliency_dir = params["saliency_dir"]

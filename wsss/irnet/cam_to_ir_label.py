@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from wsss import runtime
-from wsss.cam import make_cam
+from wsss.cam import calibration, make_cam
 from wsss.crf import dense_crf, label_probs
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
@@ -35,8 +35,9 @@ from wsss.shards import SHARD, select
 PARAMS = {
     "split": voc.SPLIT,
     "shard": SHARD,
-    "conf_fg_thres": Param(float, 0.30, "Sec. 4.2: background plane of the confident foreground"),
-    "conf_bg_thres": Param(float, 0.05, "Sec. 4.2: background plane of the confident background"),
+    "conf_fg_thres": Param((float, str), 0.30, "Sec. 4.2: background plane of the confident foreground (auto: "
+                           "from the CAMs' Otsu threshold t, t + 0.2 (1 - t); wsss.cam.calibration)"),
+    "conf_bg_thres": Param((float, str), 0.05, "Sec. 4.2: background plane of the confident background (auto: t / 3)"),
     "crf_gt_prob": Param(float, 0.7, "probability of the hard label in the CRF unary"),
     "crf_gauss_sxy": Param(float, 3, "Gaussian kernel: spatial deviation (px)"),
     "crf_gauss_compat": Param(float, 3, "Gaussian kernel: Potts weight"),
@@ -51,6 +52,7 @@ PARAMS = {
 def run(params: dict, *, root, cams, out):
     """Writes one IR label PNG per image of `split` from its CAM file in `cams`."""
     params = resolve(params, PARAMS, "cam_to_ir_label")
+    params = calibration.fill_auto(params, cams, voc.read_ids(root, params["split"]))  # every shard: the whole split
     ids = select(voc.read_ids(root, params["split"]), params["shard"])
     work = partial(_label_one, root=root, cams=Path(cams), params=params)
     with atomic_path(out) as tmp:

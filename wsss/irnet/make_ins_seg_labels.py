@@ -36,7 +36,7 @@ from wsss.irnet.make_sem_seg_labels import irn_inputs
 from wsss.params import Param, resolve
 
 PARAMS = {
-    **make_sem_seg_labels.PARAMS,
+    **make_sem_seg_labels.WALK,
     "centroid_thres": Param(float, 2.5, "Sec. 5.1: |D| below this is a centroid candidate"),
     "dp_iterations": Param(int, 100, "Eq. 10: displacement refinement iterations"),
 }

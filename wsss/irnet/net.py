@@ -120,8 +120,16 @@ def propagate(scores: torch.Tensor, boundary: torch.Tensor, input_size, image_si
     (1 - B), T = S^-1 A^beta, t steps), upsampled x4 bilinearly and cropped to the `input_size` IRNet saw (as
     released: step/make_sem_seg_labels.py), resized to `image_size` if that differs (IRNet ran on a rescaled
     image), divided by the global maximum: [C, H, W] in [0, 1]."""
-    rw = random_walk(scores[None], boundary[None], radius=radius, beta=beta, steps=steps)
-    up = F.interpolate(rw, scale_factor=4, mode="bilinear", align_corners=False)[..., :input_size[0], :input_size[1]]
+    up = to_image(random_walk(scores[None], boundary[None], radius=radius, beta=beta, steps=steps)[0],
+                  input_size, image_size)
+    return up / up.max().clamp_min(1e-5)  # the guard only matters for all-zero scores
+
+
+def to_image(maps: torch.Tensor, input_size, image_size) -> torch.Tensor:
+    """Stride-4 maps [C, h, w] upsampled x4 bilinearly, cropped to the `input_size` IRNet saw and resized to
+    `image_size` if that differs: [C, H, W]."""
+    up = F.interpolate(maps[None], scale_factor=4, mode="bilinear", align_corners=False)[..., :input_size[0],
+                                                                                       :input_size[1]]
     if tuple(input_size) != tuple(image_size):
         up = F.interpolate(up, size=tuple(image_size), mode="bilinear", align_corners=False)
-    return up[0] / up.max().clamp_min(1e-5)  # the guard only matters for all-zero scores
+    return up[0]

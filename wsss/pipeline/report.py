@@ -30,7 +30,7 @@ from wsss import metrics
 from wsss.datasets import voc
 from wsss.io import atomic_path
 from wsss.params import Param, resolve
-from wsss.pipeline import papers
+from wsss.pipeline import papers, regressions
 from wsss.visual import blend, labels_over
 
 PARAMS = {
@@ -69,7 +69,7 @@ def run(params: dict, *, root, metrics_csv, sweep, benchmarks, summary, sweep_pl
     captions = ["Training loss per iteration (thin) and its running mean (thick), from each train_log.csv",
                 "CAM mIoU against the background threshold", *params["figure_captions"]]
     parts = [
-        flag_list(pd.read_csv(flags, keep_default_na=False) if flags else None),
+        flag_list(pd.concat([regression_flags(table), pd.read_csv(flags, keep_default_na=False) if flags else None])),
         "<h2>Results</h2>",
         "<p>Percentages. Grey: the paper's number on PASCAL VOC 2012 (hover for its source).</p>"
         if params["paper_numbers"] else "<p>Percentages.</p>",
@@ -147,6 +147,13 @@ def html_rows(header: list, rows: list) -> str:
 
 def html_table(frame: pd.DataFrame) -> str:
     return html_rows(list(frame.columns), [[html.escape(str(v)) for v in row] for row in frame.itertuples(index=False)])
+
+
+def regression_flags(table: pd.DataFrame) -> pd.DataFrame:
+    """flag, detail: every stage of the metrics scoring below its own input (wsss/pipeline/regressions.py)."""
+    found = regressions.regressions(table)
+    return pd.DataFrame([{"flag": f["what"], "detail": regressions.describe(f)} for f in found],
+                        columns=["flag", "detail"])
 
 
 def flag_list(flags: pd.DataFrame | None) -> str:
