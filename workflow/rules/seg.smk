@@ -66,11 +66,21 @@ rule train_seg:
         " --out {output.model:q} > {log:q} 2>&1"
 
 
+# Predictions whose settings differ from config["seg"]'s: name -> dict with any of model (file), scales,
+# flip, crf (rules/psi.smk adds its networks, e.g. psi_ms = psi's model, multi-scale + flip).
+INFER_NETS = {}
+
+
+def infer_setting(key, default):
+    """An infer_seg param: the network's INFER_NETS entry, else `default`."""
+    return lambda wc: INFER_NETS.get(wc.net, {}).get(key, default)
+
+
 rule infer_seg:
     """Multi-scale + flip inference of a segmentation network, optional dense CRF; one shard of images."""
     input:
         split=split_file("{split}"),
-        model=f"{RUN}/{{net}}/model.pt",
+        model=lambda wc: INFER_NETS.get(wc.net, {}).get("model", f"{RUN}/{wc.net}/model.pt"),
     output:
         pred=shard_folder("{net}/pred/{split}"),
     params:
@@ -78,9 +88,9 @@ rule infer_seg:
             "infer_seg",
             split=wildcard("split"),
             device=config["device"],
-            scales=config["seg"]["infer_scales"],
-            flip=True,
-            crf=config["seg"]["infer_crf"],
+            scales=infer_setting("scales", config["seg"]["infer_scales"]),
+            flip=infer_setting("flip", True),
+            crf=infer_setting("crf", config["seg"]["infer_crf"]),
             shard=wildcard("scatteritem"),
         ),
     threads: 8

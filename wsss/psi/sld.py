@@ -43,8 +43,9 @@ def one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
 def regions(labels: torch.Tensor, n_classes: int, radius: int) -> torch.Tensor:
     """Omega_{c,r}: bool [B, C, H, W], each class's labelled pixels dilated by a (2r+1)^2 window."""
     masks = one_hot(labels, n_classes).float()
-    if radius > 0:
-        masks = F.max_pool2d(masks, 2 * radius + 1, stride=1, padding=radius)
+    if radius > 0:  # a square window is a row window after a column window
+        k = 2 * radius + 1
+        masks = F.max_pool2d(F.max_pool2d(masks, (k, 1), 1, (radius, 0)), (1, k), 1, (0, radius))
     return masks > 0
 
 
