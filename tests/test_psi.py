@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from wsss.datasets import voc
-from wsss.models import load_segmenter
+from wsss.errors import DataError
+from wsss.models import deeplab, load_segmenter
 from wsss.psi import losses, net, sld, train_psi
 from wsss.seg import infer_seg
 
@@ -200,3 +201,15 @@ def test_stage_writes_model_supervision_and_scores(tiny_voc, tmp_path):
     infer_seg.run(dict(split="val", scales=[1.0, 0.5], flip=True, crf=False, device="cpu"), root=root,
                   model=tmp_path / "psi.pt", out=tmp_path / "pred")
     assert len(list((tmp_path / "pred").glob("*.png"))) == len(voc.read_ids(root, "val"))
+
+
+def test_load_segmenter_rebuilds_by_arch_and_names_an_unknown_one(tmp_path):
+    names = ["bg", "a"]
+    for params in (dict(arch="deeplab_v3plus", backbone="small", class_names=names),
+                   dict(arch="psi", backbone="small", class_names=names, cpp=True, cpp_width=8, head_channels=8)):
+        model = (net.build if params["arch"] == "psi" else deeplab.build)(params)
+        torch.save({"state_dict": model.state_dict(), "params": params}, tmp_path / "m.pt")
+        assert type(load_segmenter(tmp_path / "m.pt")) is type(model)
+    torch.save({"state_dict": {}, "params": dict(arch="fcn")}, tmp_path / "m.pt")
+    with pytest.raises(DataError, match="unknown segmentation arch 'fcn'"):
+        load_segmenter(tmp_path / "m.pt")
