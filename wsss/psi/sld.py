@@ -61,7 +61,11 @@ def region_stats(conf: torch.Tensor, omega: torch.Tensor):
 
 def threshold(conf: torch.Tensor, omega: torch.Tensor, g: nn.Module) -> torch.Tensor:
     """Eq. 8: gamma [B, C] = mu + g(mu, sigma^2 | theta) * sigma over omega."""
-    mu, var = region_stats(conf, omega)
+    return gamma_of(*region_stats(conf, omega), g)
+
+
+def gamma_of(mu: torch.Tensor, var: torch.Tensor, g: nn.Module) -> torch.Tensor:
+    """Eq. 8 from the statistics (they do not depend on theta: a training step reuses them)."""
     # sigma's gradient is infinite at 0 variance; the eps only keeps it finite
     return mu + g(mu, var) * (var + 1e-12).sqrt()
 

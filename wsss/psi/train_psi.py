@@ -164,12 +164,13 @@ class Diffusion:
             with torch.no_grad():
                 conf = F.softmax(F.interpolate(model(x), x.shape[-2:], mode="bilinear", align_corners=False), 1)
             omega, present = sld.regions(y_t, n, radius), sld.present_classes(y_0, n)
-            loss = sld_loss(conf, sld.threshold(conf, omega, self.g), p["k"], y_0, omega, present, p["lambda_2"])
+            stats = sld.region_stats(conf, omega)
+            loss = sld_loss(conf, sld.gamma_of(*stats, self.g), p["k"], y_0, omega, present, p["lambda_2"])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             with torch.no_grad():
-                soft = sld.soft_binarise(conf, sld.threshold(conf, omega, self.g), p["k"])
+                soft = sld.soft_binarise(conf, sld.gamma_of(*stats, self.g), p["k"])
                 grown += list(sld.diffuse(y_t, soft, omega, present).cpu().numpy().astype(np.uint8))
         model.train()
         return grown
