@@ -46,9 +46,6 @@ class CPP(nn.Module):
                                      for c in in_channels)
         self.weights = nn.ModuleList(nn.Conv2d(width, width, 1) for _ in in_channels)  # W^(l), b^(l) of Eq. 4
         self.radii, self.destination = [int(r) for r in radii], destination - 1
-        for conv in self.weights:  # Sec. 5.2: Kaiming initialisation of the new layers
-            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
 
     def forward(self, feats):
         levels = [p(f) for p, f in zip(self.project, feats)]
@@ -72,6 +69,10 @@ class PSINet(nn.Module):
         cin = channels + skip_channels + (width if cpp else 0)
         self.decoder = nn.Sequential(deeplab.conv_bn_relu(cin, channels, 3),
                                      deeplab.conv_bn_relu(channels, channels, 3), nn.Conv2d(channels, n_classes, 1))
+        for conv in (m for head in self.heads() for m in head.modules() if isinstance(m, nn.Conv2d)):
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")  # Sec. 5.2: the new layers
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
 
     def forward(self, x):
         feats = self.backbone.forward_features(x)[1:]  # conv2..conv5
