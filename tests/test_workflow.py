@@ -34,6 +34,8 @@ TINY = {
     "seg": {"backbone": "small", "crop": 64, "batch_size": 5, "iterations": 2, "checkpoint_every": 1,
             "infer_scales": [1.0]},
     "dsrg": {"iterations": 2, "infer_sizes": [64], "retrain_batch_size": 5},
+    "psi": {"crop": 64, "batch_size": 5, "epochs": 4, "head_channels": 8, "cpp_width": 8, "lambda_1": 1,
+            "sld_radius": 4, "infer_scales": [1.0, 0.5]},
     "report": {"n_overlays": 2},
 }
 
@@ -96,6 +98,10 @@ def test_pipeline_outputs(tiny_run):
     for net in ("cam", "irn", "seg_irnet", "dsrg", "dsrg_nogrowth", "dsrg_retrain"):
         log = pd.read_csv(run / net / "train_log.csv")
         assert list(log.columns) == ["iteration", "epoch", "loss", "lr", "seconds"] and len(log) > 0, net
+    seg = table[(table.stage == "seg") & (table.metric == "iou") & (table["class"] == "")]
+    assert {"psi", "psi_ms"} <= set(seg.method)  # rule all: the full PSI only, single- and multi-scale
+    assert not {"psi_baseline", "psi_cpp", "psi_sld"} & set(seg.method)
+    assert sorted(p.name for p in (run / "psi" / "supervision").iterdir()) == ["t0", "t1", "t2", "t3"]
     assert list(run.glob("**/.*.tmp-*")) == []  # no leftover temporary files
     assert planned_jobs(tiny_run, TINY) == set()
 
@@ -118,11 +124,12 @@ LABELS = {"make_sem_seg_labels", "make_ins_seg_labels", "gather_shards", "eval_s
 IRN = {"cam_to_ir_label", "train_irn", "eval_boundary"} | LABELS  # eval_boundary scores the trained IRNet
 DSRG = {"train_dsrg", "train_seg"} | SEG
 AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
+PSI = {"train_psi"} | SEG  # PSI starts from the CAM network (the demo's stand-in for ImageNet weights)
 
 
 @pytest.mark.parametrize("path, value, expected", [
-    ("demo.n_val", 5, {"demo_dataset", "train_cam", "make_cam"} | AFTER_CAMS),
-    ("cam.lr", 0.05, {"train_cam", "make_cam"} | AFTER_CAMS),
+    ("demo.n_val", 5, {"demo_dataset", "train_cam", "make_cam"} | AFTER_CAMS | PSI),
+    ("cam.lr", 0.05, {"train_cam", "make_cam"} | AFTER_CAMS | PSI),
     ("cam.scales", [1.0], {"make_cam"} | AFTER_CAMS),
     ("cam.eval_thresholds", [0.15, 0.25], {"eval_cam"} | TAIL),
     ("irn.crf_bi_sxy", 40, IRN),  # the CRF of the relation labels: cam_to_ir_label and everything after it
@@ -136,6 +143,8 @@ AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
     ("seg.infer_crf", False, {"train_seg"} | SEG),  # dsrg_retrain learns the DSRG model's predictions
     ("dsrg.infer_flip", True, {"train_seg"} | SEG),  # the DSRG networks' predictions, and so the retrain
     ("dsrg.retrain_batch_size", 4, {"train_seg"} | SEG),  # dsrg_retrain only
+    ("psi.k", 10, PSI),  # an SLD key: PSI's training and what follows, nothing of IRNet or DSRG
+    ("psi.infer_scales", [1.0], {"infer_seg", "gather_shards", "eval_seg"} | TAIL),  # psi_ms only
     ("report.n_overlays", 1, {"report", "all"}),
 ])
 def test_only_stale_stages_rerun(tiny_run, path, value, expected):

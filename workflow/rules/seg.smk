@@ -43,11 +43,25 @@ rule train_seg:
         )
 
 
+# Predictions whose settings differ from config["seg"]'s: name -> dict with any of model (file), scales,
+# sizes, flip, crf (rules/psi.smk adds its networks, e.g. psi_ms = psi's model, multi-scale + flip).
+# DSRG's step-1 networks warp to squares (test-ms.py), the retrained one rescales (test-ms-f.py); the
+# released test scripts do not flip.
+INFER_NETS = {net: dict(flip=config["dsrg"]["infer_flip"]) for net in DSRG_NETS}
+for net in ("dsrg", "dsrg_nogrowth"):
+    INFER_NETS[net]["sizes"] = config["dsrg"]["infer_sizes"]
+
+
+def infer_setting(key, default):
+    """An infer_seg param: the network's INFER_NETS entry, else `default`."""
+    return lambda wc: INFER_NETS.get(wc.net, {}).get(key, default)
+
+
 rule infer_seg:
     """Multi-scale + flip inference of a segmentation network, optional dense CRF; one shard of images."""
     input:
         split=split_file("{split}"),
-        model=f"{RUN}/{{net}}/model.pt",
+        model=lambda wc: INFER_NETS.get(wc.net, {}).get("model", f"{RUN}/{wc.net}/model.pt"),
     output:
         pred=shard_folder("{net}/pred/{split}"),
     params:
@@ -56,11 +70,10 @@ rule infer_seg:
             "infer_seg",
             split=wildcard("split"),
             device=config["device"],
-            scales=config["seg"]["infer_scales"],
-            # DSRG's step-1 networks warp to squares (test-ms.py), the retrained one rescales (test-ms-f.py)
-            sizes=lambda wc: config["dsrg"]["infer_sizes"] if wc.net in ("dsrg", "dsrg_nogrowth") else None,
-            flip=lambda wc: config["dsrg" if wc.net in DSRG_NETS else "seg"]["infer_flip"],
-            crf=config["seg"]["infer_crf"],
+            scales=infer_setting("scales", config["seg"]["infer_scales"]),
+            sizes=infer_setting("sizes", None),
+            flip=infer_setting("flip", config["seg"]["infer_flip"]),
+            crf=infer_setting("crf", config["seg"]["infer_crf"]),
             shard=wildcard("scatteritem"),
         ),
     threads: 8

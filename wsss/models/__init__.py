@@ -1,11 +1,16 @@
 """Networks: torchvision-compatible ResNet backbones and the heads of each method."""
+import importlib
+
 import torch
 
 from wsss.errors import DataError
 from wsss.io import load_torch
 from wsss.models.resnet import load_pretrained, resnet
 
-__all__ = ["resnet", "load_pretrained", "read_checkpoint", "load_trained"]
+__all__ = ["resnet", "load_pretrained", "read_checkpoint", "load_trained", "load_segmenter"]
+
+# segmentation architectures (a saved network's params["arch"]) -> the module whose build(params) makes it
+SEGMENTERS = {"deeplab_v2": "wsss.models.deeplab", "deeplab_v3plus": "wsss.models.deeplab", "psi": "wsss.psi.net"}
 
 
 def read_checkpoint(path) -> dict:
@@ -25,3 +30,17 @@ def load_trained(path, build, device="cpu") -> torch.nn.Module:
     except RuntimeError as e:
         raise DataError(f"{path}: weights do not match the network its params describe ({e})") from e
     return model.to(device).eval()
+
+
+def load_segmenter(path, device="cpu") -> torch.nn.Module:
+    """Any trained segmentation network (train_seg, train_dsrg, train_psi, ...), rebuilt by the module
+    SEGMENTERS names for its params' `arch` (deeplab_v2 when absent), in eval mode."""
+
+    def build(params):
+        arch = params.get("arch", "deeplab_v2")
+        if arch not in SEGMENTERS:
+            raise DataError(f"{path}: unknown segmentation arch {arch!r} (known: {', '.join(SEGMENTERS)})")
+        # the weights come from the checkpoint, not from the ImageNet file it started from
+        return importlib.import_module(SEGMENTERS[arch]).build({**params, "pretrained": None})
+
+    return load_trained(path, build, device)

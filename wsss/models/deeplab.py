@@ -107,16 +107,22 @@ def build(params: dict) -> nn.Module:
     arch = params.get("arch", PARAMS["arch"].default)
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
-    strides, (d3, d4) = BACKBONE_LAYOUT[arch]
+    net = DeepLabV2 if arch == "deeplab_v2" else DeepLabV3Plus
+    return net(backbone(params), len(params["class_names"]))
+
+
+def backbone(params: dict):
+    """The ResNet of `params` (backbone, pretrained) laid out for arch (BACKBONE_LAYOUT), BN statistics
+    fixed with ImageNet weights (see build)."""
+    strides, (d3, d4) = BACKBONE_LAYOUT[params.get("arch", PARAMS["arch"].default)]
     pretrained = params.get("pretrained")
-    backbone = resnet(params["backbone"], strides, pretrained, frozen_bn=pretrained is not None)
-    for m in backbone.modules():
+    net = resnet(params["backbone"], strides, pretrained, frozen_bn=pretrained is not None)
+    for m in net.modules():
         if isinstance(m, FixedBatchNorm):
             m.requires_grad_(False)
-    dilate(backbone.layer3, d3)
-    dilate(backbone.layer4, d4)
-    net = DeepLabV2 if arch == "deeplab_v2" else DeepLabV3Plus
-    return net(backbone, len(params["class_names"]))
+    dilate(net.layer3, d3)
+    dilate(net.layer4, d4)
+    return net
 
 
 def param_groups(model: nn.Module, head_lr_mult: float = 10.0) -> list[tuple]:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from wsss.crf import dense_crf
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
-from wsss.models import deeplab
+from wsss.models import load_segmenter
 from wsss.params import Param, resolve
 from wsss.runtime import DEVICE, device
 from wsss.shards import SHARD, select
@@ -37,7 +37,7 @@ def run(params: dict, *, root, model, out):
     """Writes the network's prediction for every image of `split`."""
     params = resolve(params, PARAMS, "infer_seg")
     dev = device(params["device"])
-    net = deeplab.load(model, dev)
+    net = load_segmenter(model, dev)
     palette = voc.voc_palette()
     with atomic_path(out) as tmp:
         tmp.mkdir()
