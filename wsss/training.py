@@ -11,6 +11,7 @@ Every `checkpoint_every` iterations (param, optional) rank 0 saves weights, opti
 history and the iteration next to `out` (`<out>.ckpt`); a rerun with the same params continues from there.
 The saved network: {"state_dict", "params", "history"} with history {"loss", "seconds"}: the mean loss
 (over all ranks) and the wall time of each complete epoch."""
+import math
 import time
 from pathlib import Path
 
@@ -33,10 +34,12 @@ PARAMS = {
     "lr": Param(float, help="base learning rate"),
     "momentum": Param(float, 0.9, "SGD momentum"),
     "weight_decay": Param(float, help="SGD weight decay"),
-    "lr_policy": Param(str, "poly", "poly: lr (1 - it / n) ** power; step: lr gamma ** (it // lr_step)"),
+    "lr_policy": Param(str, "poly", "poly: lr (1 - it / n) ** power; step: lr gamma ** (it // lr_step); "
+                       "cosine: linear warm-up over warmup_iters, then cosine to 0 (CDSP)"),
     "power": Param(float, 0.9, "poly decay exponent"),
     "lr_step": Param(int, 1, "step policy: iterations per decay step"),
     "lr_gamma": Param(float, 1.0, "step policy: decay factor"),
+    "warmup_iters": Param(int, 0, "cosine policy: iterations of linear warm-up"),
     "checkpoint_every": Param(int, 0, "iterations between resumable checkpoints (0: none)"),
     "num_workers": Param(int, 0, "DataLoader worker processes (0: load in the training process)"),
 }
@@ -75,14 +78,19 @@ def iterations_per_epoch(n_items: int, batch_size: int, source="the training set
 
 
 def lr_factor(params: dict, it: int, n_iters: int) -> float:
-    """Poly ((1 - it / n_iters) ** power: IRNet's PolyOptimizer, DeepLab) or step (DSRG: gamma ** (it //
-    lr_step)) decay."""
+    """Poly ((1 - it / n_iters) ** power: IRNet's PolyOptimizer, DeepLab), step (DSRG: gamma ** (it //
+    lr_step)) or cosine (CDSP: (it + 1) / warmup_iters during the warm-up, then half a cosine to 0) decay."""
     policy = params["lr_policy"]
     if policy == "poly":
         return (1 - it / n_iters) ** params["power"]
     if policy == "step":
         return params["lr_gamma"] ** (it // params["lr_step"])
-    raise ValueError(f"lr_policy must be 'poly' or 'step', got {policy!r}")
+    if policy == "cosine":
+        warmup = params["warmup_iters"]
+        if it < warmup:
+            return (it + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (it - warmup) / max(1, n_iters - warmup)))
+    raise ValueError(f"lr_policy must be 'poly', 'step' or 'cosine', got {policy!r}")
 
 
 class History:

@@ -19,7 +19,8 @@ IGNORE = 255
 # Parameters many stages share.
 CLASS_NAMES = Param(list, help="class names, background first, then the K object classes in label order")
 SPLIT = Param(str, help="ImageSets/Segmentation/<split>.txt: the images this stage works on")
-TAGS_FROM = Param(str, "masks", "image-level labels from: masks (SegmentationClass) | xml (Annotations)")
+TAGS_FROM = Param(str, "masks", "image-level labels from: masks (SegmentationClass) | xml (Annotations) | "
+                  "scribbles (the classes drawn in pascal_2012_scribble, CDSP)")
 
 # Where each kind of file lives under a root; `{}` is the image id.
 LAYOUT = {
@@ -132,14 +133,16 @@ def label_files(folder, ids, what: str) -> list[Path]:
 
 
 def image_tags(root, ids, class_names, source: str = "masks") -> np.ndarray:
-    """bool [N, K] image-level labels, column c-1 = class c, from SegmentationClass masks or from
-    Annotations/<id>.xml (VOC `object/name`). An image without any object class is an error."""
-    readers = {"masks": _tags_from_mask, "xml": _tags_from_xml}
+    """bool [N, K] image-level labels, column c-1 = class c, from SegmentationClass masks, from
+    Annotations/<id>.xml (VOC `object/name`) or from the scribble PNGs (the object classes drawn: CDSP's
+    "classes from scribbles"). An image without any object class is an error."""
+    readers = {"masks": _tags_from_mask, "xml": _tags_from_xml, "scribbles": _tags_from_scribble}
     if source not in readers:
         raise ValueError(f"tags source must be one of {sorted(readers)}, got {source!r}")
+    kinds = {"masks": "mask", "xml": "annotation", "scribbles": "scribble"}
     tags = np.zeros((len(ids), len(class_names) - 1), bool)
     for row, image_id in enumerate(tqdm(ids, desc=f"image tags ({source})", leave=False)):
-        file = path(root, "mask" if source == "masks" else "annotation", image_id)
+        file = path(root, kinds[source], image_id)
         tags[row] = readers[source](file, class_names)
         if not tags[row].any():
             raise DataError(f"{file}: image has no object class (only background/void)")
@@ -207,10 +210,14 @@ def _check_values(labels: np.ndarray, n_classes: int, file) -> np.ndarray:
     return labels
 
 
-def _tags_from_mask(file, class_names) -> np.ndarray:
-    labels = load_mask(file, len(class_names))
+def _tags_from_mask(file, class_names, load=load_mask) -> np.ndarray:
+    labels = load(file, len(class_names))
     present = np.bincount(labels.ravel(), minlength=256)[1:len(class_names)]
     return present > 0
+
+
+def _tags_from_scribble(file, class_names) -> np.ndarray:
+    return _tags_from_mask(file, class_names, load_scribble)
 
 
 def _tags_from_xml(file, class_names) -> np.ndarray:
