@@ -89,6 +89,11 @@ def load_scribble(file, n_classes: int, shape=None) -> np.ndarray:
     return _check_values(_read_indices(file, "scribble PNG", shape), n_classes, file)
 
 
+def load_grey(file, what: str, shape=None) -> np.ndarray:
+    """uint8 HxW raw values of a grey (or palette) PNG that holds no class indices, e.g. a distance map."""
+    return _read_indices(file, what, shape)
+
+
 def load_scribble_xml(file, class_names, shape, width: int = 3) -> np.ndarray:
     """Rasterises a ScribbleSup XML (`<polygon><tag>name</tag><point><X/><Y/></point>...`) to a uint8
     HxW scribble map like `load_scribble`'s, with lines `width` px wide.
