@@ -17,6 +17,7 @@ INIT_FROM_CAM = config["model"]["pretrained"] is None
 EVAL = config["dataset"]["eval_split"]
 METRIC_FILES = []  # every evaluation rule adds its metrics CSV; rule `metrics` gathers them
 SHARDED = []  # output folders of sharded per-image stages; rule gather_shards merges each
+ABLATIONS = []  # outputs of the methods' ablation targets (e.g. cdsp_ablation); rule `ablations` builds them
 
 # Every rule runs `<Python> -m wsss.cli <stage> --params JSON --<path> PATH ...` with Snakemake's own
 # Python, so jobs need no activated environment (`make demo` calls .venv/bin/snakemake with .venv/bin not
