@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from wsss import distributed, training
+from wsss import distributed
 from wsss.cdsp.cdsp_distance_maps import scribble_paths
 from wsss.cdsp.losses import LoRM, distance_entropy
 from wsss.datasets import voc
