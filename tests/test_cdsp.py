@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from wsss import training
-from wsss.cdsp import cdsp_distance_maps, cdsp_pseudo_labels, cdsp_scribbles, cdsp_tables, train_cdsp
+from wsss.cdsp import cdsp_distance_maps, cdsp_pseudo_labels, cdsp_scribbles, cdsp_tables, distance, train_cdsp
 from wsss.cdsp.cdsp_scribbles import drop, shrink, strokes
 from wsss.cdsp.distance import boundary, brute_force, distance_bytes, pseudo_map, scribble_map
 from wsss.cdsp.losses import LoRM, distance_entropy
@@ -90,6 +90,13 @@ def test_distance_bytes_equal_the_brute_force_definition(lam):
     labels = rng.choice(np.array([0, 1, 2, 255], np.uint8), (23, 31), p=[0.3, 0.05, 0.05, 0.6])
     np.testing.assert_array_equal(scribble_map(labels, lam), 255 - reference_bytes((labels == 1) | (labels == 2), lam))
     np.testing.assert_array_equal(pseudo_map(labels, lam), reference_bytes(boundary(labels), lam))
+
+
+def test_pixels_in_doubt_take_the_brute_force(monkeypatch):
+    """With every value 'near an integer', every pixel goes through the brute-force fallback: same bytes."""
+    monkeypatch.setattr(distance, "NEAR_INTEGER", 1.0)  # read at each call
+    points = np.random.default_rng(7).random((13, 17)) < 0.05
+    np.testing.assert_array_equal(distance.distance_bytes(points, 2.0), reference_bytes(points, 2.0))
 
 
 def test_distance_bytes_of_a_torch_tensor():
