@@ -3,10 +3,11 @@ pseudo-labels, scribble drop / shrink, tags from scribbles, and the stages end t
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from wsss import training
+from wsss import metrics, training
 from wsss.cdsp import cdsp_distance_maps, cdsp_pseudo_labels, cdsp_scribbles, cdsp_tables, distance, train_cdsp
 from wsss.cdsp.cdsp_scribbles import drop, shrink, strokes
 from wsss.cdsp.distance import boundary, brute_force, distance_bytes, pseudo_map, scribble_map
@@ -278,3 +279,32 @@ def test_cdsp_stages_end_to_end(tiny_voc, tmp_path):
     eval_seg.run(dict(class_names=class_names, split="val", method="cdsp"), root=root, pred=tmp_path / "pred",
                  out=tmp_path / "seg_cdsp.csv")
     assert cdsp_tables.network_miou([tmp_path / "seg_cdsp.csv"])["cdsp"] >= 0
+
+
+def test_cdsp_tables(tiny_voc, tmp_path):
+    root, class_names = tiny_voc
+    full = ["segs", "segc", "lorm", "ds", "dc"]
+    nets = {"cdsp": dict(losses=full, source="cam", scribbles="original"),
+            "cdsp_segs": dict(losses=["segs"], source="cam", scribbles="original"),
+            "cdsp_pl_gt": dict(losses=full, source="gt", scribbles="original"),
+            "cdsp_drop50": dict(losses=full, source="cam", scribbles="drop50"),
+            "cdsp_segs_shrink100": dict(losses=["segs"], source="cam", scribbles="shrink100")}
+    files = []
+    for i, net in enumerate(nets):
+        files.append(tmp_path / f"seg_{net}.csv")
+        metrics.write(files[-1], [dict(stage="seg", method=net, split="val", metric="iou", **{"class": ""},
+                                       value=0.5 + i / 10)])
+    out = {k: tmp_path / f"{k}.csv" for k in ("table2", "table3", "fig7")}
+    cdsp_tables.run(dict(class_names=class_names, split="train", nets=nets, main=dict(losses=full, source="cam"),
+                         sources=["cam", "gt"], all_losses=full), root=root, metrics_csv=files,
+                    pseudo=[root / "SegmentationClass", root / "SegmentationClass"], plot=tmp_path / "fig7.png", **out)
+    table2 = pd.read_csv(out["table2"])
+    assert list(table2["net"]) == ["cdsp", "cdsp_segs"] and list(table2["segc"]) == [1, 0]
+    table3 = pd.read_csv(out["table3"])
+    assert list(table3["net"]) == ["cdsp", "cdsp_pl_gt"] and np.allclose(table3["pseudo_miou"], 1.0)
+    fig7 = pd.read_csv(out["fig7"])
+    drop = fig7[(fig7["method"] == "cdsp") & (fig7["mode"] == "drop")]
+    assert list(drop["ratio"]) == [0.0, 0.5] and np.allclose(drop["miou"], [0.5, 0.8])
+    shrink = fig7[(fig7["method"] == "scribble_only") & (fig7["mode"] == "shrink")]
+    assert list(shrink["ratio"]) == [0.0, 1.0] and np.allclose(shrink["miou"], [0.6, 0.9])
+    assert (tmp_path / "fig7.png").stat().st_size > 0
