@@ -32,6 +32,7 @@ TINY = {
     "irn": {"crop": 64, "batch_size": 5, "epochs": 1, "pair_radius": 5, "steps": 16, "dp_iterations": 5},
     "seg": {"crop": 64, "batch_size": 5, "iterations": 2, "checkpoint_every": 1, "infer_scales": [1.0]},
     "dsrg": {"epochs": 1},
+    "cdsp": {"crop": 64, "batch_size": 5, "epochs": 1, "warmup_epochs": 0},
     "report": {"n_overlays": 2},
 }
 
@@ -98,7 +99,8 @@ LABELS = {"make_sem_seg_labels", "make_ins_seg_labels", "gather_shards", "eval_s
           "train_seg"} | SEG
 IRN = {"cam_to_ir_label", "train_irn"} | LABELS
 DSRG = {"train_dsrg", "train_seg"} | SEG
-AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
+CDSP = {"cdsp_distance_maps", "train_cdsp"} | SEG
+AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds", "cdsp_pseudo_labels"} | IRN | DSRG | CDSP
 
 
 @pytest.mark.parametrize("path, value, expected", [
@@ -116,6 +118,8 @@ AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
     ("seg.iterations", 3, {"train_seg"} | SEG),
     ("seg.infer_crf", False, {"train_seg"} | SEG),  # dsrg_retrain learns the DSRG model's predictions
     ("report.n_overlays", 1, {"report", "all"}),
+    ("cdsp.lambda_c", 5.0, CDSP),
+    ("cdsp.cam_threshold", 0.3, {"cdsp_pseudo_labels"} | CDSP),
 ])
 def test_only_stale_stages_rerun(tiny_run, path, value, expected):
     assert planned_jobs(tiny_run, edited(path, value)) == expected
