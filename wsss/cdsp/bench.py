@@ -87,7 +87,8 @@ def memory_benchmark(quick):
     side, channels = (30, 512) if quick else (59, 2048)
     n = side * side
     module = LoRM(channels)
-    features = torch.randn(1, channels, side, side).relu().requires_grad_()
+    module.to(memory_format=torch.channels_last)  # as wsss.training.fit trains
+    features = torch.randn(1, channels, side, side).relu().to(memory_format=torch.channels_last).requires_grad_()
     pseudo = torch.randint(0, 3, (1, side * 8, side * 8))
     whole = {name: peak_mib(lambda: fn(features, pseudo).backward()) for name, fn in
              (("dense", module.dense), ("fused", module.forward))}

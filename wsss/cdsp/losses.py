@@ -53,7 +53,7 @@ class LoRM(nn.Module):
     def forward(self, features: torch.Tensor, pseudo: torch.Tensor) -> torch.Tensor:
         q, k, v, rows = self._inputs(features, pseudo)
         attended = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=1.0)[:, 0]
-        return self._loss(v, self.delta * rows[..., None] * attended)
+        return self._loss(v, attended * (self.delta * rows[..., None]))  # one [B, HW, C] product
 
     def dense(self, features: torch.Tensor, pseudo: torch.Tensor) -> torch.Tensor:
         q, k, v, rows = self._inputs(features, pseudo)
@@ -61,7 +61,8 @@ class LoRM(nn.Module):
         return self._loss(v, self.delta * ((rows[..., None] * attention) @ v))  # Eq. 11-12
 
     def _inputs(self, features, pseudo):
-        """[B, HW, C] L2-normalised queries and keys, the features, and the [B, HW] row mask."""
+        """[B, HW, C] L2-normalised queries and keys, the features, and the [B, HW] row mask. The fused kernels
+        want the channels contiguous: free for channels-last features (as trained), a copy otherwise."""
         flat = [t.flatten(2).transpose(1, 2).contiguous() for t in (self.query(features), self.key(features), features)]
         q, k = (F.normalize(t, dim=-1) for t in flat[:2])
         return q, k, flat[2], foreground_rows(pseudo, features.shape[-2:]).to(features.dtype)
