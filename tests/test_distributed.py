@@ -18,6 +18,7 @@ import torch
 from wsss import distributed
 from wsss.cam import net as cam_net
 from wsss.cam import train_cam
+from wsss.cdsp import cdsp_distance_maps, train_cdsp
 from wsss.dsrg import train_dsrg
 from wsss.irnet import train_irn
 from wsss.models import resnet
@@ -105,6 +106,18 @@ def test_train_seg_on_two_ranks(tiny_voc, tmp_path, monkeypatch, imagenet_file):
     one, two = _train_both_ways(monkeypatch, tmp_path, train_seg, params, root=root,
                                 labels=root / "SegmentationClass")
     _assert_same_training(one, two, _initial(train_seg.deeplab.build, params))
+
+
+def test_train_cdsp_on_two_ranks(tiny_voc, tmp_path, monkeypatch, imagenet_file):
+    """Every CDSP term (partial and smoothed CE, LoRM, both distance entropies) divides by counts of all ranks."""
+    root, names = tiny_voc
+    maps = dict(dist_scribble=tmp_path / "ds", dist_pseudo=tmp_path / "dc")
+    cdsp_distance_maps.run(dict(class_names=names, split="train"), root=root, pseudo=root / "SegmentationClass",
+                           out_scribble=maps["dist_scribble"], out_pseudo=maps["dist_pseudo"])
+    params = {**SEG, "class_names": names, "pretrained": str(imagenet_file), "epochs": 2, "warmup_epochs": 1}
+    one, two = _train_both_ways(monkeypatch, tmp_path, train_cdsp, params, root=root,
+                                pseudo=root / "SegmentationClass", **maps)
+    _assert_same_training(one, two, _initial(train_cdsp.deeplab.build, params))
 
 
 def test_train_dsrg_on_two_ranks(tiny_voc, tmp_path, monkeypatch, imagenet_file):

@@ -36,6 +36,7 @@ TINY = {
     "dsrg": {"iterations": 2, "infer_sizes": [64], "retrain_batch_size": 5},
     "psi": {"crop": 64, "batch_size": 5, "epochs": 4, "head_channels": 8, "cpp_width": 8, "lambda_1": 1,
             "sld_radius": 4, "infer_scales": [1.0, 0.5]},
+    "cdsp": {"crop": 64, "batch_size": 5, "epochs": 1, "warmup_epochs": 0},
     "report": {"n_overlays": 2},
 }
 
@@ -123,7 +124,8 @@ LABELS = {"make_sem_seg_labels", "make_ins_seg_labels", "gather_shards", "eval_s
           "train_seg"} | SEG
 IRN = {"cam_to_ir_label", "train_irn", "eval_boundary"} | LABELS  # eval_boundary scores the trained IRNet
 DSRG = {"train_dsrg", "train_seg"} | SEG
-AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
+CDSP = {"cdsp_distance_maps", "train_cdsp"} | SEG
+AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds", "cdsp_pseudo_labels"} | IRN | DSRG | CDSP
 PSI = {"train_psi"} | SEG  # PSI starts from the CAM network (the demo's stand-in for ImageNet weights)
 
 
@@ -146,6 +148,8 @@ PSI = {"train_psi"} | SEG  # PSI starts from the CAM network (the demo's stand-i
     ("psi.k", 10, PSI),  # an SLD key: PSI's training and what follows, nothing of IRNet or DSRG
     ("psi.infer_scales", [1.0], {"infer_seg", "gather_shards", "eval_seg"} | TAIL),  # psi_ms only
     ("report.n_overlays", 1, {"report", "all"}),
+    ("cdsp.lambda_c", 5.0, CDSP),
+    ("cdsp.cam_threshold", 0.3, {"cdsp_pseudo_labels"} | CDSP),
 ])
 def test_only_stale_stages_rerun(tiny_run, path, value, expected):
     assert planned_jobs(tiny_run, edited(path, value)) == expected

@@ -20,6 +20,7 @@ it is rewritten at every checkpoint, so it shows the progress of a long run.
 scaler on a GPU); `num_workers` null loads batches in the job's threads - 1 worker processes on a GPU."""
 import contextlib
 import hashlib
+import math
 import time
 from pathlib import Path
 
@@ -44,10 +45,12 @@ PARAMS = {
     "lr": Param(float, help="base learning rate"),
     "momentum": Param(float, 0.9, "SGD momentum"),
     "weight_decay": Param(float, help="SGD weight decay"),
-    "lr_policy": Param(str, "poly", "poly: lr (1 - it / n) ** power; step: lr gamma ** (it // lr_step)"),
+    "lr_policy": Param(str, "poly", "poly: lr (1 - it / n) ** power; step: lr gamma ** (it // lr_step); "
+                       "cosine: linear warm-up over warmup_iters, then cosine to 0 (CDSP)"),
     "power": Param(float, 0.9, "poly decay exponent"),
     "lr_step": Param(int, 1, "step policy: iterations per decay step"),
     "lr_gamma": Param(float, 1.0, "step policy: decay factor"),
+    "warmup_iters": Param(int, 0, "cosine policy: iterations of linear warm-up"),
     "checkpoint_every": Param(int, 0, "iterations between resumable checkpoints (0: none)"),
     "num_workers": Param((int, type(None)), None, "DataLoader worker processes (0: load in the training process; "
                          "null: the job's threads - 1 on a GPU, 0 on the CPU, whose threads compute)"),
@@ -89,14 +92,19 @@ def iterations_per_epoch(n_items: int, batch_size: int, source="the training set
 
 
 def lr_factor(params: dict, it: int, n_iters: int) -> float:
-    """Poly ((1 - it / n_iters) ** power: IRNet's PolyOptimizer, DeepLab) or step (DSRG: gamma ** (it //
-    lr_step)) decay."""
+    """Poly ((1 - it / n_iters) ** power: IRNet's PolyOptimizer, DeepLab), step (DSRG: gamma ** (it //
+    lr_step)) or cosine (CDSP: (it + 1) / warmup_iters during the warm-up, then half a cosine to 0) decay."""
     policy = params["lr_policy"]
     if policy == "poly":
         return (1 - it / n_iters) ** params["power"]
     if policy == "step":
         return params["lr_gamma"] ** (it // params["lr_step"])
-    raise ValueError(f"lr_policy must be 'poly' or 'step', got {policy!r}")
+    if policy == "cosine":
+        warmup = params["warmup_iters"]
+        if it < warmup:
+            return (it + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (it - warmup) / max(1, n_iters - warmup)))
+    raise ValueError(f"lr_policy must be 'poly', 'step' or 'cosine', got {policy!r}")
 
 
 class History:

@@ -1,8 +1,8 @@
 """Training augmentation and inference inputs shared by every trainer, as in IRNet's misc/imutils.py and
 voc12/dataloader.py: random rescale (long side or factor), ImageNet colour normalisation, horizontal flip,
-random crop padded to the crop size, HWC -> CHW. A label map (uint8, 255 = ignore) is rescaled with nearest
-neighbour and flipped/cropped along with the image; padding fills it with 255 and the image with 0 (the
-mean colour after normalisation).
+random crop padded to the crop size, HWC -> CHW. A label map (uint8, 255 = ignore; HxW, or HxWxn for n maps
+augmented together, n <= 4) is rescaled with nearest neighbour and flipped/cropped along with the image;
+padding fills it with 255 and the image with 0 (the mean colour after normalisation).
 
 Randomness comes from `rng` (anything with `random()` and `randint(a, b)`; the `random` module by default,
 which the DataLoader seeds per worker from torch's generator, so runs repeat under a seed)."""
@@ -52,7 +52,7 @@ def random_crop(image: np.ndarray, label: np.ndarray | None, size: int, rng=rand
     inside a padded canvas (IRNet's imutils.random_crop)."""
     h, w = image.shape[:2]
     out = np.zeros((size, size, *image.shape[2:]), image.dtype)
-    out_label = None if label is None else np.full((size, size), IGNORE, label.dtype)
+    out_label = None if label is None else np.full((size, size, *label.shape[2:]), IGNORE, label.dtype)
     (src_y, dst_y, ch), (src_x, dst_x, cw) = _crop_window(h, size, rng), _crop_window(w, size, rng)
     out[dst_y:dst_y + ch, dst_x:dst_x + cw] = image[src_y:src_y + ch, src_x:src_x + cw]
     if label is not None:

@@ -44,6 +44,7 @@ SHARDED = []  # output folders of sharded per-image stages; rule gather_shards m
 REPORT_FIGURES = []  # (caption, PNG file)
 TRAIN_LOGS = []  # (network, train_log.csv): loss curves
 OVERLAY_COLUMNS = []  # (column name, split, folder of <id>.png label maps or <id>.npz CAMs / instances)
+ABLATIONS = []  # outputs of the methods' ablation targets (e.g. cdsp_ablation); rule `ablations` builds them
 
 # Every rule runs `<Python> -m wsss.cli <stage> --params JSON --<path> PATH ...` with Snakemake's own
 # Python, so jobs need no activated environment (`make demo` calls .venv/bin/snakemake with .venv/bin not

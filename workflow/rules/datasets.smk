@@ -143,6 +143,8 @@ if config["dataset"]["context_root"]:
                 "--context {params.context:q} --voc2010 {params.voc2010:q} --root {params.root:q}"
                 " --train {output.train:q} --val {output.val:q}",
             )
+
+
 if config["dataset"]["coco_root"]:
 
     rule coco_dataset:

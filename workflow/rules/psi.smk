@@ -81,3 +81,4 @@ rule psi_ablation:
     """PSI Table 3: baseline / + CPP / + SLD / both / both + multi-scale, mIoU on the evaluation split."""
     input:
         psi_metrics(PSI_ABLATION + ["psi", "psi_ms"]),
+ABLATIONS.extend(rules.psi_ablation.input)

@@ -20,8 +20,9 @@ IGNORE = 255
 # Parameters many stages share.
 CLASS_NAMES = Param(list, help="class names, background first, then the K object classes in label order")
 SPLIT = Param(str, help="ImageSets/Segmentation/<split>.txt: the images this stage works on")
-TAGS_FROM = Param(str, "auto", "image-level labels from: masks (SegmentationClass) | xml (Annotations) | auto "
-                  "(xml when every image has one, as IRNet's released cls_labels; else masks)")
+TAGS_FROM = Param(str, "auto", "image-level labels from: masks (SegmentationClass) | xml (Annotations) | "
+                  "scribbles (the classes drawn in pascal_2012_scribble, CDSP) | auto (xml when every image has "
+                  "one, as IRNet's released cls_labels; else masks)")
 
 # Where each kind of file lives under a root; `{}` is the image id.
 LAYOUT = {
@@ -62,9 +63,9 @@ def split_files(root, split: str, *kinds: str) -> list[Path]:
 
 
 def tag_kind(tags_from: str) -> str:
-    """The LAYOUT kind image-level tags are read from (`tags_from` masks or xml; resolve "auto" with
-    `tags_source`)."""
-    return "mask" if tags_from == "masks" else "annotation"
+    """The LAYOUT kind image-level tags are read from (`tags_from` masks, xml or scribbles; resolve "auto"
+    with `tags_source`)."""
+    return {"masks": "mask", "xml": "annotation", "scribbles": "scribble"}[tags_from]
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
@@ -155,6 +156,11 @@ def load_scribble(file, n_classes: int, shape=None) -> np.ndarray:
     return check_values(_read_indices(file, "scribble PNG", shape), n_classes, file)
 
 
+def load_grey(file, what: str, shape=None) -> np.ndarray:
+    """uint8 HxW raw values of a grey (or palette) PNG that holds no class indices, e.g. a distance map."""
+    return _read_indices(file, what, shape)
+
+
 def load_scribble_xml(file, class_names, shape, width: int = 3) -> np.ndarray:
     """Rasterises a ScribbleSup XML (`<polygon><tag>name</tag><point><X/><Y/></point>...`) to a uint8
     HxW scribble map like `load_scribble`'s, with lines `width` px wide.
@@ -207,9 +213,9 @@ def tags_source(root, ids, source: str) -> str:
 
 
 def image_tags(root, ids, class_names, source: str = "auto") -> np.ndarray:
-    """bool [N, K] image-level labels, column c-1 = class c, from SegmentationClass masks or from
-    Annotations/<id>.xml (VOC `object/name`), or "auto" (`tags_source`). An image without any object
-    class is an error."""
+    """bool [N, K] image-level labels, column c-1 = class c, from SegmentationClass masks, from
+    Annotations/<id>.xml (VOC `object/name`), from the scribble PNGs (the object classes drawn: CDSP's
+    "classes from scribbles"), or "auto" (`tags_source`). An image without any object class is an error."""
     source = tags_source(root, ids, source)
     tags = np.zeros((len(ids), len(class_names) - 1), bool)
     for row, image_id in enumerate(tqdm(ids, desc=f"image tags ({source})", leave=False)):
@@ -218,8 +224,8 @@ def image_tags(root, ids, class_names, source: str = "auto") -> np.ndarray:
 
 
 def tags_of(root, image_id: str, class_names, source: str = "masks") -> np.ndarray:
-    """One row of `image_tags` (`source` masks or xml)."""
-    readers = {"masks": _tags_from_mask, "xml": _tags_from_xml}
+    """One row of `image_tags` (`source` masks, xml or scribbles)."""
+    readers = {"masks": _tags_from_mask, "xml": _tags_from_xml, "scribbles": _tags_from_scribble}
     if source not in readers:
         raise ValueError(f"tags source must be one of {sorted(readers)}, got {source!r}")
     file = path(root, tag_kind(source), image_id)
@@ -309,10 +315,14 @@ def check_values(labels: np.ndarray, n_classes: int, file) -> np.ndarray:
     return labels
 
 
-def _tags_from_mask(file, class_names) -> np.ndarray:
-    labels = load_mask(file, len(class_names))
+def _tags_from_mask(file, class_names, load=load_mask) -> np.ndarray:
+    labels = load(file, len(class_names))
     present = np.bincount(labels.ravel(), minlength=256)[1:len(class_names)]
     return present > 0
+
+
+def _tags_from_scribble(file, class_names) -> np.ndarray:
+    return _tags_from_mask(file, class_names, load_scribble)
 
 
 def _tags_from_xml(file, class_names) -> np.ndarray:

@@ -53,8 +53,12 @@ class DeepLabV2(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, x):
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x):
+        """(logits, the last backbone features): CDSP's LoRM reads the features."""
         features = self.backbone.forward_features(x)[-1]
-        return sum(branch(features) for branch in self.aspp)
+        return sum(branch(features) for branch in self.aspp), features
 
     def heads(self):
         return [self.aspp]
@@ -90,10 +94,14 @@ class DeepLabV3Plus(nn.Module):
                                      conv_bn_relu(channels, channels, 3), nn.Conv2d(channels, n_classes, 1))
 
     def forward(self, x):
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x):
+        """(logits, the last backbone features): CDSP's LoRM reads the features."""
         feats = self.backbone.forward_features(x)
         low, high = self.skip(feats[1]), self.aspp(feats[-1])
         high = F.interpolate(high, low.shape[-2:], mode="bilinear", align_corners=False)
-        return self.decoder(torch.cat([high, low], 1))
+        return self.decoder(torch.cat([high, low], 1)), feats[-1]
 
     def heads(self):
         return [self.aspp, self.skip, self.decoder]

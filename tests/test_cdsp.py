@@ -1,0 +1,310 @@
+"""CDSP: distance maps (hand cases, bytes of the brute-force definition), DEL, LoRM, label-smoothed CE, CAM
+pseudo-labels, scribble drop / shrink, tags from scribbles, and the stages end to end on the tiny set."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from wsss import metrics, training
+from wsss.cdsp import cdsp_distance_maps, cdsp_pseudo_labels, cdsp_scribbles, cdsp_tables, distance, train_cdsp
+from wsss.cdsp.cdsp_scribbles import drop, shrink, strokes
+from wsss.cdsp.distance import boundary, brute_force, distance_bytes, pseudo_map, scribble_map
+from wsss.cdsp.losses import LoRM, distance_entropy
+from wsss.datasets import voc
+from wsss.io import save_png
+from wsss.seg import eval_seg, infer_seg
+from wsss.seg.losses import cross_entropy
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def reference_bytes(points: np.ndarray, lam: float) -> np.ndarray:
+    """The release's definition in float64 numpy: min over points of floor(min(sqrt(l dy^2 + l dx^2), 255))."""
+    coeff = math.exp(lam)
+    if not points.any():
+        return np.full(points.shape, 255, np.uint8)
+    py, px = np.nonzero(points)
+    gy, gx = np.indices(points.shape)
+    dy, dx = gy.ravel()[:, None] - py[None], gx.ravel()[:, None] - px[None]
+    values = np.floor(np.minimum(np.sqrt(coeff * dy ** 2 + coeff * dx ** 2), 255)).min(1)
+    return values.reshape(points.shape).astype(np.uint8)
+
+
+# distance maps -------------------------------------------------------------------------------------------
+
+def test_scribble_map_of_a_single_point():
+    scribble = np.full((5, 7), 255, np.uint8)
+    scribble[2, 3] = 4
+    scribble[0, 0] = 0  # a background scribble is not a point
+    out = scribble_map(scribble, 0.0)  # l = 1: plain Euclidean distance
+    gy, gx = np.indices(scribble.shape)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, 255 - np.floor(np.hypot(gy - 2, gx - 3)).astype(np.uint8))
+    # lam = 2: sqrt(e^2 * 9) = 3e = 8.15 -> 8
+    assert scribble_map(scribble, 2.0)[2, 6] == 255 - 8
+
+
+def test_distance_saturates_at_255():
+    points = np.zeros((3, 400), bool)
+    points[0, 0] = True
+    out = distance_bytes(points, 0.0)
+    assert out[0, 254] == 254 and out[0, 255] == 255 and out[2, 399] == 255
+
+
+def test_empty_foreground():
+    only_background = np.where(np.eye(6, dtype=bool), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(scribble_map(only_background, 1.0), 0)
+    np.testing.assert_array_equal(pseudo_map(only_background, 6.0), 255)
+    np.testing.assert_array_equal(pseudo_map(np.zeros((4, 5), np.uint8), 6.0), 255)
+
+
+def test_pseudo_boundary_touching_the_image_edge():
+    pseudo = np.ones((7, 9), np.uint8)  # foreground everywhere: the boundary is the image's border
+    gy, gx = np.indices(pseudo.shape)
+    np.testing.assert_array_equal(pseudo_map(pseudo, 0.0), np.minimum.reduce([gy, gx, 6 - gy, 8 - gx]))
+    pseudo = np.zeros((5, 6), np.uint8)
+    pseudo[:, :2] = 3  # a band along the left edge; 255 (void) is not foreground
+    pseudo[0, 2] = 255
+    expected = np.zeros((5, 6), bool)
+    expected[:, :2] = True  # two columns wide: every pixel touches the edge or the background
+    np.testing.assert_array_equal(boundary(pseudo), expected)
+    np.testing.assert_array_equal(pseudo_map(pseudo, 0.0)[2], [0, 0, 1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("lam", [0.0, 1.0, 2.0, 6.0, 7.0, 0.3])
+def test_distance_bytes_equal_the_brute_force_definition(lam):
+    rng = np.random.default_rng(int(lam * 10))
+    for _ in range(12):
+        h, w = rng.integers(1, 30, 2)
+        points = rng.random((h, w)) < rng.choice([0.003, 0.03, 0.3])
+        expected = reference_bytes(points, lam)
+        np.testing.assert_array_equal(distance_bytes(points, lam), expected)
+        np.testing.assert_array_equal(brute_force(points, lam), expected)
+    labels = rng.choice(np.array([0, 1, 2, 255], np.uint8), (23, 31), p=[0.3, 0.05, 0.05, 0.6])
+    np.testing.assert_array_equal(scribble_map(labels, lam), 255 - reference_bytes((labels == 1) | (labels == 2), lam))
+    np.testing.assert_array_equal(pseudo_map(labels, lam), reference_bytes(boundary(labels), lam))
+
+
+def test_pixels_in_doubt_take_the_brute_force(monkeypatch):
+    """With every value 'near an integer', every pixel goes through the brute-force fallback: same bytes."""
+    monkeypatch.setattr(distance, "NEAR_INTEGER", 1.0)  # read at each call
+    points = np.random.default_rng(7).random((13, 17)) < 0.05
+    np.testing.assert_array_equal(distance.distance_bytes(points, 2.0), reference_bytes(points, 2.0))
+
+
+def test_distance_bytes_of_a_torch_tensor():
+    points = torch.rand(9, 11, generator=torch.Generator().manual_seed(0)) < 0.1
+    np.testing.assert_array_equal(distance_bytes(points, 1.0), reference_bytes(points.numpy(), 1.0))
+
+
+# losses --------------------------------------------------------------------------------------------------
+
+def test_distance_entropy_is_lower_for_a_confident_prediction():
+    weights = torch.rand(2, 6, 5, generator=torch.Generator().manual_seed(1))
+    confident = torch.zeros(2, 3, 6, 5)
+    confident[:, 1] = 8.0
+    uniform = torch.zeros(2, 3, 6, 5)
+    assert distance_entropy(confident, weights) < distance_entropy(uniform, weights)
+    # uniform: entropy log 3 everywhere, so the loss is log 3 times the mean weight (all weights > 0)
+    assert distance_entropy(uniform, weights).item() == pytest.approx(math.log(3) * weights.mean().item(), rel=1e-5)
+
+
+def test_distance_entropy_equals_the_float64_reference():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 4, 3, 5, generator=g, dtype=torch.float64)
+    weights = torch.rand(2, 6, 10, generator=g, dtype=torch.float64)
+    weights[0, :2] = 0
+    up = torch.nn.functional.interpolate(logits, (6, 10), mode="bilinear", align_corners=False).numpy()
+    p = np.exp(up) / np.exp(up).sum(1, keepdims=True)
+    expected = -(weights.numpy() * (p * np.log(p)).sum(1)).sum() / (weights.numpy() != 0).sum()
+    assert distance_entropy(logits, weights).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_label_smoothed_cross_entropy_equals_eq_9():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 4, 5, 6, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, 4, (2, 5, 6), generator=g)
+    labels[0, 0] = 255
+    log_p = torch.log_softmax(logits, 1).numpy()
+    lab = labels.numpy()
+    valid = lab != 255
+    nll = -np.take_along_axis(log_p, np.where(valid, lab, 0)[:, None], 1)[:, 0]
+    uniform = -log_p.mean(1)
+    expected = (0.9 * nll + 0.1 * uniform)[valid].mean()
+    assert cross_entropy(logits, labels, 0.1).item() == pytest.approx(expected, rel=1e-10)
+
+
+def lorm_reference(module: LoRM, features: torch.Tensor, pseudo: torch.Tensor) -> float:
+    """Eq. 10-13 in float64 numpy with the HW x HW matrix, the row mask from the resized foreground."""
+    f = features.detach().double().numpy()
+    b, c, h, w = f.shape
+    wq, bq = module.query.weight.detach().double().numpy()[:, :, 0, 0], module.query.bias.detach().double().numpy()
+    wk, bk = module.key.weight.detach().double().numpy()[:, :, 0, 0], module.key.bias.detach().double().numpy()
+    fg = ((pseudo != 0) & (pseudo != 255)).float()[:, None]
+    rows = (torch.nn.functional.interpolate(fg, (h, w), mode="bilinear", align_corners=True) > 0).flatten(1).numpy()
+    total, count = 0.0, 0
+    for i in range(b):
+        flat = f[i].reshape(c, -1)  # [C, HW]
+        q, k = wq @ flat + bq[:, None], wk @ flat + bk[:, None]
+        sim = (q.T @ k) / np.outer(np.linalg.norm(q, axis=0), np.linalg.norm(k, axis=0))  # Eq. 10
+        a = np.exp(sim - sim.max(1, keepdims=True))
+        a /= a.sum(1, keepdims=True)
+        a_masked = rows[i][:, None] * a  # Eq. 11
+        rectified = module.delta.item() * (flat @ a_masked.T)  # Eq. 12: column j = sum_i A'[j, i] F_i
+        error = (flat - rectified) ** 2
+        total, count = total + error.sum(), count + np.count_nonzero(error)
+    return total / count  # Eq. 13 as released
+
+
+def test_lorm_equals_the_dense_float64_reference_and_keeps_its_label():
+    torch.manual_seed(4)
+    module = LoRM(6).double()
+    with torch.no_grad():
+        module.delta.fill_(0.8)
+    features = torch.randn(2, 6, 4, 5, dtype=torch.float64).relu()
+    pseudo = torch.randint(0, 3, (2, 32, 40))
+    pseudo[0, :10] = 255
+    pseudo[1] = 0  # no foreground: every row masked
+    before = pseudo.clone()
+    assert module(features, pseudo).item() == pytest.approx(lorm_reference(module, features, pseudo), rel=1e-9)
+    assert module.dense(features, pseudo).item() == pytest.approx(lorm_reference(module, features, pseudo), rel=1e-9)
+    assert torch.equal(pseudo, before)
+
+
+def test_lorm_gradients_match_the_dense_computation():
+    torch.manual_seed(5)
+    module = LoRM(4).double()
+    features = torch.randn(1, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    pseudo = torch.randint(0, 2, (1, 12, 12))
+    grads = []
+    for fn in (module, module.dense):
+        module.zero_grad()
+        features.grad = None
+        fn(features, pseudo).backward()
+        grads.append([features.grad.clone(), module.query.weight.grad.clone(), module.delta.grad.clone()])
+    for fused, dense in zip(*grads):
+        torch.testing.assert_close(fused, dense, rtol=1e-9, atol=1e-12)
+
+
+def test_cosine_learning_rate():
+    params = dict(lr_policy="cosine", warmup_iters=4)
+    assert [training.lr_factor(params, it, 12) for it in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert training.lr_factor(params, 8, 12) == pytest.approx(0.5)
+
+
+# pseudo-labels, scribbles, tags ---------------------------------------------------------------------------
+
+def test_cam_label_thresholds_and_merges():
+    cams = np.array([[[0.9, 0.2, 0.5]], [[0.4, 0.1, 0.7]]], np.float32)  # classes 2 and 5
+    np.testing.assert_array_equal(cdsp_pseudo_labels.cam_label(cams, np.array([2, 5]), 0.3), [[2, 0, 5]])
+
+
+def two_strokes():
+    scribble = np.full((12, 20), 255, np.uint8)
+    scribble[2:5, 1:18] = 3  # a 3 px wide object stroke, 17 long
+    scribble[8, 3:9] = 0  # a background stroke
+    scribble[10, 12] = 1  # a one-pixel stroke
+    return scribble
+
+
+def test_shrink_at_one_leaves_one_point_per_stroke():
+    scribble = two_strokes()
+    out = shrink(scribble, 1.0)
+    found = list(strokes(out))
+    assert len(found) == 3 and all(mask.sum() == 1 for _, mask in found)
+    assert sorted(label for label, _ in found) == [0, 1, 3]
+    assert out[2, 9] == 3  # the object stroke's centre: column 9, the first row in raster order
+    np.testing.assert_array_equal(shrink(scribble, 0.0), scribble)
+
+
+def test_shrink_halves_a_stroke_around_its_centre():
+    scribble = np.full((3, 21), 255, np.uint8)
+    scribble[1] = 2
+    out = shrink(scribble, 0.5)
+    np.testing.assert_array_equal(np.nonzero(out[1] != 255)[0], np.arange(5, 16))
+
+
+def test_drop_at_zero_changes_nothing_and_at_one_keeps_background():
+    scribble = two_strokes()
+    np.testing.assert_array_equal(drop(scribble, 0.0, np.random.default_rng(0)), scribble)
+    dropped = drop(scribble, 1.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(dropped, np.where(scribble == 0, 0, 255))
+
+
+def test_tags_from_scribbles(tiny_voc):
+    root, class_names = tiny_voc
+    ids = voc.read_ids(root, "train")
+    tags = voc.image_tags(root, ids, class_names, "scribbles")
+    for row, image_id in enumerate(ids):
+        scribble = voc.load_scribble(voc.path(root, "scribble", image_id), len(class_names))
+        present = {c for c in np.unique(scribble) if c not in (0, 255)}
+        assert set(np.flatnonzero(tags[row]) + 1) == present
+
+
+# the stages end to end --------------------------------------------------------------------------------------
+
+def test_cdsp_stages_end_to_end(tiny_voc, tmp_path):
+    root, class_names = tiny_voc
+    ids = voc.read_ids(root, "train")
+    pseudo = tmp_path / "pseudo"
+    pseudo.mkdir()
+    for image_id in ids:  # the ground truth as pseudo-labels (the CAM route is tested by cam_label above)
+        mask = voc.load_mask(voc.path(root, "mask", image_id), len(class_names))
+        save_png(pseudo / f"{image_id}.png", np.where(mask == 255, 0, mask).astype(np.uint8), voc.voc_palette())
+    cdsp_scribbles.run(dict(class_names=class_names, split="train", mode="drop", ratio=0.5), root=root,
+                       out=tmp_path / "drop50")
+    cdsp_distance_maps.run(dict(class_names=class_names, split="train", lambda_s=1.0, lambda_c=6.0), root=root,
+                           pseudo=pseudo, out_scribble=tmp_path / "ds", out_pseudo=tmp_path / "dc",
+                           scribbles=tmp_path / "drop50")
+    scribble = voc.load_scribble(tmp_path / "drop50" / f"{ids[0]}.png", len(class_names))
+    np.testing.assert_array_equal(voc.load_grey(tmp_path / "ds" / f"{ids[0]}.png", "map"), scribble_map(scribble, 1.0))
+    params = dict(seed=0, device="cpu", class_names=class_names, split="train", arch="deeplab_v2", backbone="small",
+                  pretrained=None, crop=48, batch_size=4, epochs=2, warmup_epochs=1, lr=0.01, momentum=0.9,
+                  weight_decay=0.0005, head_lr_mult=10)
+    train_cdsp.run(params, root=root, pseudo=pseudo, dist_scribble=tmp_path / "ds", dist_pseudo=tmp_path / "dc",
+                   out=tmp_path / "model.pt", scribbles=tmp_path / "drop50")
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert not any(k.startswith(("seg.", "lorm.")) for k in saved["state_dict"])
+    assert len(saved["history"]["loss"]) == 2 and all(np.isfinite(saved["history"]["loss"]))
+    infer_seg.run(dict(split="val", device="cpu", scales=[1.0], crf=False), root=root, model=tmp_path / "model.pt",
+                  out=tmp_path / "pred")
+    eval_seg.run(dict(class_names=class_names, split="val", method="cdsp"), root=root, pred=tmp_path / "pred",
+                 out=tmp_path / "seg_cdsp.csv")
+    assert cdsp_tables.network_miou([tmp_path / "seg_cdsp.csv"])["cdsp"] >= 0
+
+
+def test_cdsp_tables(tiny_voc, tmp_path):
+    root, class_names = tiny_voc
+    full = ["segs", "segc", "lorm", "ds", "dc"]
+    nets = {"cdsp": dict(losses=full, source="cam", scribbles="original"),
+            "cdsp_segs": dict(losses=["segs"], source="cam", scribbles="original"),
+            "cdsp_pl_gt": dict(losses=full, source="gt", scribbles="original"),
+            "cdsp_drop50": dict(losses=full, source="cam", scribbles="drop50"),
+            "cdsp_segs_shrink100": dict(losses=["segs"], source="cam", scribbles="shrink100")}
+    files = []
+    for i, net in enumerate(nets):
+        files.append(tmp_path / f"seg_{net}.csv")
+        metrics.write(files[-1], [dict(stage="seg", method=net, split="val", metric="iou", **{"class": ""},
+                                       value=0.5 + i / 10)])
+    out = {k: tmp_path / f"{k}.csv" for k in ("table2", "table3", "fig7")}
+    cdsp_tables.run(dict(class_names=class_names, split="train", nets=nets, main=dict(losses=full, source="cam"),
+                         sources=["cam", "gt"], all_losses=full), root=root, metrics_csv=files,
+                    pseudo=[root / "SegmentationClass", root / "SegmentationClass"], plot=tmp_path / "fig7.png", **out)
+    table2 = pd.read_csv(out["table2"])
+    assert list(table2["net"]) == ["cdsp", "cdsp_segs"] and list(table2["segc"]) == [1, 0]
+    table3 = pd.read_csv(out["table3"])
+    assert list(table3["net"]) == ["cdsp", "cdsp_pl_gt"] and np.allclose(table3["pseudo_miou"], 1.0)
+    fig7 = pd.read_csv(out["fig7"])
+    drop = fig7[(fig7["method"] == "cdsp") & (fig7["mode"] == "drop")]
+    assert list(drop["ratio"]) == [0.0, 0.5] and np.allclose(drop["miou"], [0.5, 0.8])
+    shrink = fig7[(fig7["method"] == "scribble_only") & (fig7["mode"] == "shrink")]
+    assert list(shrink["ratio"]) == [0.0, 1.0] and np.allclose(shrink["miou"], [0.6, 0.9])
+    assert (tmp_path / "fig7.png").stat().st_size > 0

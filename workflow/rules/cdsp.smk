@@ -1,0 +1,249 @@
+# CDSP (Zhang et al., AAAI 2024): pseudo-labels from the scribbles' classes, distance maps, and a DeepLab
+# trained with L_segs + L_segc + LoRM + DEL (wsss/cdsp/). Networks live in {RUN}/<net>/ and are inferred and
+# evaluated by infer_seg / eval_seg (seg.smk). `rule all` trains only `cdsp` (config cdsp.losses, on
+# cdsp.pseudo_labels and the original scribbles); `cdsp_ablation` adds Table 2's rows, Table 3's pseudo-label
+# sources and Fig. 7's dropped / shrunk scribbles (CDSP and the scribble-only baseline) and their tables.
+CDSP = config["cdsp"]
+ALL_LOSSES = ["segs", "segc", "lorm", "ds", "dc"]
+
+
+def cdsp_nets():
+    """net name -> (losses, pseudo-label source, scribble set) of every CDSP network the workflow can train."""
+    full, source = CDSP["losses"], CDSP["pseudo_labels"]
+    nets = {"cdsp": (full, source, "original")}
+    table2 = {"segs": ["segs"], "segc": ["segc"], "seg": ["segs", "segc"], "seg_dc": ["segs", "segc", "dc"],
+              "seg_lorm": ["segs", "segc", "lorm"], "seg_ds": ["segs", "segc", "ds"]}
+    nets.update({f"cdsp_{name}": (losses, source, "original") for name, losses in table2.items()})
+    nets.update({f"cdsp_pl_{s}": (full, s, "original") for s in CDSP["table3_pseudo_labels"] if s != source})
+    for mode in ("drop", "shrink"):
+        for ratio in CDSP["robustness_ratios"]:
+            if ratio > 0:
+                tag = f"{mode}{round(ratio * 100)}"
+                nets[f"cdsp_{tag}"] = (full, source, tag)
+                nets[f"cdsp_segs_{tag}"] = (["segs"], source, tag)  # the scribble-only baseline
+    return nets
+
+
+CDSP_NETS = cdsp_nets()
+# Table 3: the main source first, then the others (no duplicates)
+CDSP_TABLE3 = list(dict.fromkeys([CDSP["pseudo_labels"], *CDSP["table3_pseudo_labels"]]))
+
+
+def pseudo_folder(source):
+    """The pseudo-label folder of a source: cam (cdsp_pseudo_labels), irnet_rw (IRNet's random walk), or a
+    name in cdsp.pseudo_folders (a folder of <id>.png the user brings, e.g. BMP / SEAM / AFA labels)."""
+    if source == "cam":
+        return f"{RUN}/cdsp/pseudo_labels"
+    if source == "irnet_rw":
+        return f"{RUN}/irn/sem_seg"
+    if source in CDSP["pseudo_folders"]:
+        return CDSP["pseudo_folders"][source]
+    raise ValueError(f"cdsp: pseudo-label source {source!r} is not cam, irnet_rw or a key of cdsp.pseudo_folders")
+
+
+def scribble_folder(scribbles):
+    """[] for the original scribbles (the stage reads the root's), else the derived set's folder."""
+    return [] if scribbles == "original" else f"{RUN}/cdsp/scribbles/{scribbles}"
+
+
+def scribbles_arg(wildcards, input):
+    return f"--scribbles {shlex.quote(input.scribbles)}" if input.scribbles else ""
+
+
+rule cdsp_pseudo_labels:
+    """CDSP Eq. 4-6: the CAMs of the scribbles' classes, thresholded and merged into one label map."""
+    input:
+        split=split_file(TRAIN),
+        cams=f"{RUN}/cam/maps",
+    output:
+        labels=directory(f"{RUN}/cdsp/pseudo_labels"),
+    params:
+        root=DATA,
+        **stage_params("cdsp_pseudo_labels", split=TRAIN, threshold=CDSP["cam_threshold"]),
+    log:
+        log_file("cdsp_pseudo_labels"),
+    benchmark:
+        bench("cdsp_pseudo_labels")
+    conda:
+        ENV
+    shell:
+        wsss(
+            "cdsp_pseudo_labels",
+            "--root {params.root:q} --cams {input.cams:q} --out {output.labels:q}",
+        )
+
+
+rule cdsp_scribbles:
+    """Fig. 7: scribbles with each object stroke dropped (probability r) or each stroke shrunk (ratio r)."""
+    input:
+        split=split_file(TRAIN),
+    output:
+        scribbles=directory(f"{RUN}/cdsp/scribbles/{{mode}}{{pct}}"),
+    wildcard_constraints:
+        mode="drop|shrink",
+        pct=r"\d+",
+    params:
+        root=DATA,
+        **stage_params(
+            "cdsp_scribbles",
+            class_names=CLASSES,
+            split=TRAIN,
+            mode=wildcard("mode"),
+            ratio=lambda wc: int(wc.pct) / 100,
+            seed=config["seed"],
+        ),
+    log:
+        log_file("cdsp_scribbles_{mode}{pct}"),
+    benchmark:
+        bench("cdsp_scribbles_{mode}{pct}")
+    conda:
+        ENV
+    shell:
+        wsss(
+            "cdsp_scribbles",
+            "--root {params.root:q} --out {output.scribbles:q}",
+        )
+
+
+rule cdsp_distance_maps:
+    """Eq. 14 / 16 distance maps (uint8 PNGs) of the scribbles and of the pseudo-label boundaries."""
+    input:
+        split=split_file(TRAIN),
+        pseudo=lambda wc: pseudo_folder(wc.source),
+        scribbles=lambda wc: scribble_folder(wc.scribbles),
+    output:
+        scribble=directory(f"{RUN}/cdsp/maps/{{source}}/{{scribbles}}/scribble"),
+        pseudo=directory(f"{RUN}/cdsp/maps/{{source}}/{{scribbles}}/pseudo"),
+    wildcard_constraints:
+        source="[^/]+",
+        scribbles="[^/]+",
+    params:
+        root=DATA,
+        **stage_params(
+            "cdsp_distance_maps",
+            class_names=CLASSES,
+            split=TRAIN,
+            lambda_s=CDSP["lambda_s"],
+            lambda_c=CDSP["lambda_c"],
+        ),
+        scribbles=scribbles_arg,
+    log:
+        log_file("cdsp_distance_maps_{source}_{scribbles}"),
+    benchmark:
+        bench("cdsp_distance_maps_{source}_{scribbles}")
+    conda:
+        ENV
+    shell:
+        wsss(
+            "cdsp_distance_maps",
+            "--root {params.root:q} --pseudo {input.pseudo:q} {params.scribbles}"
+            " --out_scribble {output.scribble:q} --out_pseudo {output.pseudo:q}",
+        )
+
+
+def train_cdsp_input(wildcards):
+    losses, source, scribbles = CDSP_NETS[wildcards.net]
+    maps = f"{RUN}/cdsp/maps/{source}/{scribbles}"
+    return dict(pseudo=pseudo_folder(source), scribbles=scribble_folder(scribbles), dist_scribble=f"{maps}/scribble",
+                dist_pseudo=f"{maps}/pseudo", init=CAM_MODEL if INIT_FROM_CAM else [])
+
+
+rule train_cdsp:
+    """CDSP Eq. 5: DeepLab trained on scribbles and pseudo-labels with LoRM and the distance entropy loss."""
+    input:
+        unpack(train_cdsp_input),
+        split=split_file(TRAIN),
+    output:
+        model=f"{RUN}/{{net}}/model.pt",
+    wildcard_constraints:
+        net="|".join(CDSP_NETS),
+    params:
+        root=DATA,
+        **stage_params(
+            "train_cdsp",
+            class_names=CLASSES,
+            seed=config["seed"],
+            device=config["device"],
+            split=TRAIN,
+            arch=CDSP["arch"],
+            backbone=config["model"]["backbone"],
+            pretrained=config["model"]["pretrained"],
+            crop=CDSP["crop"],
+            scale=CDSP["scale"],
+            batch_size=CDSP["batch_size"],
+            epochs=CDSP["epochs"],
+            warmup_epochs=CDSP["warmup_epochs"],
+            lr=CDSP["lr"],
+            momentum=CDSP["momentum"],
+            weight_decay=CDSP["weight_decay"],
+            head_lr_mult=CDSP["head_lr_mult"],
+            label_smoothing=CDSP["label_smoothing"],
+            checkpoint_every=CDSP["checkpoint_every"],
+            losses=lambda wc: CDSP_NETS[wc.net][0],
+        ),
+        init=init_arg,
+        scribbles=scribbles_arg,
+    threads: 8
+    resources:
+        gpu=1,
+    log:
+        log_file("train_cdsp_{net}"),
+    benchmark:
+        bench("train_cdsp_{net}")
+    conda:
+        ENV
+    shell:
+        wsss(
+            "train_cdsp",
+            "--root {params.root:q} --pseudo {input.pseudo:q} {params.scribbles}"
+            " --dist_scribble {input.dist_scribble:q} --dist_pseudo {input.dist_pseudo:q} {params.init}"
+            " --out {output.model:q}",
+            gpu=True,
+        )
+
+
+rule cdsp_tables:
+    """CDSP Table 2 (loss terms), Table 3 (pseudo-label sources) and Fig. 7 (drop / shrink) from the metrics."""
+    input:
+        split=split_file(TRAIN),
+        metrics=[f"{RUN}/metrics/seg_{net}.csv" for net in CDSP_NETS],
+        pseudo=[pseudo_folder(s) for s in CDSP_TABLE3],
+    output:
+        table2=f"{RUN}/cdsp/table2.csv",
+        table3=f"{RUN}/cdsp/table3.csv",
+        fig7=f"{RUN}/cdsp/fig7.csv",
+        plot=report(f"{RUN}/cdsp/fig7.png", caption="../report/cdsp_fig7.rst", category="CDSP"),
+    params:
+        root=DATA,
+        **stage_params(
+            "cdsp_tables",
+            class_names=CLASSES,
+            split=TRAIN,
+            nets={net: dict(losses=l, source=s, scribbles=c) for net, (l, s, c) in CDSP_NETS.items()},
+            main=dict(losses=CDSP["losses"], source=CDSP["pseudo_labels"]),
+            sources=CDSP_TABLE3,
+            all_losses=ALL_LOSSES,
+        ),
+    log:
+        log_file("cdsp_tables"),
+    benchmark:
+        bench("cdsp_tables")
+    conda:
+        ENV
+    shell:
+        wsss(
+            "cdsp_tables",
+            "--root {params.root:q} --metrics_csv {input.metrics:q} --pseudo {input.pseudo:q}"
+            " --table2 {output.table2:q} --table3 {output.table3:q} --fig7 {output.fig7:q}"
+            " --plot {output.plot:q}",
+        )
+
+
+rule cdsp_ablation:
+    """Target: every CDSP network of Table 2, Table 3 and Fig. 7, and their tables."""
+    input:
+        rules.cdsp_tables.output,
+
+
+METRIC_FILES.append(f"{RUN}/metrics/seg_cdsp.csv")
+ABLATIONS.extend(rules.cdsp_tables.output)

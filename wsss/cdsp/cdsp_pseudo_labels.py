@@ -1,0 +1,39 @@
+"""Stage cdsp_pseudo_labels: CDSP's pseudo-labels from thresholded CAMs (Sec. "Pseudo-label Generation", Eq. 4-6).
+
+Per image, the full-resolution CAMs of the classes drawn in its scribbles (make_cam with `tags_from:
+scribbles`; each channel max-normalised) are thresholded into binary masks and merged into one label map as
+SEAM / AFA do: a background plane at `threshold` is stacked under the class CAMs and the argmax wins (a pixel
+where no CAM reaches the threshold is background; where several do, the strongest class). Output: `<out>/<id>.png`,
+VOC palette PNG, 0 background, 1..K. The paper does not give the threshold (its pseudo-labels were downloads).
+"""
+import numpy as np
+from tqdm import tqdm
+
+from wsss.cam import make_cam
+from wsss.datasets import voc
+from wsss.io import atomic_path, save_png
+from wsss.params import Param, resolve
+
+PARAMS = {
+    "split": voc.SPLIT,
+    "threshold": Param(float, help="background score: a pixel is a class where that class's CAM exceeds it"),
+}
+
+
+def run(params: dict, *, root, cams, out):
+    """Writes `<out>/<id>.png` for every image of `split` from the make_cam files `<cams>/<id>.npz`."""
+    params = resolve(params, PARAMS, "cdsp_pseudo_labels")
+    palette = voc.voc_palette()
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for image_id in tqdm(voc.read_ids(root, params["split"]), desc="cdsp_pseudo_labels"):
+            arrays = make_cam.load(f"{cams}/{image_id}.npz")
+            save_png(tmp / f"{image_id}.png", cam_label(arrays["high_res"], arrays["keys"], params["threshold"]),
+                     palette)
+
+
+def cam_label(cams: np.ndarray, keys: np.ndarray, threshold: float) -> np.ndarray:
+    """uint8 [H, W] label map: argmax over [threshold, cams...] mapped to (0, keys...)."""
+    scores = np.concatenate([np.full((1, *cams.shape[1:]), threshold, cams.dtype), cams])
+    labels = np.concatenate([[0], keys]).astype(np.uint8)
+    return labels[scores.argmax(0)]
