@@ -53,13 +53,15 @@ PARAMS = {
 NETWORK_KEYS = ("levels", "proto_channels", "alpha", "keep", "sigma")  # RPNet.__init__ arguments
 GAUSSIAN_SIZE = 5  # RPNet Table VI / the release: 5x5
 EPS = 1e-5  # max-normalisation of CAMs and F-hat (as make_cam)
+NORM_EPS = 1e-12  # F.normalize's: a zero feature vector has cosine 0 with every prototype
 
 
-def masked_mean(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Eq. 5: prototypes [B, C] = sum(features * mask) / sum(mask) over positions of features [B, C, h, w]
-    and a 0/1 mask [B, h, w]; an empty mask gives the zero vector (its count is clamped to 1)."""
-    total = torch.einsum("bchw,bhw->bc", features, mask)
-    return total / mask.sum((1, 2)).clamp_min(1)[:, None]
+def masked_mean(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Eq. 5: prototypes [B, M, C] = sum(features * mask) / sum(mask) over the positions of features
+    [B, C, h, w], for each of the 0/1 masks [B, M, h, w]; an empty mask gives the zero vector (its count is
+    clamped to 1)."""
+    total = torch.einsum("bchw,bmhw->bmc", features, masks)
+    return total / masks.sum((2, 3)).clamp_min(1)[..., None]
 
 
 def discard(mask: torch.Tensor, keep: float, generator=None) -> torch.Tensor:
@@ -142,13 +144,16 @@ class RPNet(CAMNet):
         best = None
         for n, unify in zip(self.levels, self.unify):
             u = F.relu(unify(feats[n]))  # Eq. 3
-            confident = (max_normalise(u).amax(1) > self.alpha).to(u.dtype)  # Eq. 4, 6
-            part = discard(confident, self.keep) if self.training else confident
-            protos = torch.stack([masked_mean(u, confident), masked_mean(u, part)], 1)  # Eq. 5: [BG, 2, D]
+            with torch.no_grad():  # a threshold: no gradient
+                confident = (max_normalise(u).amax(1) > self.alpha).to(u.dtype)  # Eq. 4, 6
+                part = discard(confident, self.keep) if self.training else confident
+            protos = masked_mean(u, torch.stack([confident, part], 1))  # Eq. 5: [BG, 2, D], full and part
             protos = protos.unflatten(0, (-1, group)).flatten(1, 2)  # [B, 2G, D]: the group's prototypes
             protos = F.normalize(protos, dim=2).repeat_interleave(group, 0)  # one copy per group member
-            cosine = torch.einsum("bdhw,bmd->bmhw", F.normalize(u, dim=1), protos)  # Eq. 7
-            level = F.interpolate(cosine.amax(1, keepdim=True), size, mode="bilinear", align_corners=False)
+            # Eq. 7, the pixel norms divided out after the product (cheaper than normalising u)
+            dots = torch.einsum("bdhw,bmd->bmhw", u, protos).amax(1, keepdim=True)
+            cosine = dots / u.norm(dim=1, keepdim=True).clamp_min(NORM_EPS)
+            level = F.interpolate(cosine, size, mode="bilinear", align_corners=False)
             best = level if best is None else torch.maximum(best, level)  # Eq. 8
         return best
 
