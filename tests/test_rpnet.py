@@ -3,16 +3,19 @@
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import ndimage
 
+from wsss import metrics
 from wsss.cam import make_cam, rpnet, train_cam
 from wsss.cam import net as cam_net
 from wsss.cam.net import CAMNet
 from wsss.cam.train_cam import PairedImages, class_members, draw_reference, train_subset
 from wsss.datasets.voc import VOCDataset
 from wsss.models import resnet
+from wsss.rpnet import cam_vs_fraction
 from wsss.transforms import TrainAugment
 
 TRAIN = dict(seed=0, device="cpu", tags_from="masks", split="train", backbone="small", pretrained=None,
@@ -196,3 +199,19 @@ def test_train_cam_rpnet_runs_and_make_cam_reads_it(tiny_voc, tmp_path):
     make_cam.run(dict(device="cpu", class_names=class_names, split="val", scales=[1.0]), root=root,
                  model=tmp_path / "rp.pt", out=tmp_path / "maps")
     assert len(list((tmp_path / "maps").iterdir())) == 4
+
+
+def test_cam_vs_fraction_collects_table_ii(tmp_path):
+    files, expected = [], []
+    for method in ("irnet", "rpnet"):
+        for fraction in (1, 0.5):
+            conf = np.random.default_rng(len(files)).integers(0, 50, (3, 3))
+            files.append(tmp_path / f"{method}_{fraction}.csv")
+            metrics.write(files[-1], metrics.rows("cam", method, "train", ["bg", "a", "b"], conf))
+            expected.append(metrics.scores(conf)["iou"].mean())
+    cam_vs_fraction.run({"methods": ["irnet", "rpnet"], "fractions": [1, 0.5]}, inputs=files,
+                        table=tmp_path / "t.csv", plot=tmp_path / "p.png")
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert list(table.method) == ["irnet", "irnet", "rpnet", "rpnet"] and list(table.train_fraction) == [1, 0.5, 1, 0.5]
+    np.testing.assert_allclose(table.miou, expected)
+    assert (tmp_path / "p.png").stat().st_size > 0

@@ -4,10 +4,10 @@ For each background threshold t in `thresholds`, a pixel's label is the argmax o
 the image's classes] (background wins ties), i.e. its strongest class where that CAM exceeds t, else
 background. Void (255) pixels are ignored.
 
-Outputs: `metrics` (long table, stage "cam", method "cam"): IoU, precision and recall per class and their
-means at the threshold with the best mIoU, plus metric `best_threshold`; `sweep` (CSV): one row per
-threshold with columns threshold, miou, precision, recall (class means).
-params: class_names, split, thresholds (IRNet evaluates at the single threshold 0.15); tags_from is unused
+Outputs: `metrics` (long table, stage "cam", method `method`: "cam", "rpnet" for RPNet's CAMs): IoU, precision and
+recall per class and their means at the threshold with the best mIoU, plus metric `best_threshold`; `sweep`
+(CSV): one row per threshold with columns threshold, miou, precision, recall (class means).
+params: class_names, split, thresholds (IRNet evaluates at the single threshold 0.15), method; tags_from is unused
 (the CAM files carry each image's classes)."""
 from pathlib import Path
 
@@ -26,6 +26,7 @@ PARAMS = {
     "class_names": voc.CLASS_NAMES,
     "split": voc.SPLIT,
     "thresholds": Param(list, help="background thresholds of the sweep (IRNet evaluates at 0.15)"),
+    "method": Param(str, "cam", "the metrics rows' method (cam: IRNet's CAM network; rpnet)"),
 }
 
 
@@ -42,7 +43,7 @@ def run(params: dict, *, root, cams, metrics, sweep):
     table = sweep_table(thresholds, conf)
     best = int(table["miou"].to_numpy().argmax())
     save_csv(sweep, table)
-    write(metrics, rows("cam", "cam", params["split"], class_names, conf[best],
+    write(metrics, rows("cam", params["method"], params["split"], class_names, conf[best],
                         best_threshold=thresholds[best]))
 
 
