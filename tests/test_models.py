@@ -26,6 +26,17 @@ def test_resnet50_has_torchvision_names():
     assert sum(k.startswith("layer3.") and k.endswith("conv1.weight") for k in r101.state_dict()) == 23
 
 
+@pytest.mark.parametrize("name, groups, width, n_params", [("resnext50", 32, 128, 25_028_904),
+                                                            ("resnext101", 32, 256, 88_791_336)])
+def test_resnext_matches_torchvision(name, groups, width, n_params):
+    """resnext50_32x4d / resnext101_32x8d: torchvision's names, grouped 3x3 convs and parameter counts
+    (torchvision's, which include the 2048 x 1000 ImageNet classifier)."""
+    model = resnet(name)
+    assert model.layer1[0].conv2.groups == groups and model.layer1[0].conv2.weight.shape == (width, width // 32, 3, 3)
+    assert model.layer4[0].conv3.weight.shape == (2048, width * 8, 1, 1)
+    assert sum(p.numel() for p in model.parameters()) + 2048 * 1000 + 1000 == n_params
+
+
 def test_load_pretrained_round_trip(tmp_path):
     source = resnet("small")
     state = _torchvision_state(source)

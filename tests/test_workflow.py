@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from wsss import metrics
@@ -107,8 +108,8 @@ def test_pipeline_outputs(tiny_run):
     assert planned_jobs(tiny_run, TINY) == set()
 
 
-def edited(path: str, value) -> dict:
-    config = copy.deepcopy(TINY)
+def edited(path: str, value, base=TINY) -> dict:
+    config = copy.deepcopy(base)
     *parents, key = path.split(".")
     node = config
     for p in parents:
@@ -247,3 +248,44 @@ def test_pipeline_outputs_in_snakemake_report(tiny_run):
     text = (tiny_run / "report.html").read_text()
     for rule in ("train_cam", "eval_cam", "report"):
         assert f"-m wsss.cli {rule} --params" in text, rule
+
+
+# RPNet (workflow/rules/rpnet.smk): its own chain next to the plain one; its own fixture, so the matrix above
+# (TINY without rpnet) is unchanged.
+RPNET_TINY = {**TINY, "cam": {**TINY["cam"], "methods": ["irnet", "rpnet"],
+                              "rpnet": {"crop": 64, "resize_long": [48, 80], "batch_size": 5, "epochs": 1, "lr": 0.1,
+                                        "proto_channels": 16}}}
+RPNET_TARGETS = [f"results/tiny/rpnet/metrics/{name}.csv" for name in ("eval_cam", "sem_seg", "seg_irnet")] + [
+    "results/tiny/metrics/eval_cam.csv"]
+RP_SEG = {"rpnet_infer_seg", "gather_shards", "rpnet_eval_seg"}
+RP_LABELS = {"rpnet_make_sem_seg_labels", "gather_shards", "rpnet_eval_sem_seg", "rpnet_train_seg"} | RP_SEG
+RP_CHAIN = {"rpnet_train_cam", "rpnet_make_cam", "rpnet_eval_cam", "rpnet_cam_to_ir_label", "rpnet_train_irn",
+            *RP_LABELS}
+
+
+@pytest.fixture(scope="module")
+def rpnet_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("wf_rpnet")
+    result = snakemake(workdir, RPNET_TINY, *RPNET_TARGETS)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_rpnet_chain_writes_its_own_rows(rpnet_run):
+    run = rpnet_run / "results" / "tiny"
+    methods = {name: set(metrics.read(run / "rpnet" / "metrics" / f"{name}.csv").method)
+               for name in ("eval_cam", "sem_seg", "seg_irnet")}
+    assert methods == {"eval_cam": {"rpnet"}, "sem_seg": {"rpnet_rw"}, "seg_irnet": {"seg_rpnet"}}
+    assert set(metrics.read(run / "metrics" / "eval_cam.csv").method) == {"cam"}
+    assert torch.load(run / "rpnet" / "cam" / "model.pt", weights_only=True)["params"]["method"] == "rpnet"
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    ("cam.rpnet.keep", 0.7, RP_CHAIN),  # an RPNet key: the RPNet branch only
+    ("cam.rpnet.epochs", 2, RP_CHAIN),
+    ("cam.lr", 0.05, {"train_cam", "make_cam", "gather_shards", "eval_cam"}),  # the plain branch only
+    ("cam.scales", [1.0], {"make_cam", "gather_shards", "eval_cam"} | RP_CHAIN - {"rpnet_train_cam"}),
+    ("irn.lr", 0.05, {"rpnet_train_irn"} | RP_LABELS),
+])
+def test_rpnet_key_reruns_only_its_branch(rpnet_run, path, value, expected):
+    assert planned_jobs(rpnet_run, edited(path, value, RPNET_TINY), *RPNET_TARGETS) == expected

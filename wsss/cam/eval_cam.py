@@ -4,7 +4,7 @@ For each background threshold t in `thresholds`, a pixel's label is the argmax o
 the image's classes] (background wins ties), i.e. its strongest class where that CAM exceeds t, else
 background. Void (255) pixels are ignored.
 
-Outputs: `metrics` (long table, stage "cam", method "cam"): IoU, precision and recall per class and their
+Outputs: `metrics` (long table, stage "cam", method `method`: "cam", "rpnet" for RPNet's CAMs): IoU, precision and recall per class and their
 means at the threshold with the best mIoU, plus metrics `best_threshold`, `fixed_threshold` (the paper's
 0.15, `fixed_threshold` param) and `iou_at_fixed_threshold`, the mIoU there (choosing the threshold on the
 scored split itself is optimistic; IRNet reports the fixed one), plus the CAMs' calibration per class
@@ -13,7 +13,7 @@ the mean CAM on the class's pixels, `cam_outside` its mean on the other non-void
 the class, `cam_spill` the share of those with CAM above the best threshold; `sweep` (CSV): one row per
 threshold with columns threshold, miou, precision, recall (class means).
 params: class_names, split, thresholds (IRNet evaluates at the single threshold 0.15), fixed_threshold
-(0.15: run_sample.py cam_eval_thres)."""
+(0.15: run_sample.py cam_eval_thres), method."""
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ PARAMS = {
     "split": voc.SPLIT,
     "thresholds": Param(list, help="background thresholds of the sweep (IRNet evaluates at 0.15)"),
     "fixed_threshold": Param(float, 0.15, "also report the mIoU at this threshold (IRNet's cam_eval_thres)"),
+    "method": Param(str, "cam", "the metrics rows' method (cam: IRNet's CAM network; rpnet)"),
 }
 
 
@@ -52,9 +53,9 @@ def run(params: dict, *, root, cams, metrics, sweep):
     table = sweep_table(thresholds, conf)
     best = int(table["miou"].to_numpy()[:len(swept)].argmax())  # the best of the sweep proper
     save_csv(sweep, table.iloc[:len(swept)])
-    write(metrics, rows("cam", "cam", params["split"], class_names, conf[best], best_threshold=thresholds[best],
+    write(metrics, rows("cam", params["method"], params["split"], class_names, conf[best], best_threshold=thresholds[best],
                         fixed_threshold=fixed, iou_at_fixed_threshold=table["miou"].iloc[thresholds.index(fixed)])
-          + calibration.rows(params["split"], class_names, best))
+          + calibration.rows(params["method"], params["split"], class_names, best))
 
 
 class Calibration:
@@ -72,7 +73,7 @@ class Calibration:
             self.sums[k] += [inside.sum(), inside.size, outside.sum(), outside.size]
             self.spill[k] += (outside[:, None] > self.thresholds).sum(0)
 
-    def rows(self, split, class_names, best: int) -> list[dict]:
+    def rows(self, method, split, class_names, best: int) -> list[dict]:
         """cam_inside, cam_outside, cam_spill (at threshold index `best`) per class and their means."""
         with np.errstate(invalid="ignore", divide="ignore"):
             values = {"cam_inside": self.sums[:, 0] / self.sums[:, 1], "cam_outside": self.sums[:, 2] / self.sums[:, 3],
@@ -80,9 +81,9 @@ class Calibration:
         out = []
         for metric, per_class in values.items():
             per_class = per_class[1:]  # background has no CAM
-            out.append(dict(stage="cam", method="cam", split=split, metric=metric, **{"class": ""},
+            out.append(dict(stage="cam", method=method, split=split, metric=metric, **{"class": ""},
                             value=float(np.nanmean(per_class)) if np.isfinite(per_class).any() else np.nan))
-            out += [dict(stage="cam", method="cam", split=split, metric=metric, **{"class": name}, value=float(v))
+            out += [dict(stage="cam", method=method, split=split, metric=metric, **{"class": name}, value=float(v))
                     for name, v in zip(class_names[1:], per_class)]
         return out
 

@@ -14,7 +14,7 @@ from wsss.params import Param
 # What the network depends on, part of train_cam's PARAMS.
 PARAMS = {
     "class_names": voc.CLASS_NAMES,
-    "backbone": Param(str, help="small (CPU demo) | resnet50 | resnet101"),
+    "backbone": Param(str, help="small (CPU demo) | resnet50 | resnet101 | resnext50 | resnext101"),
     "pretrained": Param(str, None, "torchvision-format ImageNet state dict; null: from scratch"),
     "strides": Param(list, [2, 2, 2, 1], "strides of the four ResNet levels (IRNet: output stride 16)"),
 }
@@ -54,14 +54,23 @@ class CAMNet(nn.Module):
 
 
 def build(params: dict) -> CAMNet:
-    """The CAM network described by train_cam params (backbone, strides, class_names, pretrained).
+    """The CAM network described by train_cam params (backbone, strides, class_names, pretrained; method and
+    the RPNet keys, wsss/cam/rpnet.py, for method rpnet).
 
     With ImageNet weights it follows IRNet (fixed BN statistics, stem..layer2 untrained); from scratch
     every layer and the BN statistics must train."""
     pretrained = params.get("pretrained")
     backbone = resnet(params["backbone"], params.get("strides", PARAMS["strides"].default), pretrained,
                       frozen_bn=pretrained is not None)
-    return CAMNet(backbone, len(params["class_names"]) - 1, frozen_levels=IRNET_FROZEN_LEVELS if pretrained else 0)
+    n_classes, frozen = len(params["class_names"]) - 1, IRNET_FROZEN_LEVELS if pretrained else 0
+    method = params.get("method", "irnet")
+    if method == "rpnet":
+        from wsss.cam import rpnet  # rpnet builds on CAMNet, so it is imported here, not at the top
+
+        return rpnet.RPNet(backbone, n_classes, frozen, **{k: params[k] for k in rpnet.NETWORK_KEYS if k in params})
+    if method != "irnet":
+        raise ValueError(f"method must be 'irnet' or 'rpnet', got {method!r}")
+    return CAMNet(backbone, n_classes, frozen_levels=frozen)
 
 
 def load(path, device="cpu") -> CAMNet:

@@ -11,16 +11,24 @@ none.
 params (IRNet on VOC 2012 / CPU demo): seed, device, class_names, tags_from, split, backbone
 (resnet50 / small), pretrained (ImageNet file / null), strides ((2,2,2,1)), crop (512 / 128), resize_long
 ([320, 640] / [96, 160]), batch_size (16), epochs (5 / 12), lr (0.1), weight_decay (1e-4), num_workers (0).
+`method` rpnet trains RPNet instead (wsss/cam/rpnet.py; its keys references, levels, proto_channels, alpha,
+keep, sigma, consistency_weight): each image comes with `references` images sharing one of its classes
+(`draw_reference`), each with its own augmentation. `train_fraction` (RPNet Table II: 1, 1/2, ..., 1/16)
+trains on a seeded subset of `split` that still holds every class (`train_subset`).
 Output `out`: {"state_dict", "params", "history"} (history: mean loss and seconds per epoch), written
 atomically."""
+import functools
+import math
 import random
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from wsss import distributed, training
 from wsss.cam import net as cam_net
+from wsss.cam import rpnet
 from wsss.datasets import voc
 from wsss.datasets.voc import VOCDataset, path
 from wsss.params import Param, resolve
@@ -31,6 +39,7 @@ from wsss.transforms import TrainAugment
 PARAMS = {
     **training.PARAMS,
     **cam_net.PARAMS,
+    **rpnet.PARAMS,
     "tags_from": voc.TAGS_FROM,
     "split": voc.SPLIT,
     # the released PolyOptimizer's SGD runs without momentum (module docstring)
@@ -38,6 +47,7 @@ PARAMS = {
     "crop": Param(int, help="square training crop side (IRNet: 512)"),
     "resize_long": Param(list, help="random long side range [lo, hi] before cropping (IRNet: [320, 640])"),
     "epochs": Param(int, help="epochs over `split` (IRNet: 5)"),
+    "train_fraction": Param(float, 1.0, "share of `split` trained on, every class kept (RPNet Table II: 1..1/16)"),
 }
 
 
@@ -45,19 +55,67 @@ NEW_LAYER_LR_MULT = 10  # IRNet train_cam.py: the classifier learns at 10x the b
 
 
 class TaggedImages(Dataset):
-    """{"image": augmented [3, crop, crop], "tags": float32 [K]}; keyed as wsss.training.BatchPlan."""
+    """{"image": augmented [3, crop, crop], "tags": float32 [K]} of the images `indices` of `images`; keyed as
+    wsss.training.BatchPlan."""
 
-    def __init__(self, images: VOCDataset, augment: TrainAugment):
-        self.images, self.augment = images, augment
+    def __init__(self, images: VOCDataset, indices, augment: TrainAugment):
+        self.images, self.indices, self.augment = images, list(indices), augment
 
     def __len__(self):
-        return len(self.images)
+        return len(self.indices)
 
     def __getitem__(self, key):
         index, aug_seed = key
-        item = self.images[index]
-        return {"image": self.augment(item["image"], rng=random.Random(aug_seed))[0],
-                "tags": torch.from_numpy(item["tags"])}
+        return self.load(self.indices[index], random.Random(aug_seed))
+
+    def load(self, image_index: int, rng) -> dict:
+        item = self.images[image_index]
+        return {"image": self.augment(item["image"], rng=rng)[0], "tags": torch.from_numpy(item["tags"])}
+
+
+class PairedImages(TaggedImages):
+    """RPNet's training groups: TaggedImages' item plus "refs" [R, 3, crop, crop] and "ref_tags" [R, K], R =
+    `references` images drawn among `indices` by `draw_reference`, each with its own augmentation."""
+
+    def __init__(self, images: VOCDataset, indices, augment: TrainAugment, references: int):
+        super().__init__(images, indices, augment)
+        self.references = references
+        self.members = class_members(images.tags[self.indices])
+
+    def __getitem__(self, key):
+        index, aug_seed = key
+        rng = random.Random(aug_seed)
+        item = self.load(self.indices[index], rng)
+        refs = [self.load(self.indices[draw_reference(item["tags"].numpy(), self.members, rng)], rng)
+                for _ in range(self.references)]
+        return {**item, "refs": torch.stack([r["image"] for r in refs]),
+                "ref_tags": torch.stack([r["tags"] for r in refs])}
+
+
+def class_members(tags: np.ndarray) -> list[np.ndarray]:
+    """For each class (column of tags [N, K]), the indices of the images tagged with it."""
+    return [np.flatnonzero(tags[:, c]) for c in range(tags.shape[1])]
+
+
+def draw_reference(tags: np.ndarray, members: list[np.ndarray], rng) -> int:
+    """RPNet's pairing (as released): one of the image's classes uniformly, then uniformly one of the images
+    having that class (the image itself among them). tags [K]; rng: a random.Random."""
+    c = rng.choice(np.flatnonzero(tags).tolist())
+    return int(members[c][rng.randrange(len(members[c]))])
+
+
+def train_subset(tags: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of ceil(fraction N) images of tags [N, K] drawn under `seed`, plus, for a class none
+    of them has, the first image with it in the same random order (RPNet Table II keeps every class)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"train_fraction must be in (0, 1], got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(tags))
+    chosen = set(order[:math.ceil(fraction * len(tags))].tolist())
+    for c in range(tags.shape[1]):
+        having = order[tags[order, c] > 0]
+        if len(having) and not any(int(i) in chosen for i in having):
+            chosen.add(int(having[0]))
+    return np.array(sorted(chosen), np.int64)
 
 
 def run(params: dict, *, root, out):
@@ -68,14 +126,19 @@ def run(params: dict, *, root, out):
 def train(p: dict, *, root, out):
     seed_everything(p["seed"])
     images = VOCDataset(root, p["split"], p["class_names"], p["tags_from"], with_mask=False)
-    n_iters = iterations_per_epoch(len(images), p["batch_size"], path(root, "split", p["split"])) * p["epochs"]
+    indices = train_subset(images.tags, p["train_fraction"], p["seed"])
+    n_iters = iterations_per_epoch(len(indices), p["batch_size"], path(root, "split", p["split"])) * p["epochs"]
     model = cam_net.build(p)
     backbone, new = model.param_groups()
-    dataset = TaggedImages(images, TrainAugment(p["crop"], resize_long=p["resize_long"]))
-    fit(model, [(backbone, 1.0), (new, NEW_LAYER_LR_MULT)], dataset, classification_loss, p, n_iters, out=out,
-        desc="train_cam", module=__name__,
-        inputs=voc.split_files(root, p["split"], "image",
-                                voc.tag_kind(voc.tags_source(root, images.ids, p["tags_from"]))))
+    augment = TrainAugment(p["crop"], resize_long=p["resize_long"])
+    if p["method"] == "rpnet":
+        dataset = PairedImages(images, indices, augment, p["references"])
+        loss = functools.partial(rpnet.rpnet_loss, weight=p["consistency_weight"])
+    else:
+        dataset, loss = TaggedImages(images, indices, augment), classification_loss
+    fit(model, [(backbone, 1.0), (new, NEW_LAYER_LR_MULT)], dataset, loss, p, n_iters, out=out, desc="train_cam",
+        module=__name__, inputs=voc.split_files(root, p["split"], "image",
+                                                voc.tag_kind(voc.tags_source(root, images.ids, p["tags_from"]))))
 
 
 def classification_loss(net, batch, it):

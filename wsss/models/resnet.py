@@ -17,9 +17,13 @@ from wsss.io import load_torch
 ARCHITECTURES = {
     "resnet50": ("bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), 64),
     "resnet101": ("bottleneck", (3, 4, 23, 3), (64, 128, 256, 512), 64),
+    "resnext50": ("bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), 64),  # torchvision resnext50_32x4d
+    "resnext101": ("bottleneck", (3, 4, 23, 3), (64, 128, 256, 512), 64),  # torchvision resnext101_32x8d
     # the CPU demo: narrow basic blocks, trained from scratch on a few hundred 128 px images
     "small": ("basic", (1, 1, 1, 1), (32, 64, 96, 128), 32),
 }
+# ResNeXt (Xie et al. 2017; RPNet's release uses resnext101): name -> (groups, width per group) of the 3x3 convs
+GROUPS = {"resnext50": (32, 4), "resnext101": (32, 8)}
 
 
 class FixedBatchNorm(nn.BatchNorm2d):
@@ -50,16 +54,18 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """torchvision's (and IRNet's) ResNet v1.5 bottleneck: the stride sits on the 3x3 convolution."""
+    """torchvision's (and IRNet's) ResNet v1.5 bottleneck: the stride sits on the 3x3 convolution. ResNeXt:
+    the 3x3 convolution has `groups` groups of `base_width` / 64 * planes channels (torchvision's formula)."""
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride, downsample, norm):
+    def __init__(self, inplanes, planes, stride, downsample, norm, groups=1, base_width=64):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = norm(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = norm(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        width = int(planes * base_width / 64) * groups
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = norm(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+        self.bn2 = norm(width)
+        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False)
         self.bn3 = norm(planes * 4)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -72,8 +78,9 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, layers, widths, stem, strides, norm):
+    def __init__(self, block, layers, widths, stem, strides, norm, **block_options):
         super().__init__()
+        self.block_options = block_options  # ResNeXt: groups, base_width
         if len(strides) != 4:
             raise ValueError(f"strides must be 4 ints (conv1, layer2, layer3, layer4), got {strides}")
         self.conv1 = nn.Conv2d(3, stem, 7, strides[0], 3, bias=False)
@@ -93,9 +100,9 @@ class ResNet(nn.Module):
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
                                        norm(planes * block.expansion))
-        blocks = [block(self.inplanes, planes, stride, downsample, norm)]
+        blocks = [block(self.inplanes, planes, stride, downsample, norm, **self.block_options)]
         self.inplanes = planes * block.expansion
-        blocks += [block(self.inplanes, planes, 1, None, norm) for _ in range(n - 1)]
+        blocks += [block(self.inplanes, planes, 1, None, norm, **self.block_options) for _ in range(n - 1)]
         return nn.Sequential(*blocks)
 
     def _init_weights(self):
@@ -136,13 +143,16 @@ class ResNet(nn.Module):
 
 
 def resnet(name: str, strides=(2, 2, 2, 1), pretrained: str | None = None, frozen_bn: bool = False) -> ResNet:
-    """A ResNet by name ("resnet50", "resnet101" or "small"), optionally with torchvision-format weights
-    from the local file `pretrained`; `frozen_bn` uses IRNet's FixedBatchNorm (stored statistics)."""
+    """A ResNet by name ("resnet50", "resnet101", "resnext50", "resnext101" or "small"), optionally with
+    torchvision-format weights from the local file `pretrained`; `frozen_bn` uses IRNet's FixedBatchNorm (stored
+    statistics)."""
     if name not in ARCHITECTURES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(ARCHITECTURES)}")
     kind, layers, widths, stem = ARCHITECTURES[name]
     block = Bottleneck if kind == "bottleneck" else BasicBlock
-    model = ResNet(block, layers, widths, stem, tuple(strides), FixedBatchNorm if frozen_bn else nn.BatchNorm2d)
+    groups = dict(zip(("groups", "base_width"), GROUPS[name])) if name in GROUPS else {}
+    model = ResNet(block, layers, widths, stem, tuple(strides), FixedBatchNorm if frozen_bn else nn.BatchNorm2d,
+                   **groups)
     if pretrained is not None:
         load_pretrained(model, pretrained)
     return model
