@@ -20,7 +20,7 @@ def test_calibration_equals_direct_means_on_random_images():
         for k, cam in zip(keys, cams.astype(np.float64)):
             inside[k] += cam[gt == k].tolist()
             outside[k] += cam[(gt != k) & (gt != 255)].tolist()
-    table = pd.DataFrame(calibration.rows("train", NAMES, best=1)).set_index(["metric", "class"])["value"]
+    table = pd.DataFrame(calibration.rows("cam", "train", NAMES, best=1)).set_index(["metric", "class"])["value"]
     for k, name in ((1, "a"), (2, "b")):
         assert np.isclose(table["cam_inside", name], np.mean(inside[k]))
         assert np.isclose(table["cam_outside", name], np.mean(outside[k]))

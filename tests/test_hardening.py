@@ -43,7 +43,7 @@ def test_demo_generator_refuses_a_foreign_root_and_deletes_nothing(tmp_path, tin
     (root / "JPEGImages").mkdir(parents=True)
     (root / "JPEGImages" / "holiday.jpg").write_bytes(b"precious")
     (root / "notes.txt").write_text("mine")
-    with pytest.raises(DataError, match=f"{root}: not a demo data set root"):
+    with pytest.raises(DataError, match=f"{root}: not a generated data set root"):
         demo_dataset.run(tiny_demo_params, root=root)
     assert (root / "JPEGImages" / "holiday.jpg").read_bytes() == b"precious"
     assert sorted(p.name for p in root.iterdir()) == ["JPEGImages", "notes.txt"]

@@ -85,10 +85,10 @@ def test_fit_applies_the_groups_learning_rate_and_weight_decay(monkeypatch):
     def first_step(net, batch, it):  # the learning rates are set just before the loss is computed
         raise Stop
     params = dict(device="cpu", lr=0.1, momentum=0.9, weight_decay=0.01, lr_policy="poly", power=0.9, seed=0,
-                  batch_size=1, checkpoint_every=0, num_workers=0)
+                  batch_size=1, checkpoint_every=0, num_workers=0, amp=False)
     with pytest.raises(Stop):
         training.fit(model, [([a], 1.0, 1.0), ([b], 20.0, 0.0)], _Items(), first_step, params, 1, out="unused",
-                     desc="t")
+                     desc="t", module="wsss.seg.train_seg", inputs=[])
     groups = {id(p): g for g in made[0].param_groups for p in g["params"]}
     assert groups[id(a)]["weight_decay"] == 0.01 and groups[id(a)]["lr"] == pytest.approx(0.1)
     assert groups[id(b)]["weight_decay"] == 0.0 and groups[id(b)]["lr"] == pytest.approx(2.0)

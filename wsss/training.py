@@ -196,13 +196,13 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
             save_checkpoint(ckpt, it + 1, key, model, optimizer, history, tracker)
             history.write_log(out)
     bar.close()
-    history.write_log(out)
     if distributed.is_main():
         if finish is not None:
             finish(model)
         with atomic_path(out) as tmp:
             torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "params": params,
                         "history": history.summary()}, tmp)
+        history.write_log(out)  # after the network: a run that failed to save it leaves no complete log
         ckpt.unlink(missing_ok=True)
 
 

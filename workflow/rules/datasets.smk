@@ -63,8 +63,8 @@ rule validate_data:
         report=DATA_CHECKED,
     params:
         root=DATA,
-        **stage_params("validate_data", splits=list(dict.fromkeys(VALIDATED_SPLITS)), class_names=CLASSES,
-                       tags_from=TAGS_FROM),
+        **stage_params("validate_data", splits=list(dict.fromkeys(VALIDATED_SPLITS)), scored=[LABEL, EVAL],
+                       class_names=CLASSES, tags_from=TAGS_FROM),
     threads: 4
     log:
         log_file("validate_data"),

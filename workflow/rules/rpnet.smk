@@ -223,6 +223,10 @@ rule cam_vs_fraction:
         log_file("cam_vs_fraction"),
     benchmark:
         bench("cam_vs_fraction")
+    conda:
+        ENV
     shell:
-        WSSS + " cam_vs_fraction --params {params.json} --inputs {input:q} --table {output.table:q}"
-        " --plot {output.plot:q} > {log:q} 2>&1"
+        wsss(
+            "cam_vs_fraction",
+            "--inputs {input:q} --table {output.table:q} --plot {output.plot:q}",
+        )

@@ -71,12 +71,15 @@ def train(params: dict, *, root, pseudo, dist_scribble, dist_pseudo, out, scribb
     if init is not None:
         deeplab.load_weights(seg, init)
     model = CDSPNet(seg, "lorm" in params["losses"])
-    backbone, heads = deeplab.param_groups(seg)
+    backbone, heads = deeplab.backbone_and_heads(seg)
     new = heads + (list(model.lorm.parameters()) if model.lorm is not None else [])
     per_epoch = iterations_per_epoch(len(ids), params["batch_size"], voc.path(root, "split", params["split"]))
     params = {**params, "warmup_iters": params["warmup_epochs"] * per_epoch}
     fit(model, [(backbone, 1.0), (new, params["head_lr_mult"])], dataset, CDSPLoss(params), params,
-        params["epochs"] * per_epoch, out=out, desc="train_cdsp")
+        params["epochs"] * per_epoch, out=out, desc="train_cdsp", module=__name__,
+        inputs=[*voc.split_files(root, params["split"], "image"),
+                *([scribbles] if scribbles else voc.split_files(root, params["split"], "scribble")),
+                pseudo, dist_scribble, dist_pseudo, init])
     if distributed.is_main():
         keep_segmentation_network(out)
 

@@ -17,7 +17,6 @@ Written files (all read back by wsss.datasets.voc):
   ImageSets/Segmentation/{train,val}.txt
 """
 import colorsys
-import json
 import math
 from dataclasses import dataclass
 from typing import Callable

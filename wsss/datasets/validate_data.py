@@ -1,8 +1,10 @@
 """Stage validate_data: checks every split the run reads before anything trains on it.
 
-For each split: its ids (read_ids: plain names, no repeats), every image readable, its SegmentationClass
-mask present, readable, of the image's size and holding only class indices 0..K-1 or 255, and its
-image-level tags (from masks or Annotations XML) naming at least one object class. Every problem is
+For each split: its ids (read_ids: plain names, no repeats), every image readable, its class mask
+(SegmentationClass, or SegmentationClassAug for train_aug) readable, of the image's size and holding only
+class indices 0..K-1 or 255 - present for every image of a `scored` split (label and evaluation splits),
+wherever it exists otherwise - and its image-level tags (`tags_from`, "auto" resolved per split) naming at
+least one object class. Every problem is
 listed in the log; the error names the first one's file. Writes a short report (images checked per split)
 that the first training and evaluation rules depend on."""
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +20,7 @@ from wsss.runtime import threads
 
 PARAMS = {
     "splits": Param(list, help="the splits the run reads (train, label and evaluation splits)"),
+    "scored": Param(list, [], help="the splits scored against their masks (every image needs one)"),
     "class_names": voc.CLASS_NAMES,
     "tags_from": voc.TAGS_FROM,
 }
@@ -33,9 +36,11 @@ def run(params: dict, *, root, out):
         except DataError as e:
             problems.append(str(e))
             continue
+        source = voc.tags_source(root, ids, params["tags_from"])
+        scored = split in params["scored"]
         with ThreadPoolExecutor(threads()) as pool:  # decoding releases the GIL
-            found = list(tqdm(pool.map(lambda i: check_image(root, i, params), ids), total=len(ids),
-                              desc=f"validate {split}"))
+            found = list(tqdm(pool.map(lambda i: check_image(root, i, params["class_names"], source, scored), ids),
+                              total=len(ids), desc=f"validate {split}"))
         problems += [p for p in found if p]
         lines.append(f"{split}: {len(ids)} images, {sum(1 for p in found if p)} bad")
     if problems:
@@ -47,13 +52,15 @@ def run(params: dict, *, root, out):
         Path(tmp).write_text("\n".join(lines) + "\n")
 
 
-def check_image(root, image_id, params) -> str | None:
-    """The problem with one image and its annotations (a DataError's text), or None."""
-    names = params["class_names"]
+def check_image(root, image_id, names, tags_from: str, scored: bool) -> str | None:
+    """The problem with one image and its annotations (a DataError's text), or None. The mask must exist
+    when the image is `scored`; `tags_from` is masks, xml or scribbles."""
     try:
         image = voc.load_image(voc.path(root, "image", image_id))
-        voc.load_mask(voc.path(root, "mask", image_id), len(names), image.shape[:2])
-        voc.tags_of(root, image_id, names, params["tags_from"])
+        mask = voc.path(root, "mask", image_id)
+        if scored or mask.is_file():
+            voc.load_mask(mask, len(names), image.shape[:2])
+        voc.tags_of(root, image_id, names, tags_from)
     except DataError as e:
         return str(e)
     return None

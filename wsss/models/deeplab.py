@@ -133,15 +133,20 @@ def backbone(params: dict):
     return net
 
 
+def backbone_and_heads(model: nn.Module) -> tuple[list, list]:
+    """(the network's parameters outside its heads, the heads' parameters)."""
+    heads = [p for m in model.heads() for p in m.parameters()]
+    head_ids = {id(p) for p in heads}
+    return [p for p in model.parameters() if id(p) not in head_ids], heads
+
+
 def param_groups(model: nn.Module, head_lr_mult: float = 10.0) -> list[tuple]:
     """wsss.training.fit groups [(parameters, lr multiplier, weight-decay multiplier)] of DeepLab-v2's
     released prototxt (as DSRG's train-s / train-f): backbone weights x1, backbone biases x2 without weight
     decay, new-layer weights x`head_lr_mult` (10), new-layer biases x2 that (20) without weight decay.
     Frozen parameters (fixed BN) are left out. Biases are the 1-d `bias` tensors of convolutions and
     linear layers; a trainable BN's scale and shift count as weights (x1 or x`head_lr_mult`, decayed)."""
-    heads = [p for m in model.heads() for p in m.parameters()]
-    head_ids = {id(p) for p in heads}
-    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    backbone, heads = backbone_and_heads(model)
     biases = {id(m.bias) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None}
 
     def select(params, bias: bool):

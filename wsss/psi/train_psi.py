@@ -87,7 +87,7 @@ def train(params: dict, *, root, out, supervision, scores, init=None):
     diffusion = Diffusion(params, g, root, ids, scribbles)
     per_epoch = iterations_per_epoch(len(ids), params["batch_size"], voc.path(root, "split", params["split"]))
     phases = phase_epochs(params["epochs"], params["steps"] + 1 if params["sld"] else 1)
-    backbone, heads = deeplab.param_groups(model)
+    backbone, heads = deeplab.backbone_and_heads(model)
     with (atomic_path(supervision) if distributed.is_main() else contextlib.nullcontext()) as folder:
         log = SupervisionLog(root, ids, n, folder)
         log.record(0, dataset.labels)
@@ -99,7 +99,8 @@ def train(params: dict, *, root, out, supervision, scores, init=None):
             phase_out = out if last else f"{out}.t{step}"
             fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset,
                 lambda net, batch, it: seg_loss(net(batch["image"]), batch["label"], params["lambda_1"]),
-                params, epochs * per_epoch, out=phase_out, desc=f"train_psi t{step}")
+                params, epochs * per_epoch, out=phase_out, desc=f"train_psi t{step}", module=__name__,
+                inputs=[*voc.split_files(root, params["split"], "image", "scribble"), init])
             if not last and distributed.is_main():
                 Path(phase_out).unlink()
     if distributed.is_main():
