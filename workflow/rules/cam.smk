@@ -5,28 +5,6 @@
 RPNET_KEYS = ["references", "levels", "proto_channels", "alpha", "keep", "sigma", "consistency_weight"]
 
 
-def train_cam_values(method, train_fraction=None):
-    """train_cam's params for the CAM network `method`: irnet with cam's schedule; rpnet with cam.rpnet's
-    schedule and keys (rules/rpnet.smk). Trained on dataset.train_fraction unless given (RPNet Table II)."""
-    c = config["cam"]["rpnet"] if method == "rpnet" else config["cam"]
-    values = dict(
-        class_names=CLASSES,
-        tags_from=TAGS_FROM,
-        seed=config["seed"],
-        device=config["device"],
-        split=TRAIN,
-        backbone=config["model"]["backbone"],
-        pretrained=CAM_PRETRAINED,
-        train_fraction=config["dataset"]["train_fraction"] if train_fraction is None else train_fraction,
-        checkpoint_every=config["train"]["checkpoint_every"],
-        amp=config["train"]["amp"],
-        **{k: c[k] for k in ("crop", "resize_long", "batch_size", "epochs", "lr", "weight_decay")},
-    )
-    if method == "rpnet":
-        values.update(method="rpnet", **{k: c[k] for k in RPNET_KEYS})
-    return values
-
-
 rule train_cam:
     """IRNet Sec. 3: classification network whose class activation maps seed every later stage."""
     input:

@@ -7,47 +7,9 @@ CDSP = config["cdsp"]
 ALL_LOSSES = ["segs", "segc", "lorm", "ds", "dc"]
 
 
-def cdsp_nets():
-    """net name -> (losses, pseudo-label source, scribble set) of every CDSP network the workflow can train."""
-    full, source = CDSP["losses"], CDSP["pseudo_labels"]
-    nets = {"cdsp": (full, source, "original")}
-    table2 = {"segs": ["segs"], "segc": ["segc"], "seg": ["segs", "segc"], "seg_dc": ["segs", "segc", "dc"],
-              "seg_lorm": ["segs", "segc", "lorm"], "seg_ds": ["segs", "segc", "ds"]}
-    nets.update({f"cdsp_{name}": (losses, source, "original") for name, losses in table2.items()})
-    nets.update({f"cdsp_pl_{s}": (full, s, "original") for s in CDSP["table3_pseudo_labels"] if s != source})
-    for mode in ("drop", "shrink"):
-        for ratio in CDSP["robustness_ratios"]:
-            if ratio > 0:
-                tag = f"{mode}{round(ratio * 100)}"
-                nets[f"cdsp_{tag}"] = (full, source, tag)
-                nets[f"cdsp_segs_{tag}"] = (["segs"], source, tag)  # the scribble-only baseline
-    return nets
-
-
 CDSP_NETS = cdsp_nets()
 # Table 3: the main source first, then the others (no duplicates)
 CDSP_TABLE3 = list(dict.fromkeys([CDSP["pseudo_labels"], *CDSP["table3_pseudo_labels"]]))
-
-
-def pseudo_folder(source):
-    """The pseudo-label folder of a source: cam (cdsp_pseudo_labels), irnet_rw (IRNet's random walk), or a
-    name in cdsp.pseudo_folders (a folder of <id>.png the user brings, e.g. BMP / SEAM / AFA labels)."""
-    if source == "cam":
-        return f"{RUN}/cdsp/pseudo_labels"
-    if source == "irnet_rw":
-        return f"{RUN}/irn/sem_seg"
-    if source in CDSP["pseudo_folders"]:
-        return CDSP["pseudo_folders"][source]
-    raise ValueError(f"cdsp: pseudo-label source {source!r} is not cam, irnet_rw or a key of cdsp.pseudo_folders")
-
-
-def scribble_folder(scribbles):
-    """[] for the original scribbles (the stage reads the root's), else the derived set's folder."""
-    return [] if scribbles == "original" else f"{RUN}/cdsp/scribbles/{scribbles}"
-
-
-def scribbles_arg(wildcards, input):
-    return f"--scribbles {shlex.quote(input.scribbles)}" if input.scribbles else ""
 
 
 rule cdsp_pseudo_labels:
@@ -58,7 +20,7 @@ rule cdsp_pseudo_labels:
     output:
         labels=directory(f"{RUN}/cdsp/pseudo_labels"),
     params:
-        root=DATA,
+        root=dataset_root,
         **stage_params("cdsp_pseudo_labels", split=TRAIN, threshold=CDSP["cam_threshold"]),
     log:
         log_file("cdsp_pseudo_labels"),
@@ -83,7 +45,7 @@ rule cdsp_scribbles:
         mode="drop|shrink",
         pct=r"\d+",
     params:
-        root=DATA,
+        root=dataset_root,
         **stage_params(
             "cdsp_scribbles",
             class_names=CLASSES,
@@ -118,7 +80,7 @@ rule cdsp_distance_maps:
         source="[^/]+",
         scribbles="[^/]+",
     params:
-        root=DATA,
+        root=dataset_root,
         **stage_params(
             "cdsp_distance_maps",
             class_names=CLASSES,
@@ -141,13 +103,6 @@ rule cdsp_distance_maps:
         )
 
 
-def train_cdsp_input(wildcards):
-    losses, source, scribbles = CDSP_NETS[wildcards.net]
-    maps = f"{RUN}/cdsp/maps/{source}/{scribbles}"
-    return dict(pseudo=pseudo_folder(source), scribbles=scribble_folder(scribbles), dist_scribble=f"{maps}/scribble",
-                dist_pseudo=f"{maps}/pseudo", init=CAM_MODEL if INIT_FROM_CAM else [])
-
-
 rule train_cdsp:
     """CDSP Eq. 5: DeepLab trained on scribbles and pseudo-labels with LoRM and the distance entropy loss."""
     input:
@@ -158,7 +113,7 @@ rule train_cdsp:
     wildcard_constraints:
         net="|".join(CDSP_NETS),
     params:
-        root=DATA,
+        root=dataset_root,
         **stage_params(
             "train_cdsp",
             class_names=CLASSES,
@@ -214,7 +169,7 @@ rule cdsp_tables:
         fig7=f"{RUN}/cdsp/fig7.csv",
         plot=report(f"{RUN}/cdsp/fig7.png", caption="../report/cdsp_fig7.rst", category="CDSP"),
     params:
-        root=DATA,
+        root=dataset_root,
         **stage_params(
             "cdsp_tables",
             class_names=CLASSES,

@@ -76,9 +76,12 @@ def split_files(splits):
 
 
 def dataset_root(wildcards, input, output):
-    """The data set root (a rule's params.root): the folder above ImageSets/ of the rule's split file."""
-    split = input.split if "split" in input.keys() else output.train
-    return str(Path(split if isinstance(split, str) else split[0]).parents[2])
+    """The data set root (a rule's params.root): the folder above ImageSets/ of the first split file among
+    the rule's inputs, else its outputs (inferred from the files, so --lint sees no hard-coded prefix)."""
+    for file in [*input, *output]:
+        if Path(file).parent.parts[-2:] == ("ImageSets", "Segmentation"):
+            return str(Path(file).parents[2])
+    raise WorkflowError(f"no split file among the rule's inputs or outputs: {[*input, *output]}")
 
 
 def log_file(rule, sharded=False):
@@ -182,3 +185,117 @@ def method_name(wildcards):
 def init_arg(wildcards, input):
     """`--init FILE` when the network starts from a saved one."""
     return f"--init {shlex.quote(input.init)}" if "init" in input.keys() and input.init else ""
+
+
+# Helpers of rules/cam.smk (here for snakemake --lint: no functions beside rules).
+def train_cam_values(method, train_fraction=None):
+    """train_cam's params for the CAM network `method`: irnet with cam's schedule; rpnet with cam.rpnet's
+    schedule and keys (rules/rpnet.smk). Trained on dataset.train_fraction unless given (RPNet Table II)."""
+    c = config["cam"]["rpnet"] if method == "rpnet" else config["cam"]
+    values = dict(
+        class_names=CLASSES,
+        tags_from=TAGS_FROM,
+        seed=config["seed"],
+        device=config["device"],
+        split=TRAIN,
+        backbone=config["model"]["backbone"],
+        pretrained=CAM_PRETRAINED,
+        train_fraction=config["dataset"]["train_fraction"] if train_fraction is None else train_fraction,
+        checkpoint_every=config["train"]["checkpoint_every"],
+        amp=config["train"]["amp"],
+        **{k: c[k] for k in ("crop", "resize_long", "batch_size", "epochs", "lr", "weight_decay")},
+    )
+    if method == "rpnet":
+        values.update(method="rpnet", **{k: c[k] for k in RPNET_KEYS})
+    return values
+
+
+
+# Helpers of rules/seg.smk (here for snakemake --lint: no functions beside rules).
+def infer_setting(key, default):
+    """An infer_seg param: the network's INFER_NETS entry, else `default`."""
+    return lambda wc: INFER_NETS.get(wc.get("net"), {}).get(key, default)  # rpnet_infer_seg has no {net}
+
+
+
+# Helpers of rules/psi.smk (here for snakemake --lint: no functions beside rules).
+def psi_values(wildcards):
+    """train_psi's params for one row: the CPP keys only with CPP, the SLD keys only with SLD (so an SLD
+    key reruns the networks that diffuse, and only those)."""
+    cpp, sld = PSI_NETS[wildcards.psi]
+    values = dict(
+        class_names=CLASSES,
+        seed=config["seed"],
+        device=config["device"],
+        split=TRAIN,
+        backbone=config["model"]["backbone"],
+        pretrained=config["model"]["pretrained"],
+        **{k: PSI[k] for k in ("crop", "scale", "rotation", "batch_size", "epochs", "lr", "momentum")},
+        **{k: PSI[k] for k in ("weight_decay", "head_lr_mult", "head_channels")},
+        lambda_1=PSI["lambda_1"] if cpp or sld else 0.0,  # the baseline: partial cross-entropy only
+        cpp=cpp,
+        sld=sld,
+    )
+    if cpp:
+        values.update({k: PSI[k] for k in ("cpp_width", "cpp_radii", "cpp_destination")})
+    if sld:
+        values.update({k: PSI[k] for k in ("steps", "k", "lambda_2", "sld_radius", "sld_hidden", "sld_lr")})
+    return values
+
+
+def psi_metrics(nets):
+    return expand(f"{RUN}/metrics/seg_{{net}}.csv", net=nets)
+
+
+
+# Helpers of rules/cdsp.smk (here for snakemake --lint: no functions beside rules).
+def cdsp_nets():
+    """net name -> (losses, pseudo-label source, scribble set) of every CDSP network the workflow can train."""
+    full, source = CDSP["losses"], CDSP["pseudo_labels"]
+    nets = {"cdsp": (full, source, "original")}
+    table2 = {"segs": ["segs"], "segc": ["segc"], "seg": ["segs", "segc"], "seg_dc": ["segs", "segc", "dc"],
+              "seg_lorm": ["segs", "segc", "lorm"], "seg_ds": ["segs", "segc", "ds"]}
+    nets.update({f"cdsp_{name}": (losses, source, "original") for name, losses in table2.items()})
+    nets.update({f"cdsp_pl_{s}": (full, s, "original") for s in CDSP["table3_pseudo_labels"] if s != source})
+    for mode in ("drop", "shrink"):
+        for ratio in CDSP["robustness_ratios"]:
+            if ratio > 0:
+                tag = f"{mode}{round(ratio * 100)}"
+                nets[f"cdsp_{tag}"] = (full, source, tag)
+                nets[f"cdsp_segs_{tag}"] = (["segs"], source, tag)  # the scribble-only baseline
+    return nets
+
+
+def pseudo_folder(source):
+    """The pseudo-label folder of a source: cam (cdsp_pseudo_labels), irnet_rw (IRNet's random walk), or a
+    name in cdsp.pseudo_folders (a folder of <id>.png the user brings, e.g. BMP / SEAM / AFA labels)."""
+    if source == "cam":
+        return f"{RUN}/cdsp/pseudo_labels"
+    if source == "irnet_rw":
+        return f"{RUN}/irn/sem_seg"
+    if source in CDSP["pseudo_folders"]:
+        return CDSP["pseudo_folders"][source]
+    raise ValueError(f"cdsp: pseudo-label source {source!r} is not cam, irnet_rw or a key of cdsp.pseudo_folders")
+
+
+def scribble_folder(scribbles):
+    """[] for the original scribbles (the stage reads the root's), else the derived set's folder."""
+    return [] if scribbles == "original" else f"{RUN}/cdsp/scribbles/{scribbles}"
+
+
+def scribbles_arg(wildcards, input):
+    return f"--scribbles {shlex.quote(input.scribbles)}" if input.scribbles else ""
+
+
+def train_cdsp_input(wildcards):
+    losses, source, scribbles = CDSP_NETS[wildcards.net]
+    maps = f"{RUN}/cdsp/maps/{source}/{scribbles}"
+    return dict(pseudo=pseudo_folder(source), scribbles=scribble_folder(scribbles), dist_scribble=f"{maps}/scribble",
+                dist_pseudo=f"{maps}/pseudo", init=CAM_MODEL if INIT_FROM_CAM else [])
+
+
+
+# Helpers of rules/rpnet.smk (here for snakemake --lint: no functions beside rules).
+def table2_train_params(wildcards):
+    return shlex.quote(json.dumps(train_cam_values(wildcards.method, float(wildcards.fraction))))
+

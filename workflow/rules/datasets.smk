@@ -62,7 +62,7 @@ rule validate_data:
     output:
         report=DATA_CHECKED,
     params:
-        root=DATA,
+        root=dataset_root,
         **stage_params("validate_data", splits=list(dict.fromkeys(VALIDATED_SPLITS)), scored=[LABEL, EVAL],
                        class_names=CLASSES, tags_from=TAGS_FROM),
     threads: 4
@@ -89,7 +89,7 @@ if config["dataset"]["sbd_root"]:
         output:
             split=split_file("train_aug"),
         params:
-            root=DATA,
+            root=dataset_root,
             **stage_params("sbd_train_aug", class_names=CLASSES),
             sbd=config["dataset"]["sbd_root"],
         log:
@@ -109,7 +109,7 @@ if config["dataset"]["scribbles"]:
         output:
             split=split_file("scribble"),
         params:
-            root=DATA,
+            root=dataset_root,
             **stage_params("scribble_pngs", class_names=CLASSES),
         log:
             log_file("scribble_pngs"),
@@ -127,7 +127,7 @@ if config["dataset"]["context_root"]:
             train=split_file("train"),
             val=split_file("val"),
         params:
-            root=DATA,
+            root=dataset_root,
             **stage_params("context_dataset", class_names=CLASSES),
             context=config["dataset"]["context_root"],
             voc2010=config["dataset"]["voc2010_root"] or "VOC2010 root not set (dataset.voc2010_root)",
@@ -154,7 +154,7 @@ if config["dataset"]["coco_root"]:
         wildcard_constraints:
             coco_split="train2014|val2014",
         params:
-            root=DATA,
+            root=dataset_root,
             **stage_params("coco_dataset", class_names=CLASSES),
             annotations=lambda wc: f"{config['dataset']['coco_root']}/annotations/instances_{wc.coco_split}.json",
             images=lambda wc: f"{config['dataset']['coco_root']}/{wc.coco_split}",

@@ -11,30 +11,6 @@ INFER_NETS.update({net: dict(scales=[1.0], flip=False, crf=False) for net in PSI
 INFER_NETS["psi_ms"] = dict(model=f"{RUN}/psi/model.pt", scales=PSI["infer_scales"], flip=True, crf=False)
 
 
-def psi_values(wildcards):
-    """train_psi's params for one row: the CPP keys only with CPP, the SLD keys only with SLD (so an SLD
-    key reruns the networks that diffuse, and only those)."""
-    cpp, sld = PSI_NETS[wildcards.psi]
-    values = dict(
-        class_names=CLASSES,
-        seed=config["seed"],
-        device=config["device"],
-        split=TRAIN,
-        backbone=config["model"]["backbone"],
-        pretrained=config["model"]["pretrained"],
-        **{k: PSI[k] for k in ("crop", "scale", "rotation", "batch_size", "epochs", "lr", "momentum")},
-        **{k: PSI[k] for k in ("weight_decay", "head_lr_mult", "head_channels")},
-        lambda_1=PSI["lambda_1"] if cpp or sld else 0.0,  # the baseline: partial cross-entropy only
-        cpp=cpp,
-        sld=sld,
-    )
-    if cpp:
-        values.update({k: PSI[k] for k in ("cpp_width", "cpp_radii", "cpp_destination")})
-    if sld:
-        values.update({k: PSI[k] for k in ("steps", "k", "lambda_2", "sld_radius", "sld_hidden", "sld_lr")})
-    return values
-
-
 rule train_psi:
     """PSI Sec. 3-4: DeepLab-v3+ (+ CPP) on scribbles, alternating with label diffusion (+ SLD)."""
     input:
@@ -68,10 +44,6 @@ rule train_psi:
             " --scores {output.scores:q}",
             gpu=True,
         )
-
-
-def psi_metrics(nets):
-    return expand(f"{RUN}/metrics/seg_{{net}}.csv", net=nets)
 
 
 METRIC_FILES.extend(psi_metrics(["psi", "psi_ms"] + (PSI_ABLATION if config["ablations"] else [])))

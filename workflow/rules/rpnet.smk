@@ -156,10 +156,6 @@ TABLE2 = f"{RUN}/table2/{{method}}_{{fraction}}"
 TABLE2_FRACTIONS = [str(f) for f in config["cam"]["table2_fractions"]]
 
 
-def table2_train_params(wildcards):
-    return shlex.quote(json.dumps(train_cam_values(wildcards.method, float(wildcards.fraction))))
-
-
 use rule train_cam as table2_train_cam with:
     output:
         model=f"{TABLE2}/cam/model.pt",

@@ -52,11 +52,6 @@ for net in ("dsrg", "dsrg_nogrowth"):
     INFER_NETS[net]["sizes"] = config["dsrg"]["infer_sizes"]
 
 
-def infer_setting(key, default):
-    """An infer_seg param: the network's INFER_NETS entry, else `default`."""
-    return lambda wc: INFER_NETS.get(wc.net, {}).get(key, default)
-
-
 rule infer_seg:
     """Multi-scale + flip inference of a segmentation network, optional dense CRF; one shard of images."""
     input:
