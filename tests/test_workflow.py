@@ -102,7 +102,7 @@ AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds"} | IRN | DSRG
 
 
 @pytest.mark.parametrize("path, value, expected", [
-    ("demo.n_val", 5, {"demo_dataset", "train_cam", "make_cam"} | AFTER_CAMS),
+    ("demo.n_val", 5, {"demo_dataset", "validate_data", "train_cam", "make_cam"} | AFTER_CAMS),
     ("cam.lr", 0.05, {"train_cam", "make_cam"} | AFTER_CAMS),
     ("cam.scales", [1.0], {"make_cam"} | AFTER_CAMS),
     ("cam.eval_thresholds", [0.15, 0.25], {"eval_cam"} | TAIL),
