@@ -7,8 +7,9 @@ It does nothing inside a SLURM allocation (SLURM sets the variable itself) or wh
 
 The GPU ids come from WSSS_GPU_IDS (comma-separated; tests use fake ids), else from
 CUDA_VISIBLE_DEVICES, else from `nvidia-smi -L`. Locks live in WSSS_GPU_LOCK_DIR (default
-/tmp/wsss-gpu-locks-<user>), shared by every job of every run of the user on the machine. The folder must be the user's own, mode 0700 and not a link (another user could
-otherwise hold the locks or plant links), and lock files are opened without following links or truncating.
+/tmp/wsss-gpu-locks-<user>), shared by every job of every run of the user on the machine. The folder
+must be the user's own, not writable by others and not a link (another user could otherwise hold the locks
+or plant links); it is created 0700, and lock files are opened without following links or truncating.
 A job that waits longer than WSSS_GPU_WAIT_WARN seconds (default 600) says so in its log, once;
 WSSS_GPU_TIMEOUT (seconds, default: none) makes it give up with an error."""
 import fcntl

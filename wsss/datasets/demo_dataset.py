@@ -15,6 +15,7 @@ Written files (all read back by wsss.datasets.voc):
   pascal_2012_scribble/<id>.png           L mode, 0 background scribble, 1..K, 255 unlabelled
   scribble_annotation/pascal_2012/<id>.xml  the same strokes as ScribbleSup XML
   ImageSets/Segmentation/{train,val}.txt
+  .wsss-demo                              the generator's params: marks the root as the generator's to replace
 """
 import colorsys
 import json
@@ -211,6 +212,9 @@ class Placed:
 
 MARKER = ".wsss-demo"  # written into a root the generator owns: the generator's params, as JSON
 DEMO_ID = re.compile(r"(train|val)_\d{5}")
+# The generator's folders under a root (LAYOUT's), and their top-level names: all it ever replaces.
+FOLDERS = sorted({str(Path(pattern).parent) for pattern in LAYOUT.values()})
+TOPS = sorted({folder.split("/")[0] for folder in FOLDERS})
 
 
 def run(params, *, root):
@@ -240,13 +244,9 @@ def run(params, *, root):
         bar.close()
         root.mkdir(parents=True, exist_ok=True)
         (root / MARKER).write_text(json.dumps(p, sort_keys=True) + "\n")  # first: a killed run leaves it ours
-        for top in sorted({folder.split("/")[0] for folder in FOLDERS}):
+        for top in TOPS:
             io.remove(root / top)
             os.replace(tmp / top, root / top)
-
-
-# The generator's folders under a root (LAYOUT's), and their top-level names: all it ever replaces.
-FOLDERS = sorted({str(Path(pattern).parent) for pattern in LAYOUT.values()})
 
 
 def _check_owned(root: Path):
@@ -255,9 +255,8 @@ def _check_owned(root: Path):
         return
     if not root.is_dir():
         raise DataError(f"{root}: demo data set root exists and is not a folder; refusing to replace it")
-    tops = {folder.split("/")[0] for folder in FOLDERS}
-    foreign = [f for f in root.iterdir() if f.name not in tops]
-    foreign += [f for top in tops if (root / top).exists() for f in (root / top).rglob("*")
+    foreign = [f for f in root.iterdir() if f.name not in TOPS]
+    foreign += [f for top in TOPS if (root / top).exists() for f in (root / top).rglob("*")
                 if f.is_file() and not (DEMO_ID.fullmatch(f.stem) or f.name in ("train.txt", "val.txt"))]
     if foreign:
         raise DataError(f"{root}: not a demo data set root (no {MARKER}; it holds {foreign[0]}), so the demo "
