@@ -25,6 +25,7 @@ from wsss import cli
 from wsss.datasets import demo_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # stages in subprocesses, killed and rerun: about 2 minutes
 SEEDS = [0, 1]  # x 10 stages: about 2 minutes
 CRF = dict(crf_gt_prob=0.7, crf_gauss_sxy=3, crf_gauss_compat=3, crf_bi_sxy=50, crf_bi_srgb=5, crf_bi_compat=10,
            crf_iterations=2)

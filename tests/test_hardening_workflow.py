@@ -17,6 +17,7 @@ from wsss import jobs
 from wsss.datasets import voc
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # three small Snakemake runs: about 20 s
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--cores", "2"]
 CONFIG = {
     "run_dir": "results/tiny", "seed": 0, "device": "cpu",
@@ -74,9 +75,13 @@ def test_sigterm_to_snakemake_ends_the_running_stage(workdir):
     folder, _, config = workdir
     config["cam"]["epochs"] = 10000  # runs until stopped
     proc = _popen(folder, config, CAM_MODEL)
-    stage = _wait_for_stage(proc.pid, "train_cam", timeout=120)
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=60)  # Snakemake alone would wait for the job to finish
+    try:
+        stage = _wait_for_stage(proc.pid, "train_cam", timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)  # Snakemake alone would wait for the job to finish
+    finally:  # whatever happened, leave no process behind
+        jobs.terminate_descendants(proc.pid, signal.SIGKILL)
+        proc.kill()
     assert proc.returncode != 0
     assert not Path(f"/proc/{stage}").exists() or _zombie(stage)
     assert not (folder / CAM_MODEL).exists()

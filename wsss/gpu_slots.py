@@ -7,9 +7,9 @@ It does nothing inside a SLURM allocation (SLURM sets the variable itself) or wh
 
 The GPU ids come from WSSS_GPU_IDS (comma-separated; tests use fake ids), else from
 CUDA_VISIBLE_DEVICES, else from `nvidia-smi -L`. Locks live in WSSS_GPU_LOCK_DIR (default
-$XDG_RUNTIME_DIR/wsss-gpu-locks, else /tmp/wsss-gpu-locks-<user>), shared by every job of every run of the
-user on the machine. The folder must be the user's own, mode 0700 and not a link (another user could
-otherwise hold the locks or plant links), and lock files are opened without following links or truncating.
+/tmp/wsss-gpu-locks-<user>), shared by every job of every run of the user on the machine. The folder
+must be the user's own, not writable by others and not a link (another user could otherwise hold the locks
+or plant links); it is created 0700, and lock files are opened without following links or truncating.
 A job that waits longer than WSSS_GPU_WAIT_WARN seconds (default 600) says so in its log, once;
 WSSS_GPU_TIMEOUT (seconds, default: none) makes it give up with an error."""
 import fcntl
@@ -34,11 +34,8 @@ def visible_gpus() -> list[str]:
 
 
 def lock_dir() -> Path:
-    if "WSSS_GPU_LOCK_DIR" in os.environ:
-        return Path(os.environ["WSSS_GPU_LOCK_DIR"])
-    if os.environ.get("XDG_RUNTIME_DIR"):
-        return Path(os.environ["XDG_RUNTIME_DIR"]) / "wsss-gpu-locks"
-    return Path(f"/tmp/wsss-gpu-locks-{getpass.getuser()}")
+    # not $XDG_RUNTIME_DIR: a shell without it (cron, some ssh) would lock in another folder, the same GPUs
+    return Path(os.environ.get("WSSS_GPU_LOCK_DIR", f"/tmp/wsss-gpu-locks-{getpass.getuser()}"))
 
 
 def private_dir(folder: Path) -> Path:

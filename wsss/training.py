@@ -232,13 +232,13 @@ def digest(paths) -> str:
     """sha256 over the names and bytes of `paths` (None skipped; a folder: its non-hidden files, recursively;
     a missing path counts as missing). About a second per GB."""
     h = hashlib.sha256()
-    for item in paths:
+    for index, item in enumerate(paths):  # by position, not by path: a moved run folder is the same run
         if item is None:
             continue
         item = Path(item)
         files = [item] if not item.is_dir() else sorted(
             f for f in item.rglob("*") if f.is_file() and not any(p.startswith(".") for p in f.relative_to(item).parts))
-        h.update(f"{item}\0{len(files)}\0".encode())
+        h.update(f"{index}\0{len(files)}\0".encode())
         for f in files:
             h.update(f"{f.relative_to(item) if f != item else ''}\0".encode())
             if f.is_file():

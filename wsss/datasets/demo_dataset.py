@@ -15,6 +15,7 @@ Written files (all read back by wsss.datasets.voc):
   pascal_2012_scribble/<id>.png           L mode, 0 background scribble, 1..K, 255 unlabelled
   scribble_annotation/pascal_2012/<id>.xml  the same strokes as ScribbleSup XML
   ImageSets/Segmentation/{train,val}.txt
+  .wsss-demo                              the generator's params: marks the root as the generator's to replace
 """
 import colorsys
 import math
