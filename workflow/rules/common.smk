@@ -172,7 +172,7 @@ DSRG_NETS = ("dsrg", "dsrg_nogrowth", "dsrg_retrain")
 
 def retrain_or_seg(key):
     """A train_seg setting: DSRG's released retrain value (dsrg.retrain_<key>) for dsrg_retrain, else seg's."""
-    return lambda wc: config["dsrg"][f"retrain_{key}"] if wc.seg == "dsrg_retrain" else config["seg"][key]
+    return lambda wc: config["dsrg"][f"retrain_{key}"] if wc.get("seg") == "dsrg_retrain" else config["seg"][key]
 
 
 def method_name(wildcards):

@@ -19,7 +19,7 @@ rule train_seg:
             "train_seg",
             **{**seg_params(), "batch_size": retrain_or_seg("batch_size")},
             scale=retrain_or_seg("scale"),
-            label_grid=lambda wc: wc.seg == "dsrg_retrain" and config["dsrg"]["retrain_label_grid"],
+            label_grid=lambda wc: wc.get("seg") == "dsrg_retrain" and config["dsrg"]["retrain_label_grid"],
             iterations=config["seg"]["iterations"],
             lr=config["seg"]["lr"],
             power=0.9,
