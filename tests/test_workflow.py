@@ -103,8 +103,8 @@ def test_pipeline_outputs(tiny_run):
     seg = table[(table.stage == "seg") & (table.metric == "iou") & (table["class"] == "")]
     assert {"psi", "psi_ms"} <= set(seg.method)  # rule all: the full PSI only, single- and multi-scale
     assert not {"psi_baseline", "psi_cpp", "psi_sld"} & set(seg.method)
-    assert sorted(p.name for p in (run / "psi" / "supervision").iterdir() if not p.name.startswith(".")) == [
-        "t0", "t1", "t2", "t3"]
+    steps = sorted(p.name for p in (run / "psi" / "supervision").iterdir() if not p.name.startswith("."))
+    assert steps == ["t0", "t1", "t2", "t3"]
     assert list(run.glob("**/.*.tmp-*")) == []  # no leftover temporary files
     assert planned_jobs(tiny_run, TINY) == set()
 
