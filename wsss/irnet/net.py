@@ -86,7 +86,7 @@ class IRNet(nn.Module):
         if self.training:
             with torch.no_grad():
                 batch_mean = distributed.mean(disp.mean((0, 2, 3)))  # the whole batch's, under DDP too
-                self.mean_displacement.lerp_(batch_mean, MEAN_MOMENTUM)
+                self.mean_displacement.lerp_(batch_mean.to(self.mean_displacement.dtype), MEAN_MOMENTUM)  # AMP
             return disp
         return disp - self.mean_displacement.view(1, 2, 1, 1)
 
