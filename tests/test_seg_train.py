@@ -107,12 +107,17 @@ def test_train_log_has_every_iteration_also_when_resumed(tiny_voc, tmp_path, mon
 
 
 def test_mixed_precision_trains_on_the_cpu(tiny_voc, tmp_path):
-    """amp on the CPU: bfloat16 autocast; the loss stays finite and the network is saved in float32."""
+    """amp on the CPU: bfloat16 autocast of the forward pass; the loss stays finite and is not the float32
+    run's (reduced precision did happen), the network is saved in float32."""
     root, names = tiny_voc
-    train_seg.run(_params(names, amp=True, iterations=2), root=root, labels=root / "SegmentationClass",
-                  out=tmp_path / "m.pt")
-    assert np.isfinite(pd.read_csv(tmp_path / training.TRAIN_LOG).loss).all()
-    state = torch.load(tmp_path / "m.pt", weights_only=True)["state_dict"]
+    losses = {}
+    for amp in (False, True):
+        out = tmp_path / str(amp) / "m.pt"
+        train_seg.run(_params(names, amp=amp, iterations=2), root=root, labels=root / "SegmentationClass", out=out)
+        losses[amp] = pd.read_csv(out.with_name(training.TRAIN_LOG)).loss
+    assert np.isfinite(losses[True]).all() and not np.array_equal(losses[True], losses[False])
+    assert losses[True].tolist() == pytest.approx(losses[False].tolist(), rel=0.05)
+    state = torch.load(tmp_path / "True" / "m.pt", weights_only=True)["state_dict"]
     assert all(v.dtype != torch.bfloat16 for v in state.values())
 
 

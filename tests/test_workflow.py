@@ -3,6 +3,7 @@
 One real run of the whole DAG (module-scoped fixture); each rerun case then edits one config value and
 asserts the exact set of jobs `snakemake -n` plans."""
 import copy
+import html
 import os
 import re
 import shutil
@@ -243,12 +244,16 @@ def test_touch_keeps_results_after_a_cosmetic_edit(tiny_run, tmp_path):
 
 
 def test_pipeline_outputs_in_snakemake_report(tiny_run):
-    """`snakemake --report` of the run: the code panel of each rule shows the command it ran."""
+    """`snakemake --report` of the run: each rule's code panel shows its command, every job a positive run
+    time (run: rules showed empty panels and negative times)."""
     result = snakemake(tiny_run, TINY, "--report", "report.html")
     assert result.returncode == 0, result.stderr[-3000:]
-    text = re.sub(r"<[^>]*>", "", (tiny_run / "report.html").read_text())  # the code is syntax-highlighted
+    page = (tiny_run / "report.html").read_text()
+    code = html.unescape(re.sub(r"<[^>]*>", "", page))  # the panels are pygments-highlighted
     for rule in ("train_cam", "eval_cam", "report"):
-        assert f"-m wsss.cli {rule} --params" in text, rule
+        assert f"-m wsss.cli {rule} --params {{params.json}}" in code, rule
+    runtimes = [float(s) for s in re.findall(r'"runtime": (-?[\d.e-]+)', page)]
+    assert runtimes and min(runtimes) > 0
 
 
 # RPNet (workflow/rules/rpnet.smk): its own chain next to the plain one; its own fixture, so the matrix above

@@ -16,8 +16,9 @@ The saved network: {"state_dict", "params", "history"} with history {"loss", "se
 row per iteration: iteration, epoch, loss (rank 0's share of the batch), lr (the base group's), seconds;
 it is rewritten at every checkpoint, so it shows the progress of a long run.
 
-`amp` (param) runs the forward pass under torch.autocast (bfloat16 on the CPU, float16 with a gradient
-scaler on a GPU); `num_workers` null loads batches in the job's threads - 1 worker processes on a GPU."""
+`amp` (param) runs the network's forward pass (not the losses) under torch.autocast (bfloat16 on the CPU,
+float16 with a gradient scaler on a GPU); `num_workers` null loads batches in the job's threads - 1 worker
+processes on a GPU."""
 import contextlib
 import hashlib
 import math
@@ -175,13 +176,13 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     loader = DataLoader(dataset, batch_sampler=plan, num_workers=workers, pin_memory=dev.type == "cuda",
                         persistent_workers=workers > 0)
     autocast, scaler = mixed_precision(params["amp"], dev)
+    step_net = ReducedPrecision(net, autocast) if params["amp"] else net
     bar = tqdm(total=n_iters, initial=start, desc=desc, disable=not distributed.is_main())
     for it, batch in enumerate(loader, start):
         for group, (_, mult, *_wd) in zip(optimizer.param_groups, groups):
             group["lr"] = params["lr"] * mult * lr_factor(params, it, n_iters)
         started = time.perf_counter()
-        with autocast():
-            loss = loss_fn(net, {k: _to(v, dev) for k, v in batch.items()}, it)
+        loss = loss_fn(step_net, {k: _to(v, dev) for k, v in batch.items()}, it)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -213,6 +214,21 @@ def mixed_precision(enabled: bool, dev: torch.device):
         return contextlib.nullcontext, torch.amp.GradScaler("cpu", enabled=False)
     dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
     return (lambda: torch.autocast(dev.type, dtype=dtype)), torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda")
+
+
+class ReducedPrecision(torch.nn.Module):
+    """`net` whose forward pass runs under autocast and returns float32 tensors: the losses, the CRF and the
+    numba kernels (which know no bfloat16 / float16) see full precision."""
+
+    def __init__(self, net, autocast):
+        super().__init__()
+        self.net, self.autocast = net, autocast
+
+    def forward(self, *args, **kwargs):
+        with self.autocast():
+            out = self.net(*args, **kwargs)
+        return torch.utils._pytree.tree_map(lambda t: t.float() if torch.is_tensor(t) and t.is_floating_point() else t,
+                                            out)
 
 
 def _to(value: torch.Tensor, dev):
