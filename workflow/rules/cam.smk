@@ -16,7 +16,7 @@ rule train_cam:
     params:
         root=dataset_root,
         **stage_params("train_cam", **train_cam_values("irnet")),
-    threads: 8  # torch intra-op threads (Snakemake sets OMP_NUM_THREADS; capped at --cores)
+    threads: JOB_THREADS
     resources:
         gpu=1,
     log:
@@ -47,7 +47,7 @@ rule make_cam:
             scales=config["cam"]["scales"],
             shard=wildcard("scatteritem"),
         ),
-    threads: 8  # torch intra-op threads (Snakemake sets OMP_NUM_THREADS; capped at --cores)
+    threads: JOB_THREADS
     resources:
         gpu=1,
     log:

@@ -138,7 +138,7 @@ rule train_cdsp:
         ),
         init=init_arg,
         scribbles=scribbles_arg,
-    threads: 8
+    threads: JOB_THREADS
     resources:
         gpu=1,
     log:

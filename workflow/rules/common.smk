@@ -66,6 +66,12 @@ def wsss(stage, paths, gpu=False):
 ENV = "../../environment.yml"
 
 
+# Threads of a heavy job (torch intra-op threads: Snakemake sets OMP_NUM_THREADS to it): half the cores, at
+# most 8, so that two jobs of the DAG's parallel branches share a machine: on the demo's 2 cores two 1-thread
+# jobs keep both busy, where one 2-thread job left them 40 % idle (single-threaded data loading, CRF, Python).
+JOB_THREADS = max(1, min(8, (workflow.cores or 16) // 2))
+
+
 def split_file(split):
     return f"{DATA}/ImageSets/Segmentation/{split}.txt"
 

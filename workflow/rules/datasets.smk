@@ -65,7 +65,7 @@ rule validate_data:
         root=dataset_root,
         **stage_params("validate_data", splits=list(dict.fromkeys(VALIDATED_SPLITS)), scored=[LABEL, EVAL],
                        class_names=CLASSES, tags_from=TAGS_FROM),
-    threads: 4
+    threads: JOB_THREADS
     log:
         log_file("validate_data"),
     benchmark:

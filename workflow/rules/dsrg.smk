@@ -65,7 +65,7 @@ rule train_dsrg:
             crf_log_unary=DSRG["crf_log_unary"],
         ),
         init=init_arg,
-    threads: 8
+    threads: JOB_THREADS
     resources:
         gpu=1,
     log:

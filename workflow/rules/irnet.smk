@@ -25,7 +25,7 @@ rule cam_to_ir_label:
             crf_bi_compat=IRN["crf_bi_compat"],
             crf_iterations=IRN["crf_iterations"],
         ),
-    threads: 8
+    threads: JOB_THREADS
     log:
         log_file("cam_to_ir_label", sharded=True),
     benchmark:
@@ -69,7 +69,7 @@ rule train_irn:
             weight_decay=IRN["weight_decay"],
             source_window=IRN["source_window"],
         ),
-    threads: 8
+    threads: JOB_THREADS
     resources:
         gpu=1,
     log:
@@ -106,7 +106,7 @@ rule make_sem_seg_labels:
             background=IRN["rw_background"],
             bg_power=IRN["rw_bg_power"],
         ),
-    threads: 8
+    threads: JOB_THREADS
     resources:
         gpu=1,
     log:
@@ -143,7 +143,7 @@ rule make_ins_seg_labels:
             centroid_thres=IRN["centroid_thres"],
             dp_iterations=IRN["dp_iterations"],
         ),
-    threads: 8
+    threads: JOB_THREADS
     resources:
         gpu=1,
     log:
@@ -232,7 +232,7 @@ rule eval_boundary:
     params:
         root=dataset_root,
         **stage_params("eval_boundary", split=LABEL, device=config["device"], input_scale=IRN["input_scale"]),
-    threads: 8
+    threads: JOB_THREADS
     resources:
         gpu=1,
     log:

@@ -28,7 +28,7 @@ rule train_psi:
         json=lambda wc: shlex.quote(json.dumps(psi_values(wc))),
         init=init_arg,
         root=dataset_root,
-    threads: 8
+    threads: JOB_THREADS
     resources:
         gpu=1,
     log:

@@ -25,7 +25,7 @@ rule train_seg:
             power=0.9,
         ),
         init=init_arg,
-    threads: 8
+    threads: JOB_THREADS
     resources:
         gpu=1,
     log:
@@ -71,7 +71,7 @@ rule infer_seg:
             crf=infer_setting("crf", config["seg"]["infer_crf"]),
             shard=wildcard("scatteritem"),
         ),
-    threads: 8
+    threads: JOB_THREADS
     resources:
         gpu=1,
     log:
