@@ -54,7 +54,7 @@ def test_masks_are_exactly_the_pasted_pixels(monkeypatch):
     magenta = np.zeros((300, 300, 3), np.float32) + [255, 0, 255]
     real_photo = photos_dataset._photo
     monkeypatch.setattr(photos_dataset, "_photo", lambda f: real_photo(f) if f == "chelsea.png" else magenta)
-    p = photos_dataset._params({"size": 96, "void_radius": 0})
+    p = photos_dataset.check_params({"size": 96, "void_radius": 0})
     seen = set()
     for i in range(40):
         sample = photos_dataset._sample(np.random.default_rng(i), p)

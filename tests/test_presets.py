@@ -89,3 +89,18 @@ def test_presets_name_the_papers_splits_and_classes():
     assert len(presets["coco"]["class_names"]) == 81 and presets["coco"]["eval_split"] == "val2014"
     for preset in presets.values():
         assert preset["class_names"][0] == "background" and preset["demo"] is False
+
+
+def test_photo_overlay_runs_the_demo_settings_on_the_photo_set(tmp_path):
+    """README: `snakemake --configfile config.yaml config_photos.yaml` (a --configfile list merges in order;
+    the overlay alone would fall back to the papers' settings, i.e. ResNet-50 without weights)."""
+    overlay = yaml.safe_load((REPO / "config_photos.yaml").read_text())
+    (tmp_path / "here.yaml").write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"),
+                                                        "dataset": {"root": str(tmp_path / "photos")}}))
+    planned = subprocess.run([*SNAKEMAKE, "--directory", str(tmp_path), "--dry-run", "--printshellcmds", "--configfile",
+                              str(REPO / "config.yaml"), str(REPO / "config_photos.yaml"), str(tmp_path / "here.yaml")],
+                             capture_output=True, text=True)
+    out = planned.stdout + planned.stderr
+    assert planned.returncode == 0, out[-3000:]
+    assert "photos_dataset" in out and "demo_dataset" not in out
+    assert '"backbone": "small"' in out and overlay["photos"]["n_train"] == 200

@@ -2,7 +2,7 @@
 has checked each value on its own), so that a bad combination stops the run at once with the key named
 instead of as an error deep inside a stage hours later. What depends on the data set's files (class names
 vs label values, image and mask sizes) is checked by the validate_data stage."""
-from wsss.datasets import demo_dataset
+from wsss.datasets import demo_dataset, photos_dataset
 from wsss.errors import DataError
 
 
@@ -21,7 +21,7 @@ def check(config: dict):
         raise ConfigError(f"cam.crop: {cam['crop']} is larger than every training image (cam.resize_long "
                           f"{cam['resize_long']} scales the long side to at most {cam['resize_long'][1]})")
     if config["dataset"]["demo"]:
-        _check_demo(config)
+        _check_demo(config, {True: "shapes"}.get(config["dataset"]["demo"], config["dataset"]["demo"]))
 
 
 def _get(config: dict, key: str):
@@ -42,14 +42,19 @@ def _check_range(config: dict, key: str):
         raise ConfigError(f"{key}: the lower end {pair[0]} is above the upper end {pair[1]}")
 
 
-def _check_demo(config: dict):
-    """The demo's images are known before they exist: their class names and size."""
-    params = {**config.get("demo", {}), "class_names": config["dataset"]["class_names"]}
+# A built-in data set (dataset.demo): its generator and config section.
+GENERATORS = {"shapes": (demo_dataset, "demo"), "photos": (photos_dataset, "photos")}
+
+
+def _check_demo(config: dict, kind: str):
+    """A built-in data set's images are known before they exist: their class names and size."""
+    generator, section = GENERATORS[kind]
+    params = {**config.get(section, {}), "class_names": config["dataset"]["class_names"]}
     try:
-        demo_dataset.check_params(params)
+        generator.check_params(params)
     except (ValueError, DataError) as e:
-        raise ConfigError(f"demo / dataset.class_names: {e}") from e
-    size = params.get("size", demo_dataset.PARAMS["size"].default)
+        raise ConfigError(f"{section} / dataset.class_names: {e}") from e
+    size = params.get("size", generator.PARAMS["size"].default)
     largest = {"irn.crop": size * config["irn"]["input_scale"] * config["irn"]["scale"][1],
                "seg.crop": size * config["seg"]["scale"][1]}
     for key, side in largest.items():

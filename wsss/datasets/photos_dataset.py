@@ -57,12 +57,13 @@ def run(params, *, root):
     only a missing, empty or generated root is written to).
 
     params: PARAMS (missing ones take the default)."""
-    p = _params(params)
+    p = check_params(params)
     write_dataset(root, {"train": p["n_train"], "val": p["n_val"]}, p,
                   lambda rng: _sample(rng, p), p["class_names"], "photos dataset")
 
 
-def _params(params):
+def check_params(params) -> dict:
+    """The resolved params; ValueError naming the one that makes no sense."""
     p = resolve(params, PARAMS, "photos_dataset")
     names = p["class_names"]
     if not names or names[0] != "background" or len(names) < 2:
