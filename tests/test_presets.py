@@ -31,7 +31,7 @@ def schema_defaults(node=None, prefix="") -> dict:
 def flat(config: dict, prefix="") -> dict:
     out = {}
     for key, value in config.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:  # an empty mapping is a value (e.g. cdsp.pseudo_folders: {})
             out.update(flat(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value

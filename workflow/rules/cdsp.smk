@@ -200,5 +200,6 @@ rule cdsp_ablation:
         rules.cdsp_tables.output,
 
 
-METRIC_FILES.append(f"{RUN}/metrics/seg_cdsp.csv")
+if SCRIBBLES:
+    METRIC_FILES.append(f"{RUN}/metrics/seg_cdsp.csv")
 ABLATIONS.extend(rules.cdsp_tables.output)

@@ -70,6 +70,9 @@ ENV = "../../environment.yml"
 # most 8, so that two jobs of the DAG's parallel branches share a machine: on the demo's 2 cores two 1-thread
 # jobs keep both busy, where one 2-thread job left them 40 % idle (single-threaded data loading, CRF, Python).
 JOB_THREADS = max(1, min(8, (workflow.cores or 16) // 2))
+# The scribble methods (PSI, CDSP) join `rule all` when the data set has scribbles: the built-in sets write
+# them; a real one says so with dataset.scribbles (ScribbleSup's XML converted, or PNGs already there).
+SCRIBBLES = bool(config["dataset"]["demo"]) or config["dataset"]["scribbles"]
 
 
 def split_file(split):

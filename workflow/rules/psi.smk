@@ -46,7 +46,8 @@ rule train_psi:
         )
 
 
-METRIC_FILES.extend(psi_metrics(["psi", "psi_ms"] + (PSI_ABLATION if config["ablations"] else [])))
+if SCRIBBLES:
+    METRIC_FILES.extend(psi_metrics(["psi", "psi_ms"] + (PSI_ABLATION if config["ablations"] else [])))
 
 
 rule psi_ablation:
