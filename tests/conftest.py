@@ -6,8 +6,10 @@ test bad input; the set itself is generated once per session."""
 import shutil
 
 import pytest
+import torch
 
 from wsss.datasets import demo_dataset
+from wsss.seg import train_seg
 
 TINY_DEMO = dict(seed=0, n_train=8, n_val=4, size=64, min_radius=0.14, max_radius=0.24)
 
@@ -31,3 +33,29 @@ def tiny_voc(tiny_voc_master, tmp_path):
     root = tmp_path / "voc"
     shutil.copytree(tiny_voc_master, root)
     return root, list(demo_dataset.PARAMS["class_names"].default)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread is faster than two, and much faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def kill_train_seg_at(monkeypatch):
+    """kill(iteration) makes train_seg's loss raise KeyboardInterrupt in `iteration` (a killed job) and
+    returns the list of the iterations that ran; undone by monkeypatch.undo()."""
+    def kill(iteration):
+        seen, loss = [], train_seg.cross_entropy
+
+        def counting(logits, labels):
+            if len(seen) == iteration:
+                raise KeyboardInterrupt
+            seen.append(len(seen))
+            return loss(logits, labels)
+        monkeypatch.setattr(train_seg, "cross_entropy", counting)
+        return seen
+    return kill

@@ -18,12 +18,7 @@ from wsss.seg import eval_seg, infer_seg
 from wsss.seg.losses import cross_entropy
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_bytes(points: np.ndarray, lam: float) -> np.ndarray:

@@ -28,12 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # 1. the demo generator never deletes what it did not write
@@ -76,27 +71,15 @@ def _seg_params(names, **over):
                      checkpoint_every=2), **over)
 
 
-def _train_killed_at(monkeypatch, iteration, **run):
-    """train_seg.run dying in `iteration` (after the checkpoint before it)."""
-    seen, loss = [], train_seg.cross_entropy
-
-    def counting(logits, labels):
-        if len(seen) == iteration:
-            raise KeyboardInterrupt
-        seen.append(len(seen))
-        return loss(logits, labels)
-    with monkeypatch.context() as m:
-        m.setattr(train_seg, "cross_entropy", counting)
-        with pytest.raises(KeyboardInterrupt):
-            train_seg.run(**run)
-
-
-def test_checkpoint_of_other_labels_is_not_resumed(tiny_voc, tmp_path, monkeypatch, capsys):
+def test_checkpoint_of_other_labels_is_not_resumed(tiny_voc, tmp_path, monkeypatch, capsys, kill_train_seg_at):
     root, names = tiny_voc
     labels = tmp_path / "labels"
     shutil.copytree(root / "SegmentationClass", labels)
     params = _seg_params(names)
-    _train_killed_at(monkeypatch, 3, params=params, root=root, labels=labels, out=tmp_path / "m.pt")
+    kill_train_seg_at(3)
+    with pytest.raises(KeyboardInterrupt):
+        train_seg.run(params, root=root, labels=labels, out=tmp_path / "m.pt")
+    monkeypatch.undo()
     assert (tmp_path / "m.pt.ckpt").is_file()
     first = voc.read_ids(root, "train")[0]  # the pseudo-labels change (another irn.beta, say)
     mask = np.asarray(Image.open(labels / f"{first}.png")).copy()

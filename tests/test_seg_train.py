@@ -10,13 +10,7 @@ from wsss.io import save_png
 from wsss.seg import eval_seg, infer_seg, train_seg
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than two, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _params(class_names, **over):
@@ -51,31 +45,18 @@ def test_lr_schedules():
     assert training.lr_factor(step, 4000, 8000) == pytest.approx(0.01)
 
 
-def _kill_at(monkeypatch, iteration):
-    """Makes train_seg's loss raise at `iteration` (a killed job); returns the list of iterations run."""
-    seen, loss = [], train_seg.cross_entropy
-
-    def counting(logits, labels):
-        if len(seen) == iteration:
-            raise KeyboardInterrupt
-        seen.append(len(seen))
-        return loss(logits, labels)
-    monkeypatch.setattr(train_seg, "cross_entropy", counting)
-    return seen
-
-
-def test_killed_and_resumed_run_ends_with_the_same_weights(tiny_voc, tmp_path, monkeypatch):
+def test_killed_and_resumed_run_ends_with_the_same_weights(tiny_voc, tmp_path, monkeypatch, kill_train_seg_at):
     root, names = tiny_voc
     params = _params(names)
     labels = root / "SegmentationClass"
     train_seg.run(params, root=root, labels=labels, out=tmp_path / "straight.pt")
 
-    seen = _kill_at(monkeypatch, iteration=5)  # dies in iteration 5, after the checkpoint of iteration 4
+    seen = kill_train_seg_at(5)  # dies in iteration 5, after the checkpoint of iteration 4
     with pytest.raises(KeyboardInterrupt):
         train_seg.run(params, root=root, labels=labels, out=tmp_path / "resumed.pt")
     assert (tmp_path / "resumed.pt.ckpt").is_file() and not (tmp_path / "resumed.pt").exists()
     monkeypatch.undo()
-    seen = _kill_at(monkeypatch, iteration=99)
+    seen = kill_train_seg_at(99)
     train_seg.run(params, root=root, labels=labels, out=tmp_path / "resumed.pt")
     assert len(seen) == 2  # only iterations 4 and 5 ran again
     assert not (tmp_path / "resumed.pt.ckpt").exists()
@@ -87,13 +68,13 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tiny_voc, tmp_path, m
         assert torch.equal(value, resumed["state_dict"][key]), key
 
 
-def test_train_log_has_every_iteration_also_when_resumed(tiny_voc, tmp_path, monkeypatch):
+def test_train_log_has_every_iteration_also_when_resumed(tiny_voc, tmp_path, monkeypatch, kill_train_seg_at):
     """train_log.csv beside the model: one row per iteration (loss, lr of the poly schedule), the same for a
     killed-and-resumed run as for a straight one."""
     root, names = tiny_voc
     params, labels = _params(names), root / "SegmentationClass"
     train_seg.run(params, root=root, labels=labels, out=tmp_path / "straight" / "m.pt")
-    _kill_at(monkeypatch, iteration=5)
+    kill_train_seg_at(5)
     with pytest.raises(KeyboardInterrupt):
         train_seg.run(params, root=root, labels=labels, out=tmp_path / "resumed" / "m.pt")
     assert len(pd.read_csv(tmp_path / "resumed" / training.TRAIN_LOG)) == 4  # as of the checkpoint
@@ -121,14 +102,14 @@ def test_mixed_precision_trains_on_the_cpu(tiny_voc, tmp_path):
     assert all(v.dtype != torch.bfloat16 for v in state.values())
 
 
-def test_checkpoint_of_other_params_is_not_resumed(tiny_voc, tmp_path, monkeypatch):
+def test_checkpoint_of_other_params_is_not_resumed(tiny_voc, tmp_path, monkeypatch, kill_train_seg_at):
     root, names = tiny_voc
     labels = root / "SegmentationClass"
-    _kill_at(monkeypatch, iteration=3)
+    kill_train_seg_at(3)
     with pytest.raises(KeyboardInterrupt):
         train_seg.run(_params(names, lr=0.02), root=root, labels=labels, out=tmp_path / "m.pt")
     monkeypatch.undo()
-    seen = _kill_at(monkeypatch, iteration=99)
+    seen = kill_train_seg_at(99)
     train_seg.run(_params(names, iterations=2), root=root, labels=labels, out=tmp_path / "m.pt")
     assert len(seen) == 2
 
