@@ -51,7 +51,7 @@ STAGES = {
                   {"out": "pred"}),
     "dsrg_seeds": (dict(split="train", fg_rule="top_fraction", fg_fraction=0.2, bg_cam=0.05, bg_saliency=0.06),
                    {"cams": "make_cam"}, {"out": "seeds"}),
-    "train_dsrg": (dict(NET, crop=48, batch_size=4, epochs=2, lr=0.001, lr_policy="step", lr_step=2000,
+    "train_dsrg": (dict(NET, crop=48, batch_size=4, iterations=4, lr=0.001, lr_policy="step", lr_step=2000,
                         lr_gamma=0.1, crf_scale=12, th_fg=0.85, th_bg=0.99, checkpoint_every=1),
                    {"seeds": "dsrg_seeds"}, {"out": "dsrg.pt", "supervision": "supervision.csv", "plot": "sup.png"}),
 }

@@ -21,8 +21,10 @@ pytestmark = pytest.mark.slow  # three small Snakemake runs: about 20 s
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--cores", "2"]
 CONFIG = {
     "run_dir": "results/tiny", "seed": 0, "device": "cpu",
-    "dataset": {"demo": False, "class_names": ["background", "disc", "square", "triangle", "ring", "cross"]},
+    "dataset": {"demo": False, "train_split": "train", "label_split": "train",
+                "class_names": ["background", "disc", "square", "triangle", "ring", "cross"]},
     "model": {"backbone": "small", "pretrained": None},
+    "seg": {"backbone": "small"},
     "cam": {"crop": 64, "resize_long": [48, 80], "batch_size": 4, "epochs": 1, "scales": [1.0]},
 }
 CAM_MODEL = "results/tiny/cam/model.pt"

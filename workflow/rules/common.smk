@@ -70,7 +70,7 @@ ENV = "../../environment.yml"
 # most 8, so that two jobs of the DAG's parallel branches share a machine: on the demo's 2 cores two 1-thread
 # jobs keep both busy, where one 2-thread job left them 40 % idle (single-threaded data loading, CRF, Python).
 JOB_THREADS = max(1, min(8, (workflow.cores or 16) // 2))
-# The scribble methods (PSI, CDSP) join `rule all` when the data set has scribbles: the built-in sets write
+# The scribble methods (PSI, CDSP) join the default target when the data set has scribbles: the built-in sets write
 # them; a real one says so with dataset.scribbles (ScribbleSup's XML converted, or PNGs already there).
 SCRIBBLES = bool(config["dataset"]["demo"]) or config["dataset"]["scribbles"]
 
@@ -128,17 +128,9 @@ def stage_params(stage, /, **values):
 
 # Weights and the run's record (wsss/run_config.py). A dry run only warns; a real run, once the DAG is
 # built and before any job, keeps the resolved configuration as {run_dir}/config.yaml, then fetches
-# `download` weights and checks every file's sha256, stopping on a problem.
+# `download` weights and checks every file's sha256, stopping on a problem (the Snakefile's onstart).
 for problem in run_config.weight_problems(config):
     logger.warning(f"WARNING (a run stops before any job): {problem}")
-
-
-onstart:
-    run_config.write(config, f"{RUN}/config.yaml")
-    try:
-        run_config.prepare_weights(config)
-    except ValueError as e:
-        raise WorkflowError(str(e)) from e
 
 
 # Helpers of the method files (functions live here, not next to the rules they serve: snakemake --lint).
