@@ -27,7 +27,7 @@ CONFIG = {
     "irn": {"crop": 64, "batch_size": 4, "epochs": 1, "pair_radius": 5, "steps": 8, "dp_iterations": 3},
     "seg": {"backbone": "small", "crop": 64, "batch_size": 4, "iterations": 2, "checkpoint_every": 1,
             "infer_scales": [1.0], "infer_crf": False},
-    "dsrg": {"epochs": 1},
+    "dsrg": {"iterations": 2},
     "report": {"n_overlays": 2},
 }
 

@@ -159,8 +159,10 @@ def test_only_stale_stages_rerun(tiny_run, path, value, expected):
 
 
 def test_unused_keys_rerun_nothing(tiny_run):
-    """With `dataset.demo: false` the data set on disk is the user's and the `demo` section is unused."""
+    """With `dataset.demo: false` the data set on disk is the user's and the `demo` section is unused (its
+    scribbles declared, so PSI and CDSP stay in the default target)."""
     config = edited("dataset.demo", False)
+    config["dataset"]["scribbles"] = True
     config["demo"]["n_train"] = 7
     assert planned_jobs(tiny_run, config) == set()
 

@@ -69,7 +69,14 @@ ENV = "../../environment.yml"
 # Threads of a heavy job (torch intra-op threads: Snakemake sets OMP_NUM_THREADS to it): half the cores, at
 # most 8, so that two jobs of the DAG's parallel branches share a machine: on the demo's 2 cores two 1-thread
 # jobs keep both busy, where one 2-thread job left them 40 % idle (single-threaded data loading, CRF, Python).
-JOB_THREADS = max(1, min(8, (workflow.cores or 16) // 2))
+def _job_threads():
+    try:
+        return max(1, min(8, workflow.cores // 2))
+    except WorkflowError:  # no --cores: a cluster run, where each job gets its node's cores (the profile's)
+        return 8
+
+
+JOB_THREADS = _job_threads()
 # The scribble methods (PSI, CDSP) join the default target when the data set has scribbles: the built-in sets write
 # them; a real one says so with dataset.scribbles (ScribbleSup's XML converted, or PNGs already there).
 SCRIBBLES = bool(config["dataset"]["demo"]) or config["dataset"]["scribbles"]
