@@ -71,7 +71,7 @@ def test_own_voc_layout_data_set_end_to_end(tmp_path):
     table = pd.read_csv(run / "metrics.csv", keep_default_na=False)
     splits = table.groupby("stage").split.unique().to_dict()
     assert {s: list(v) for s, v in splits.items()} == {"cam": ["train"], "ir_label": ["train"], "sem_seg": ["train"],
-                                                        "ins_seg": ["train"], "seg": ["val"]}
+                                                        "ins_seg": ["train"], "boundary": ["train"], "seg": ["val"]}
     assert set(table[table["class"] != ""]["class"]) <= set(NAMES)
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["dataset"]["class_names"] == NAMES and resolved["irn"]["crf_gt_prob"] == 0.7  # schema default

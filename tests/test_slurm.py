@@ -193,6 +193,6 @@ def test_cam_slice_on_slurm_equals_local(slurm_cluster, tmp_path):
         assert fields["JobState"] == "COMPLETED", line
         assert fields["Partition"] == ("gpu" if rule in gpu_rules else "cpu"), line
         assert (fields.get("TresPerJob") == "gres:gpu:1") == (rule in gpu_rules), line
-    assert seen == {"demo_dataset", "train_cam", "make_cam"}, seen
+    assert seen == {"demo_dataset", "validate_data", "train_cam", "make_cam"}, seen
 
     _compare(local, remote)
