@@ -243,3 +243,12 @@ def test_annotation_with_unknown_class(root):
 def test_unknown_tags_source(root):
     with pytest.raises(ValueError, match="tags source"):
         voc.image_tags(root, ["a"], NAMES, "captions")
+
+
+def test_scoring_a_split_without_masks_names_the_split_and_the_image(tiny_voc):
+    root, _ = tiny_voc
+    ids = voc.read_ids(root, "train")
+    voc.path(root, "mask", ids[1]).unlink()
+    assert voc.scored_ids(root, "val") == voc.read_ids(root, "val")
+    with pytest.raises(DataError, match=rf"split 'train' cannot be scored: 1 of {len(ids)} images .* {ids[1]!r}"):
+        voc.scored_ids(root, "train")

@@ -77,9 +77,10 @@ def test_own_voc_layout_data_set_end_to_end(tmp_path):
     assert resolved["dataset"]["class_names"] == NAMES and resolved["irn"]["crf_gt_prob"] == 0.7  # schema default
     assert "Configuration" in (run / "report" / "summary.html").read_text()
 
-    # scoring pseudo-labels on the split without masks is an error naming the split and an image
+    # scoring pseudo-labels on a split without masks: validate_data stops the run before anything is scored,
+    # naming the image (eval_cam's own check, voc.scored_ids, names the split: tests/test_data.py)
     config = copy.deepcopy(CONFIG)
     config["dataset"]["label_split"] = "train_aug"
     failed = snakemake(tmp_path, config, "eval_cam", "--forcerun", "eval_cam")
-    log = (run / "logs" / "eval_cam.log").read_text()
-    assert failed.returncode != 0 and "split 'train_aug' cannot be scored" in log and unmasked[0] in log
+    log = (run / "logs" / "validate_data.log").read_text()
+    assert failed.returncode != 0 and unmasked[0] in log and "not found" in log
