@@ -8,6 +8,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from _scribbles import scribble_xml
 from wsss.datasets import coco_dataset, context_dataset, sbd_train_aug, scribble_pngs, voc
 from wsss.errors import DataError
 from wsss.io import save_png
@@ -119,21 +120,13 @@ def test_union_of_splits_and_scoring_a_split_without_masks(voc_with_sbd):
 # ---- ScribbleSup
 
 
-def _scribble_xml(strokes, size=(W, H)):
-    polygons = "".join(
-        f"<polygon><tag>{tag}</tag>" + "".join(f"<point><X>{x}</X><Y>{y}</Y></point>" for x, y in pts) + "</polygon>"
-        for tag, pts in strokes)
-    return (f"<annotation><filename>a.jpg</filename><size><width>{size[0]}</width><height>{size[1]}</height>"
-            f"</size>{polygons}</annotation>")
-
-
 def test_scribble_xml_to_png(tmp_path):
     root = tmp_path / "VOC2012"
     xml_dir = voc.path(root, "scribble_xml", "x").parent
     xml_dir.mkdir(parents=True)
-    (xml_dir / "a.xml").write_text(_scribble_xml([("bird", [(1, 2), (12, 2)]), ("background", [(1, 8), (14, 8)]),
-                                                  ("plane", [(6, 0), (6, 11)])]))
-    (xml_dir / "b.xml").write_text(_scribble_xml([("bike", [(3, 3), (3, 9)])]))
+    (xml_dir / "a.xml").write_text(scribble_xml([("bird", [(1, 2), (12, 2)]), ("background", [(1, 8), (14, 8)]),
+                                                 ("plane", [(6, 0), (6, 11)])], (W, H)))
+    (xml_dir / "b.xml").write_text(scribble_xml([("bike", [(3, 3), (3, 9)])], (W, H)))
     for image_id in "ab":
         _jpeg(voc.path(root, "image", image_id))
     kept = np.full((H, W), 7, np.uint8)

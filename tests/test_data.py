@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _scribbles import scribble_xml
 from wsss import io
 from wsss.datasets import voc
 from wsss.errors import DataError
@@ -125,18 +126,10 @@ def _scribble_png():
     return scribble
 
 
-def _scribble_xml(strokes, size=(W, H)):
-    polygons = "".join(
-        f"<polygon><tag>{tag}</tag>" + "".join(f"<point><X>{x}</X><Y>{y}</Y></point>" for x, y in pts) + "</polygon>"
-        for tag, pts in strokes)
-    return (f"<annotation><filename>a.jpg</filename><size><width>{size[0]}</width><height>{size[1]}</height>"
-            f"</size><segmented>1</segmented>{polygons}</annotation>")
-
-
 def test_scribble_png_and_xml_of_the_same_strokes_agree(tmp_path):
     png, xml = tmp_path / "s.png", tmp_path / "s.xml"
     io.save_png(png, _scribble_png())
-    xml.write_text(_scribble_xml(STROKES))
+    xml.write_text(scribble_xml(STROKES, (W, H)))
     assert Image.open(png).mode == "L"
     from_png = voc.load_scribble(png, len(NAMES), (H, W))
     from_xml = voc.load_scribble_xml(xml, NAMES, (H, W))
@@ -148,7 +141,7 @@ def test_scribble_png_and_xml_of_the_same_strokes_agree(tmp_path):
 
 def test_scribble_xml_tags(tmp_path):
     xml = tmp_path / "s.xml"
-    xml.write_text(_scribble_xml([("sky", [(5, 5), (10, 5)]), ("bicycle", [(5, 10), (10, 10)])]))
+    xml.write_text(scribble_xml([("sky", [(5, 5), (10, 5)]), ("bicycle", [(5, 10), (10, 10)])], (W, H)))
     scribble = voc.load_scribble_xml(xml, NAMES, (H, W), width=1)
     assert (scribble[5, 5:11] == 0).all()  # PASCAL-Context classes are background for VOC
     assert (scribble[10, 5:11] == 2).all()
@@ -158,7 +151,7 @@ def test_scribble_xml_tags(tmp_path):
 @pytest.mark.parametrize("tag, size, problem", [("dragon", (W, H), "'dragon'"), ("bird", (W + 1, H), "image is")])
 def test_bad_scribble_xml(tmp_path, tag, size, problem):
     xml = tmp_path / "s.xml"
-    xml.write_text(_scribble_xml([(tag, [(1, 1), (3, 3)])], size))
+    xml.write_text(scribble_xml([(tag, [(1, 1), (3, 3)])], size))
     with pytest.raises(DataError, match=problem) as error:
         voc.load_scribble_xml(xml, NAMES, (H, W))
     assert str(xml) in str(error.value)
