@@ -16,7 +16,8 @@ env: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(TORCH_INDEX) "$(TORCH)"
+	$(BIN)/pip install --quiet --no-deps $(TORCH_INDEX) "$(TORCH)"  # the wheel alone from that index
+	$(BIN)/pip install --quiet "$(TORCH)"  # its dependencies from pip's own indexes (one unreachable index costs retries)
 	$(BIN)/pip install --quiet -e ".[test,slurm]"
 	touch $@
 
