@@ -1,7 +1,7 @@
 """The papers' numbers on PASCAL VOC 2012, keyed like metrics.csv rows, for the report's "paper" columns.
 
 PAPER[(stage, method, split, metric)] = (percent, source). Sources are the tables of the papers in
-/work/shared/papers/ (README there). Add a method's numbers here when its stages write metrics."""
+../shared/papers/ (README there). Add a method's numbers here when its stages write metrics."""
 
 PAPER = {
     # IRNet (Ahn et al., CVPR 2019), ResNet-50, train = VOC 2012 train (1464 images)
