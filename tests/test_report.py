@@ -116,3 +116,22 @@ def test_report_page_in_a_browser(tiny_voc, tmp_path):
     assert len(images) == 2 + 3 * (2 + 3) + 3 * 2 + 1 and all(done and width > 0 for done, width in images)
     shutil.copy(tmp_path / "report.png", ARTIFACTS / "report_page.png")
     assert (ARTIFACTS / "report_page.png").stat().st_size > 10_000
+
+
+def test_table_i_sets_the_cam_networks_chains_side_by_side():
+    rows = [dict(stage=s, method=m, split=sp, metric="iou", value=v, **{"class": ""}) for s, m, sp, v in (
+        ("cam", "cam", "train", 0.5), ("sem_seg", "irnet_rw", "train", 0.6), ("seg", "seg_irnet", "val", 0.7),
+        ("cam", "rpnet", "train", 0.55), ("seg", "seg_rpnet", "val", 0.75))]
+    table = pd.DataFrame(rows)
+    text = report.chain_table(table)
+    assert "<th>CAM mIoU (train)</th><th>random-walk labels mIoU (train)</th><th>segmentation mIoU (val)</th>" in text
+    assert "<td class=name>Base + BR (IRNet)</td><td>50.0</td><td>60.0</td><td>70.0</td>" in text
+    assert "<td class=name>Base + RPNet + BR</td><td>55.0</td><td>–</td><td>75.0</td>" in text  # no RW row: a dash
+    assert report.chain_table(table[table.method != "rpnet"]) == ""  # one CAM network: no Table I
+
+
+def test_listed_csv_tables_show_miou_columns_in_percent(tmp_path):
+    pd.DataFrame(dict(net=["cdsp_segs"], segs=[1], miou=[0.6789])).to_csv(tmp_path / "t.csv", index=False)
+    text = report.csv_table(tmp_path / "t.csv", "CDSP Table 2")
+    assert text.startswith("<h3>CDSP Table 2</h3>")
+    assert "<td class=name>cdsp_segs</td><td>1</td><td>67.9</td>" in text

@@ -42,6 +42,7 @@ METRIC_FILES = []  # every evaluation rule adds its metrics CSV; rule `metrics` 
 SHARDED = []  # output folders of sharded per-image stages; rule gather_shards merges each
 # What the report page shows besides the metrics (wsss/pipeline/report.py), added by each method file.
 REPORT_FIGURES = []  # (caption, PNG file)
+REPORT_TABLES = []  # (caption, CSV file), e.g. an ablation's table when config `ablations` is true
 TRAIN_LOGS = []  # (network, train_log.csv): loss curves
 OVERLAY_COLUMNS = []  # (column name, split, folder of <id>.png label maps or <id>.npz CAMs / instances)
 ABLATIONS = []  # outputs of the methods' ablation targets (e.g. cdsp_ablation); rule `ablations` builds them

@@ -53,6 +53,7 @@ rule report:
         figures=[png for _, png in REPORT_FIGURES],
         train_logs=[log for _, log in TRAIN_LOGS],
         overlays=[folder for _, _, folder in OVERLAY_COLUMNS],
+        tables=[csv for _, csv in REPORT_TABLES],
     output:
         summary=report(f"{RUN}/report/summary.html", caption="../report/summary.rst", category="Report"),
         sweep_plot=report(f"{RUN}/report/cam_threshold_sweep.png", caption="../report/sweep.rst", category="CAM"),
@@ -68,6 +69,7 @@ rule report:
             figure_captions=[caption for caption, _ in REPORT_FIGURES],
             train_log_names=[name for name, _ in TRAIN_LOGS],
             overlay_columns=[[name, split] for name, split, _ in OVERLAY_COLUMNS],
+            table_captions=[caption for caption, _ in REPORT_TABLES],
         ),
         benchmarks=f"{RUN}/benchmarks",
         config=f"{RUN}/config.yaml",  # written before any job (common.smk); not an input: no rerun for it
@@ -82,6 +84,7 @@ rule report:
             "report",
             "--root {params.root:q} --metrics_csv {input.metrics:q} --sweep {input.sweep:q}"
             " --figures {input.figures:q} --train_logs {input.train_logs:q} --overlays {input.overlays:q}"
+            " --tables {input.tables:q}"
             " --benchmarks {params.benchmarks:q} --summary {output.summary:q} --sweep_plot {output.sweep_plot:q}"
             " --loss_plot {output.loss_plot:q} --config {params.config:q}",
         )

@@ -2,14 +2,16 @@
 
 The page (`summary`), top to bottom: flags (from an optional flags CSV, in red), one table per stage of
 metrics.csv (percentages; the papers' numbers beside ours when `paper_numbers` is set, wsss/pipeline/papers.py),
-the plots (loss curves from each trainer's train_log.csv, the CAM threshold sweep, every figure the rule
+RPNet's Table I when the run has more than one CAM network (CHAINS), every table the rule lists (CSV files,
+e.g. ablations), the plots (loss curves from each trainer's train_log.csv, the CAM threshold sweep, every figure the rule
 lists), one gallery of overlays per split (image, ground truth, then one column per pseudo-label or
 prediction folder the rule lists), and the run time of every rule. Images are embedded (data URIs), so the
 file can be mailed or opened from `snakemake --report`'s bundle.
 
 Extending it (a new method): add its metrics CSV to METRIC_FILES (its stage gets a table; add paper numbers
 to papers.py), append `(caption, png)` to REPORT_FIGURES, `(name, train_log.csv)` to TRAIN_LOGS and
-`(name, split, folder)` to OVERLAY_COLUMNS in its rule file (workflow/rules/common.smk). An overlay folder
+`(name, split, folder)` to OVERLAY_COLUMNS, `(caption, csv)` to REPORT_TABLES in its rule file
+(workflow/rules/common.smk). An overlay folder
 holds `<id>.png` label maps (palette indices, 255 = none), or `<id>.npz` CAMs (`high_res`) or instances
 (`instance_map`)."""
 import base64
@@ -41,10 +43,15 @@ PARAMS = {
     "figure_captions": Param(list, [], "one caption per --figures file"),
     "train_log_names": Param(list, [], "one network name per --train_logs file"),
     "overlay_columns": Param(list, [], "[name, split] per --overlays folder"),
+    "table_captions": Param(list, [], "one caption per --tables file"),
 }
 STAGE_TITLES = {"cam": "Class activation maps", "ir_label": "IRNet inter-pixel relation labels",
                 "sem_seg": "Semantic pseudo-labels", "ins_seg": "Instance pseudo-labels",
                 "seg": "Segmentation networks"}
+# RPNet Table I: each CAM network's chain through IRNet, as (stage, method) of its CAMs, random-walk labels and
+# segmentation network in metrics.csv
+CHAINS = {"Base + BR (IRNet)": [("cam", "cam"), ("sem_seg", "irnet_rw"), ("seg", "seg_irnet")],
+          "Base + RPNet + BR": [("cam", "rpnet"), ("sem_seg", "rpnet_rw"), ("seg", "seg_rpnet")]}
 OVERLAY_SIZE = 160  # px, the long side of an overlay cell
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -54,13 +61,13 @@ figcaption{font-size:90%;color:#555;max-width:520px}"""
 
 
 def run(params: dict, *, root, metrics_csv, sweep, benchmarks, summary, sweep_plot, loss_plot, figures: list = (),
-        train_logs: list = (), overlays: list = (), flags=None, config=None):
+        train_logs: list = (), overlays: list = (), tables: list = (), flags=None, config=None):
     """Writes the page `summary` and the plots `sweep_plot` and `loss_plot`; `config`: the run's resolved
     configuration, shown at the end of the page."""
     params = resolve(params, PARAMS, "report")
     for what, files, names in (("--figures", figures, "figure_captions"), ("--train_logs", train_logs,
                                                                            "train_log_names"),
-                               ("--overlays", overlays, "overlay_columns")):
+                               ("--overlays", overlays, "overlay_columns"), ("--tables", tables, "table_captions")):
         if len(files) != len(params[names]):
             raise ValueError(f"report: {len(files)} {what} but {len(params[names])} {names}")
     table = metrics.read(metrics_csv)
@@ -74,6 +81,8 @@ def run(params: dict, *, root, metrics_csv, sweep, benchmarks, summary, sweep_pl
         "<p>Percentages. Grey: the paper's number on PASCAL VOC 2012 (hover for its source).</p>"
         if params["paper_numbers"] else "<p>Percentages.</p>",
         *(stage_table(stage, rows, params["paper_numbers"]) for stage, rows in table.groupby("stage", sort=False)),
+        chain_table(table),
+        *(csv_table(csv, caption) for csv, caption in zip(tables, params["table_captions"])),
         "<h2>Plots</h2>",
         *(figure(png, caption) for png, caption in zip([loss_plot, sweep_plot, *figures], captions)),
         "<h2>Overlays</h2>",
@@ -119,6 +128,30 @@ def stage_table(stage: str, rows: pd.DataFrame, paper_numbers: bool) -> str:
         detail = ("<details><summary>IoU per class (%)</summary>"
                   + html_rows(["method", "split", *wide_class.columns], cells) + "</details>")
     return title + html_rows(header, body) + detail
+
+
+def chain_table(table: pd.DataFrame) -> str:
+    """RPNet Table I: a row per CAM network of CHAINS in the run, its CAM, random-walk label and segmentation
+    mIoU side by side (each on the split it is scored on); empty unless two networks or more ran."""
+    means = table[(table["class"] == "") & (table.metric == "iou")]
+    value = {(r.stage, r.method): (r.value, r.split) for r in means.itertuples()}
+    rows = [[name, *(_percent(value[key][0]) if key in value else "–" for key in chain)]
+            for name, chain in CHAINS.items() if chain[0] in value]
+    if len(rows) < 2:
+        return ""
+    splits = [next((value[key][1] for key in (chain[i] for chain in CHAINS.values()) if key in value), "")
+              for i in range(3)]
+    header = ["CAM network", *(f"{what} mIoU ({split})" for what, split in
+                               zip(("CAM", "random-walk labels", "segmentation"), splits))]
+    return "<h3>CAM networks through IRNet <small>(RPNet Table I)</small></h3>" + html_rows(header, rows)
+
+
+def csv_table(csv, caption: str) -> str:
+    """A table the rule lists (e.g. an ablation's), its caption as the title; columns named *miou* in percent."""
+    frame = pd.read_csv(csv, keep_default_na=False)
+    cells = [[_percent(v) if "miou" in column and v != "" else html.escape(str(v)) for column, v in row.items()]
+             for _, row in frame.iterrows()]
+    return f"<h3>{html.escape(caption)}</h3>" + html_rows(list(frame.columns), cells)
 
 
 def _number(metric, value) -> str:
