@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def reference_bytes(points: np.ndarray, lam: float) -> np.ndarray:
     """The release's definition in float64 numpy: min over points of floor(min(sqrt(l dy^2 + l dx^2), 255))."""
-    coeff = math.exp(lam)
+    coeff = math.e ** lam  # the release's coefficient (its script's table)
     if not points.any():
         return np.full(points.shape, 255, np.uint8)
     py, px = np.nonzero(points)
@@ -86,6 +86,28 @@ def test_distance_bytes_equal_the_brute_force_definition(lam):
     labels = rng.choice(np.array([0, 1, 2, 255], np.uint8), (23, 31), p=[0.3, 0.05, 0.05, 0.6])
     np.testing.assert_array_equal(scribble_map(labels, lam), 255 - reference_bytes((labels == 1) | (labels == 2), lam))
     np.testing.assert_array_equal(pseudo_map(labels, lam), reference_bytes(boundary(labels), lam))
+
+
+def test_coefficient_is_the_release_scripts_value():
+    """The values makedistancemap_fromCAM_multiprocessing.py lists for lambda 0..9, bit for bit."""
+    listed = ["1.0", "2.718281828459045", "7.3890560989306495", "20.085536923187664", "54.59815003314423",
+              "148.41315910257657", "403.428793492735", "1096.6331584284583", "2980.957987041727", "8103.08392757538"]
+    assert [distance.coefficient(lam) for lam in range(10)] == [float(v) for v in listed]
+
+
+def test_pseudo_map_keeps_the_release_boxes_below_coefficient_e():
+    """The release's 3-d path visits rows py - 155 .. py + 154 around each point (sized for l = e): with
+    l = 1 a pixel 155 rows below the last boundary row stays 255 although its distance is 155."""
+    pseudo = np.zeros((400, 6), np.uint8)
+    pseudo[:2] = 1  # boundary rows 0 and 1
+    out = pseudo_map(pseudo, 0.0)
+    assert distance.release_box() == 155
+    assert out[155, 3] == 154 and out[156, 3] == 255 and out[300, 3] == 255
+    assert distance_bytes(boundary(pseudo), 0.0)[156, 3] == 155  # the definition without boxes
+    rng = np.random.default_rng(3)
+    blobs = (rng.random((8, 10)) < 0.3).repeat(40, 0).repeat(40, 1).astype(np.uint8)  # 320 x 400
+    for lam in (1.0, 6.0):  # l >= e: the boxes cover every value below 255
+        np.testing.assert_array_equal(pseudo_map(blobs, lam), brute_force(boundary(blobs), lam))
 
 
 def test_pixels_in_doubt_take_the_brute_force(monkeypatch):

@@ -1,11 +1,15 @@
 """CDSP's distance maps (Eq. 14, 16) as the authors' scripts store them: uint8 PNGs, read /255 in training.
 
-Definitions (d = Euclidean distance in pixels to the nearest point, l = e^lam):
+Definitions (d = Euclidean distance in pixels to the nearest point, l = e^lam computed as the release's table
+lists it, `coefficient`):
 - `scribble_map`: points = foreground scribble pixels (1..K; background 0 and unlabelled 255 are not points);
   value 255 - floor(min(sqrt(l * dy^2 + l * dx^2), 255)); all 0 without a point (Eq. 16 times 255).
 - `pseudo_map`: points = the boundary of the pseudo-label foreground (labels other than 0 and 255): foreground
   pixels with a 4-neighbour that is background or outside the image; value floor(min(sqrt(l * dy^2 +
-  l * dx^2), 255)); all 255 without a foreground pixel (Eq. 14 times 255).
+  l * dx^2), 255)); all 255 without a foreground pixel (Eq. 14 times 255). The release draws the contours
+  into a 3-channel image, so its 3-d code path runs, which visits only the pixels of a box around each point
+  sized for l = e (`release_box`); for l >= e that changes nothing, for l < e (lam < 1) pixels beyond the box
+  keep the values of nearer boxes or 255: `pseudo_map` reproduces that.
 
 The release computes these by brute force over every point (`brute_force`, kept as the definition and the
 benchmark's baseline). Here an exact Euclidean distance transform gives every pixel's squared distance d^2 to
@@ -34,7 +38,23 @@ def scribble_map(scribble: np.ndarray, lam: float) -> np.ndarray:
 
 def pseudo_map(pseudo: np.ndarray, lam: float) -> np.ndarray:
     """uint8 [H, W] distance to the pseudo-label foreground boundary (Eq. 14 x 255)."""
-    return distance_bytes(boundary(pseudo), lam)
+    points = boundary(pseudo)
+    if coefficient(lam) < math.e and points.any():  # the release's boxes are smaller than its reach
+        return _brute_force_boxes(np.argwhere(points), points.shape, coefficient(lam), release_box()).astype(np.uint8)
+    return distance_bytes(points, lam)
+
+
+def coefficient(lam: float) -> float:
+    """The release's coefficient e^lam as its scripts take it (the values listed in
+    makedistancemap_fromCAM_multiprocessing.py): math.e ** lam, for integer lam != 0, 1 an ulp away from
+    math.exp(lam) (e^6: 403.428793492735 vs 403.4287934927351)."""
+    return math.e ** lam
+
+
+def release_box() -> int:
+    """R: the release's 3-d path visits, for a point at (py, px), rows max(py - R, 0) .. py + R - 1 and the same
+    columns: R is the first offset whose distance with its default coefficient e exceeds 255 (155)."""
+    return next(k for k in range(1, 1000) if math.sqrt(math.e * k ** 2) > 255)
 
 
 def boundary(pseudo: np.ndarray) -> np.ndarray:
@@ -64,7 +84,7 @@ def _bytes_from_squared(points, squared, lam):
     agrees with the release's sqrt(l dy^2 + l dx^2) to a few ulps, so the floor agrees unless the value is
     within NEAR_INTEGER of an integer; those pixels (practically never any for l = e^lam, lam != 0; none for
     an integer l, where both expressions are exact) take the brute force."""
-    coeff = math.exp(lam)  # the release's coefficient e^lam, e.g. 403.428793492735 for lam 6
+    coeff = coefficient(lam)
     out, risky = _values(squared, coeff, NEAR_INTEGER if coeff != math.floor(coeff) else -1.0)
     if risky.any():
         ry, rx = np.nonzero(risky)
@@ -141,8 +161,8 @@ def brute_force(points: np.ndarray, lam: float, pixels: np.ndarray | None = None
     points = np.asarray(points, bool)
     coords = np.argwhere(points)
     if pixels is None:
-        return _brute_force_image(points.shape, coords, math.exp(lam)).astype(np.uint8)
-    return _brute_force_pixels(np.asarray(pixels, np.int64), coords, math.exp(lam)).astype(np.uint8)
+        return _brute_force_image(points.shape, coords, coefficient(lam)).astype(np.uint8)
+    return _brute_force_pixels(np.asarray(pixels, np.int64), coords, coefficient(lam)).astype(np.uint8)
 
 
 @njit(cache=True)
@@ -152,6 +172,20 @@ def _brute_force_image(shape, coords, coeff):
         py, px = coords[p, 0], coords[p, 1]
         for y in range(shape[0]):
             for x in range(shape[1]):
+                value = math.sqrt(coeff * (y - py) ** 2 + coeff * (x - px) ** 2)
+                if value < out[y, x]:
+                    out[y, x] = int(value)
+    return out
+
+
+@njit(cache=True)
+def _brute_force_boxes(coords, shape, coeff, box):
+    """The release's 3-d path (one channel): as _brute_force_image, each point only within its box."""
+    out = np.full(shape, 255, np.int64)
+    for p in range(coords.shape[0]):
+        py, px = coords[p, 0], coords[p, 1]
+        for y in range(max(py - box, 0), min(py + box, shape[0])):
+            for x in range(max(px - box, 0), min(px + box, shape[1])):
                 value = math.sqrt(coeff * (y - py) ** 2 + coeff * (x - px) ** 2)
                 if value < out[y, x]:
                     out[y, x] = int(value)
