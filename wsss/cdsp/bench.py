@@ -7,7 +7,7 @@
    the release's dense HW x HW (`LoRM.dense`), in this run: the peak of CPU memory allocated by torch during
    forward + backward (torch.profiler's memory events) at batch 1, the memory per image (the peaks' growth
    from batch 1 to batch 3, halved: parameter gradients and per-call transients do not grow with the batch),
-   and the seconds of forward + backward at batch 1.
+   and the seconds (wall and CPU) of forward + backward at batch 1.
 """
 import argparse
 import time
@@ -21,12 +21,12 @@ from wsss.cdsp.losses import LoRM
 from wsss.datasets.voc import rasterise_scribbles
 
 
-def best_time(fn, repeats):
+def best_time(fn, repeats, clock=time.perf_counter):
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = clock()
         fn()
-        times.append(time.perf_counter() - started)
+        times.append(clock() - started)
     return min(times)
 
 
@@ -105,8 +105,9 @@ def memory_benchmark(quick):
         for name, fn in ways.items():
             peaks[name, batch] = peak_mib(lorm_step(module, fn, features, pseudo))
     features, pseudo = lorm_case(1, side, channels)
-    seconds = {name: best_time(lorm_step(module, fn, features, pseudo), 1 if quick else 3)  # grads accumulate
-               for name, fn in ways.items()}
+    # wall time and the process's CPU time (all threads): the latter varies less on a shared machine
+    seconds = {(name, clock): best_time(lorm_step(module, fn, features, pseudo), 1 if quick else 3, clock)
+               for name, fn in ways.items() for clock in (time.perf_counter, time.process_time)}
     per_image = {name: (peaks[name, 3] - peaks[name, 1]) / 2 for name in ways}
     print(f"LoRM, {side}x{side} features, {channels} channels (one HW x HW float32 = {n * n * 4 / 2 ** 20:.1f} MiB, "
           f"one HW x C = {n * channels * 4 / 2 ** 20:.1f} MiB), forward + backward:")
@@ -114,8 +115,9 @@ def memory_benchmark(quick):
           f"new {peaks['new', 1]:.0f} MiB, ratio 1/{peaks['dense', 1] / peaks['new', 1]:.1f}")
     print(f"  per image = (peak at batch 3 - peak at batch 1) / 2: dense {per_image['dense']:.0f} MiB, "
           f"new {per_image['new']:.0f} MiB, ratio 1/{per_image['dense'] / per_image['new']:.1f}")
-    print(f"  time at batch 1: dense {seconds['dense']:.2f} s, new {seconds['new']:.2f} s, "
-          f"ratio {seconds['new'] / seconds['dense']:.2f}x")
+    for label, clock in (("wall", time.perf_counter), ("CPU", time.process_time)):
+        dense, new = seconds["dense", clock], seconds["new", clock]
+        print(f"  {label} time at batch 1: dense {dense:.2f} s, new {new:.2f} s, ratio {new / dense:.2f}x")
 
 
 def main(argv=None):
