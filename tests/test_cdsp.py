@@ -11,12 +11,11 @@ from wsss import metrics, training
 from wsss.cdsp import cdsp_distance_maps, cdsp_pseudo_labels, cdsp_scribbles, cdsp_tables, distance, train_cdsp
 from wsss.cdsp.cdsp_scribbles import drop, shrink, strokes
 from wsss.cdsp.distance import boundary, brute_force, distance_bytes, pseudo_map, scribble_map
-from wsss.cdsp.losses import LoRM, distance_entropy
+from wsss.cdsp.losses import LoRM, distance_entropy, foreground_rows, rectification_loss
 from wsss.datasets import voc
 from wsss.io import save_png
 from wsss.seg import eval_seg, infer_seg
 from wsss.seg.losses import cross_entropy
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -186,29 +185,74 @@ def test_lorm_equals_the_dense_float64_reference_and_keeps_its_label():
     module = LoRM(6).double()
     with torch.no_grad():
         module.delta.fill_(0.8)
-    features = torch.randn(2, 6, 4, 5, dtype=torch.float64).relu()
+    features = torch.randn(2, 6, 4, 5, dtype=torch.float64).relu().requires_grad_()
     pseudo = torch.randint(0, 3, (2, 32, 40))
     pseudo[0, :10] = 255
     pseudo[1] = 0  # no foreground: every row masked
     before = pseudo.clone()
-    assert module(features, pseudo).item() == pytest.approx(lorm_reference(module, features, pseudo), rel=1e-9)
-    assert module.dense(features, pseudo).item() == pytest.approx(lorm_reference(module, features, pseudo), rel=1e-9)
-    assert torch.equal(pseudo, before)
+    for fn in (module, module.dense):
+        loss = fn(features, pseudo)
+        assert loss.item() == pytest.approx(lorm_reference(module, features, pseudo), rel=1e-9)
+        loss.backward()
+        assert torch.equal(pseudo, before)
 
 
-def test_lorm_gradients_match_the_dense_computation():
-    torch.manual_seed(5)
-    module = LoRM(4).double()
-    features = torch.randn(1, 4, 3, 3, dtype=torch.float64, requires_grad=True)
-    pseudo = torch.randint(0, 2, (1, 12, 12))
-    grads = []
+def lorm_case(seed, batch=3, channels=5, size=(4, 5)):
+    """A float64 LoRM with non-zero biases and delta != 1, ReLU features, and pseudo-labels whose row masks
+    are mixed (image 0), all background (1) and all foreground (2)."""
+    torch.manual_seed(seed)
+    module = LoRM(channels).double()
+    with torch.no_grad():
+        module.delta.fill_(0.8)
+        module.query.bias.normal_()
+        module.key.bias.normal_()
+    features = torch.randn(batch, channels, *size, dtype=torch.float64).relu().requires_grad_()
+    pseudo = torch.randint(1, 3, (batch, size[0] * 8, size[1] * 8))
+    pseudo[0, :, :20] = 0
+    pseudo[1] = 0
+    rows = foreground_rows(pseudo, size)
+    assert 0 < rows[0].sum() < rows.shape[1] and not rows[1].any() and rows[2].all()
+    return module, features, pseudo
+
+
+@pytest.mark.parametrize("block, memory_format", [(2 ** 20, torch.contiguous_format), (60, torch.channels_last)])
+def test_lorm_loss_and_gradients_equal_the_dense_computation(monkeypatch, block, memory_format):
+    """All gradients (features, both convolutions, delta), one block per image or blocks of 3 query rows
+    (the last one partial), features as trained (channels-last) or not."""
+    monkeypatch.setattr("wsss.cdsp.losses._BLOCK", block)
+    module, features, pseudo = lorm_case(5)
+    features = features.detach().to(memory_format=memory_format).requires_grad_()
+    results = []
     for fn in (module, module.dense):
         module.zero_grad()
         features.grad = None
-        fn(features, pseudo).backward()
-        grads.append([features.grad.clone(), module.query.weight.grad.clone(), module.delta.grad.clone()])
-    for fused, dense in zip(*grads):
-        torch.testing.assert_close(fused, dense, rtol=1e-9, atol=1e-12)
+        loss = fn(features, pseudo)
+        loss.backward()
+        results.append([loss.detach(), features.grad] + [p.grad for p in module.parameters()])
+    assert len(results[0]) == 7
+    for new, dense in zip(*results):
+        torch.testing.assert_close(new, dense, rtol=1e-9, atol=1e-12)
+
+
+def test_lorm_loss_passes_gradcheck(monkeypatch):
+    monkeypatch.setattr("wsss.cdsp.losses._BLOCK", 12)  # 2 query rows per block
+    torch.manual_seed(6)
+    features = torch.randn(2, 3, 2, 3, dtype=torch.float64, requires_grad=True)
+    weights = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in ((3, 3), 3, (3, 3), 3, 1)]
+    rows = torch.tensor([[1, 0, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    assert torch.autograd.gradcheck(lambda *inputs: rectification_loss(*inputs, rows), (features, *weights))
+
+
+def test_lorm_computes_in_float32_under_autocast():
+    """Mixed-precision training autocasts the network: LoRM takes the features in its weights' type."""
+    torch.manual_seed(7)
+    module = LoRM(4)
+    features = torch.randn(2, 4, 3, 3).relu()
+    pseudo = torch.randint(0, 3, (2, 24, 24))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = module(features.bfloat16(), pseudo)
+    assert mixed.dtype == torch.float32
+    assert mixed.item() == module(features.bfloat16().float(), pseudo).item()
 
 
 def test_cosine_learning_rate():

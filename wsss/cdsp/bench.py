@@ -3,9 +3,11 @@
 1. Distance maps at 375 x 500 (a VOC image): `distance_bytes` (exact EDT) vs the release's brute force over
    every point (`brute_force`, compiled with numba as the release is), on ScribbleSup-like scribbles (3 px
    polylines, ~3.4 % of the pixels) and on a pseudo-label boundary; best of several runs; bytes compared.
-2. LoRM memory per image at 59 x 59 features with 2048 channels (DeepLab-v2 ResNet at 465 px crops): the peak
-   of CPU memory allocated by torch during forward + backward (torch.profiler's memory events, both in this
-   run), for the whole module and for the attention step alone (Q, K, F given), fused vs dense HW x HW.
+2. LoRM at 59 x 59 features with 2048 channels (DeepLab-v2 ResNet at 465 px crops), `LoRM.forward` (new) vs
+   the release's dense HW x HW (`LoRM.dense`), in this run: the peak of CPU memory allocated by torch during
+   forward + backward (torch.profiler's memory events) at batch 1, the memory per image (the peaks' growth
+   from batch 1 to batch 3, halved: parameter gradients and per-call transients do not grow with the batch),
+   and the seconds (wall and CPU) of forward + backward at batch 1.
 """
 import argparse
 import time
@@ -19,12 +21,12 @@ from wsss.cdsp.losses import LoRM
 from wsss.datasets.voc import rasterise_scribbles
 
 
-def best_time(fn, repeats):
+def best_time(fn, repeats, clock=time.perf_counter):
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = clock()
         fn()
-        times.append(time.perf_counter() - started)
+        times.append(clock() - started)
     return min(times)
 
 
@@ -76,10 +78,18 @@ def peak_mib(fn):
     return peak / 2 ** 20
 
 
-def attention(q, k, v, rows, fused):
-    if fused:
-        return rows[..., None] * torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=1.0)
-    return (rows[..., None] * torch.softmax(q @ k.transpose(-1, -2), -1)) @ v
+def lorm_case(batch, side, channels):
+    """Random channels-last ReLU features (as trained) and a pseudo-label with foreground and background."""
+    features = torch.randn(batch, channels, side, side).relu().to(memory_format=torch.channels_last)
+    return features.requires_grad_(), torch.randint(0, 3, (batch, side * 8, side * 8))
+
+
+def lorm_step(module, fn, features, pseudo):
+    """A function running forward + backward from scratch: gradients are unset now (outside any measurement:
+    freeing them would count), so each run allocates its own."""
+    module.zero_grad(set_to_none=True)
+    features.grad = None
+    return lambda: fn(features, pseudo).backward()
 
 
 def memory_benchmark(quick):
@@ -88,25 +98,26 @@ def memory_benchmark(quick):
     n = side * side
     module = LoRM(channels)
     module.to(memory_format=torch.channels_last)  # as wsss.training.fit trains
-    features = torch.randn(1, channels, side, side).relu().to(memory_format=torch.channels_last).requires_grad_()
-    pseudo = torch.randint(0, 3, (1, side * 8, side * 8))
-    whole = {name: peak_mib(lambda: fn(features, pseudo).backward()) for name, fn in
-             (("dense", module.dense), ("fused", module.forward))}
-    # [batch, heads, positions, channels]: the fused kernels take 4-d inputs only
-    q, k, v = (torch.nn.functional.normalize(torch.randn(1, 1, n, channels), dim=-1).requires_grad_()
-               for _ in range(3))
-    rows = (torch.rand(1, 1, n) < 0.5).float()
-    core = {name: peak_mib(lambda: attention(q, k, v, rows, name == "fused").square().sum().backward())
-            for name in ("dense", "fused")}
-    hw = n * n * 4 / 2 ** 20
-    print(f"LoRM per image, {side}x{side} features, {channels} channels (one HW x HW float32 = {hw:.1f} MiB), "
-          f"forward + backward peak:")
-    print(f"  whole module: dense {whole['dense']:.0f} MiB, fused {whole['fused']:.0f} MiB, "
-          f"ratio 1/{whole['dense'] / whole['fused']:.1f}")
-    print(f"  attention step (Q, K, F given): dense {core['dense']:.0f} MiB, fused {core['fused']:.0f} MiB, "
-          f"ratio 1/{core['dense'] / core['fused']:.1f}")
-    print(f"  (one HW x C float32 tensor = {n * channels * 4 / 2 ** 20:.1f} MiB: the fused step's output and the "
-          "gradients of Q, K, F are four of them)")
+    ways = {"dense": module.dense, "new": module.forward}
+    peaks = {}
+    for batch in (1, 3):
+        features, pseudo = lorm_case(batch, side, channels)
+        for name, fn in ways.items():
+            peaks[name, batch] = peak_mib(lorm_step(module, fn, features, pseudo))
+    features, pseudo = lorm_case(1, side, channels)
+    # wall time and the process's CPU time (all threads): the latter varies less on a shared machine
+    seconds = {(name, clock): best_time(lorm_step(module, fn, features, pseudo), 1 if quick else 3, clock)
+               for name, fn in ways.items() for clock in (time.perf_counter, time.process_time)}
+    per_image = {name: (peaks[name, 3] - peaks[name, 1]) / 2 for name in ways}
+    print(f"LoRM, {side}x{side} features, {channels} channels (one HW x HW float32 = {n * n * 4 / 2 ** 20:.1f} MiB, "
+          f"one HW x C = {n * channels * 4 / 2 ** 20:.1f} MiB), forward + backward:")
+    print(f"  peak at batch 1 (whole module, parameter gradients included): dense {peaks['dense', 1]:.0f} MiB, "
+          f"new {peaks['new', 1]:.0f} MiB, ratio 1/{peaks['dense', 1] / peaks['new', 1]:.1f}")
+    print(f"  per image = (peak at batch 3 - peak at batch 1) / 2: dense {per_image['dense']:.0f} MiB, "
+          f"new {per_image['new']:.0f} MiB, ratio 1/{per_image['dense'] / per_image['new']:.1f}")
+    for label, clock in (("wall", time.perf_counter), ("CPU", time.process_time)):
+        dense, new = seconds["dense", clock], seconds["new", clock]
+        print(f"  {label} time at batch 1: dense {dense:.2f} s, new {new:.2f} s, ratio {new / dense:.2f}x")
 
 
 def main(argv=None):
