@@ -184,7 +184,7 @@ def test_stage_writes_model_supervision_and_scores(tiny_voc, tmp_path):
     root, names = tiny_voc
     params = dict(seed=0, device="cpu", class_names=names, split="train", backbone="small", crop=48, batch_size=4,
                   epochs=4, lr=0.01, weight_decay=0.001, cpp_width=8, head_channels=16, lambda_1=1.0,
-                  sld_radius=4, steps=3)
+                  sld_radius=4, steps=3, sld_epochs=2)
     train_psi.run(params, root=root, out=tmp_path / "psi.pt", supervision=tmp_path / "sup",
                   scores=tmp_path / "scores.csv")
     table = pd.read_csv(tmp_path / "scores.csv")
