@@ -1,17 +1,20 @@
 """PSI (wsss/psi/): the SLD threshold, soft binarisation and diffusion (Eq. 5-9), the losses (Eq. 11-12), the
-CPP layer against a dense masked-attention reference (Eq. 2-4), and the train_psi stage end to end."""
+CPP layer against a dense masked-attention reference (Eq. 2-4), the train_psi stage end to end and Fig. 2."""
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
+from wsss import training
 from wsss.datasets import voc
 from wsss.errors import DataError
 from wsss.models import deeplab, load_segmenter
-from wsss.psi import losses, net, sld, train_psi
+from wsss.params import resolve
+from wsss.psi import losses, net, psi_fig2, sld, train_psi
 from wsss.seg import infer_seg
 
 IGNORE = sld.IGNORE
@@ -181,7 +184,7 @@ def test_stage_writes_model_supervision_and_scores(tiny_voc, tmp_path):
     root, names = tiny_voc
     params = dict(seed=0, device="cpu", class_names=names, split="train", backbone="small", crop=48, batch_size=4,
                   epochs=4, lr=0.01, weight_decay=0.001, cpp_width=8, head_channels=16, lambda_1=1.0,
-                  sld_radius=4, steps=3)
+                  sld_radius=4, steps=3, sld_epochs=2)
     train_psi.run(params, root=root, out=tmp_path / "psi.pt", supervision=tmp_path / "sup",
                   scores=tmp_path / "scores.csv")
     table = pd.read_csv(tmp_path / "scores.csv")
@@ -196,6 +199,11 @@ def test_stage_writes_model_supervision_and_scores(tiny_voc, tmp_path):
             label = voc.load_mask(tmp_path / "sup" / f"t{step}" / f"{image_id}.png", len(names))
             assert np.array_equal(label[scribble != IGNORE], scribble[scribble != IGNORE])
     assert not list(tmp_path.glob("psi.pt.t*"))
+    log = pd.read_csv(tmp_path / "train_log.csv")  # the last phase continues the one poly schedule
+    per_epoch, total = len(ids) // 4, 4 * (len(ids) // 4)
+    assert log["iteration"].tolist() == list(range(3 * per_epoch, total))
+    assert log["lr"].iloc[0] == pytest.approx(0.01 * training.lr_factor(resolve(
+        params, train_psi.PARAMS, "train_psi"), 3 * per_epoch, total))
     model = load_segmenter(tmp_path / "psi.pt")
     assert model.cpp is not None and model(torch.zeros(1, 3, 64, 64)).shape == (1, len(names), 16, 16)
     infer_seg.run(dict(split="val", scales=[1.0, 0.5], flip=True, crf=False, device="cpu"), root=root,
@@ -213,3 +221,26 @@ def test_load_segmenter_rebuilds_by_arch_and_names_an_unknown_one(tmp_path):
     torch.save({"state_dict": {}, "params": dict(arch="fcn")}, tmp_path / "m.pt")
     with pytest.raises(DataError, match="unknown segmentation arch 'fcn'"):
         load_segmenter(tmp_path / "m.pt")
+
+
+def test_fig2_draws_image_truth_and_each_step_and_names_a_missing_step(tiny_voc, tmp_path):
+    root, names = tiny_voc
+    ids = voc.read_ids(root, "train")
+    for step in range(3):  # t0 .. t2: the scribbles, as train_psi writes t0
+        for image_id in ids[:2]:
+            (tmp_path / "sup" / f"t{step}").mkdir(parents=True, exist_ok=True)
+            Image.open(voc.path(root, "scribble", image_id)).save(tmp_path / "sup" / f"t{step}" / f"{image_id}.png")
+    params = dict(class_names=names, split="train", steps=2, n_images=2, panel=40)
+    psi_fig2.run(params, root=root, supervision=tmp_path / "sup", out=tmp_path / "fig2.png")
+    with Image.open(tmp_path / "fig2.png") as fig:  # 5 columns (image, truth, t0..t2), 2 rows, a header
+        assert fig.size == (5 * 40 + 4 * psi_fig2.GAP, psi_fig2.HEADER + 2 * (40 + psi_fig2.GAP))
+        pixels = np.asarray(fig.convert("RGB"))
+    top = psi_fig2.HEADER + psi_fig2.GAP
+    for column in range(5):  # every panel drawn (not the white canvas)
+        left = column * (40 + psi_fig2.GAP)
+        assert (pixels[top:top + 40, left:left + 40] != 255).any()
+    with pytest.raises(DataError, match="no supervision folder .*t3"):
+        psi_fig2.run({**params, "steps": 3}, root=root, supervision=tmp_path / "sup", out=tmp_path / "f.png")
+    with pytest.raises(DataError, match=f"{ids[2]}.png is missing"):
+        psi_fig2.run({**params, "n_images": 3}, root=root, supervision=tmp_path / "sup", out=tmp_path / "f.png")
+    assert not (tmp_path / "f.png").exists()

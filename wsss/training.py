@@ -148,9 +148,11 @@ class History:
 
 
 def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, desc: str, module: str, inputs,
-        tracker=None, finish=None):
+        tracker=None, finish=None, first: int = 0):
     """Trains `model` for `n_iters` SGD iterations of `loss_fn(net, batch, iteration) -> loss` over `dataset`
-    (items keyed by BatchPlan, batches of dicts), then rank 0 saves it to `out`.
+    (items keyed by BatchPlan, batches of dicts), then rank 0 saves it to `out`. first: run only iterations
+    first..n_iters-1 of that schedule (its learning rates and batches), a phase of a longer training (PSI's
+    alternating steps).
 
     groups: [(parameters, learning-rate multiplier)] or [(parameters, lr multiplier, weight-decay
     multiplier)]. params: resolved against PARAMS (the trainer's PARAMS include them). net is `model` under
@@ -167,7 +169,7 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     history = History(iterations_per_epoch(len(dataset), params["batch_size"]))
     ckpt = Path(f"{out}.ckpt")
     key = run_key(params, module, inputs)
-    start = resume(ckpt, key, model, optimizer, history, tracker)
+    start = resume(ckpt, key, model, optimizer, history, tracker) or first
     plan = BatchPlan(len(dataset), params["batch_size"], params["seed"], start, n_iters,
                      distributed.rank(), distributed.size())
     workers = params["num_workers"]

@@ -248,7 +248,7 @@ def psi_values(wildcards):
     if cpp:
         values.update({k: PSI[k] for k in ("cpp_width", "cpp_radii", "cpp_destination")})
     if sld:
-        values.update({k: PSI[k] for k in ("steps", "k", "lambda_2", "sld_radius", "sld_hidden", "sld_lr")})
+        values.update({k: PSI[k] for k in ("steps", "k", "lambda_2", "sld_radius", "sld_hidden", "sld_lr", "sld_epochs")})
     return values
 
 

@@ -46,8 +46,31 @@ rule train_psi:
         )
 
 
+rule psi_fig2:
+    """PSI Fig. 2: the supervision of the first training images at t = 0 .. steps, over the images."""
+    input:
+        split=split_file(TRAIN),
+        supervision=f"{RUN}/psi/supervision",
+    output:
+        png=f"{RUN}/psi/fig2.png",
+    params:
+        root=dataset_root,
+        **stage_params("psi_fig2", class_names=CLASSES, split=TRAIN, steps=PSI["steps"],
+                       n_images=config["report"]["n_overlays"]),
+    log:
+        log_file("psi_fig2"),
+    benchmark:
+        bench("psi_fig2")
+    conda:
+        ENV
+    shell:
+        wsss("psi_fig2", "--root {params.root:q} --supervision {input.supervision:q} --out {output.png:q}")
+
+
 if SCRIBBLES:
     METRIC_FILES.extend(psi_metrics(["psi", "psi_ms"] + (PSI_ABLATION if config["ablations"] else [])))
+    REPORT_FIGURES.append(("PSI Fig. 2: the supervision of training images at each label-diffusion step "
+                           "(t0: the scribbles; grey: unlabelled)", f"{RUN}/psi/fig2.png"))
 
 
 rule psi_ablation:

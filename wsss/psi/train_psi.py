@@ -3,13 +3,13 @@
 
 Alternating optimisation (Sec. 4), `steps` = t label-diffusion steps (Table 6: 3). The `epochs` are split
 evenly over the t + 1 training phases (the remainder goes to the last): phase 0 trains the segmentation
-network (Theta) on the scribbles y_R0, and before each phase s = 1..t, with Theta fixed, one pass over the
-training images trains the SLD network (theta, Eq. 12) and diffuses the supervision, y_R_s = F_sld(y_R_{s-1},
-M, theta) (Eq. 5-9, wsss.psi.sld). theta is trained online in that pass: each batch of images first takes
-one Adam step on L_sld, then is diffused with the updated theta; theta carries over between steps. Each
-phase is one wsss.training.fit run (its own poly schedule, momentum restarted: a retraining on the new
-supervision). Without SLD all epochs train on the scribbles. L_seg = partial cross-entropy + lambda_1 L_p
-(Eq. 10-11; the Table 3 baseline sets lambda_1 0: partial cross-entropy only).
+network (Theta) on the scribbles y_R0; before each phase s = 1..t, with Theta fixed, `sld_epochs` passes over
+the training images solve for the SLD network (theta, Adam on L_sld, Eq. 12; theta carries over between
+steps), then one more pass diffuses the supervision with it, y_R_s = F_sld(y_R_{s-1}, M, theta) (Eq. 5-9,
+wsss.psi.sld). The phases are consecutive parts of ONE poly schedule over all `epochs` (the paper's 200
+epochs with poly; wsss.training.fit's `first`): its learning rate and batches continue across the diffusion
+steps, only SGD's momentum restarts. Without SLD all epochs train on the scribbles. L_seg = partial
+cross-entropy + lambda_1 L_p (Eq. 10-11; the Table 3 baseline sets lambda_1 0: partial cross-entropy only).
 
 Diffusion works at image resolution: M is the softmax of the logits upsampled (bilinear) to the image.
 Outputs: `out` (the network; infer_seg rebuilds it from its params' arch, wsss.models.load_segmenter),
@@ -19,7 +19,7 @@ mean precision, recall and IoU over classes of the supervision against the masks
 Paper values (Sec. 5.2): SGD momentum 0.9, poly, lr 0.001, weight_decay 0.001, crop 512, scale [0.5, 2.0],
 rotation 10 (degrees, +-), flip, epochs 200, lambda_1 100 (VOC; 1 on PASCAL-Context), lambda_2 1, k 20,
 steps 3, multi-scale + flip at test, no CRF. Not in the paper (ours): batch_size, head_lr_mult 10 (DeepLab),
-sld_radius (window growth per step, px), sld_hidden, sld_lr.
+sld_radius (window growth per step, px), sld_hidden, sld_lr, sld_epochs.
 """
 import contextlib
 import random
@@ -62,6 +62,7 @@ PARAMS = {
     "sld_radius": Param(int, 16, "Omega_{c,r}: the window radius r grows by this many pixels per step"),
     "sld_hidden": Param(int, 16, "hidden units of g(mu, sigma^2 | theta)"),
     "sld_lr": Param(float, 0.01, "Adam learning rate of theta"),
+    "sld_epochs": Param(int, 5, "passes over the training images that solve for theta at each step (Theta fixed)"),
 }
 
 
@@ -91,7 +92,8 @@ def train(params: dict, *, root, out, supervision, scores, init=None):
     with (atomic_path(supervision) if distributed.is_main() else contextlib.nullcontext()) as folder:
         log = SupervisionLog(root, ids, n, folder)
         log.record(0, dataset.labels)
-        for step, epochs in enumerate(phases):
+        ends = np.cumsum(phases) * per_epoch  # the phases' last iterations (+1) of one poly schedule
+        for step, end in enumerate(ends):
             if step:
                 dataset.labels = diffusion.step(model, step, dataset.labels)
                 log.record(step, dataset.labels)
@@ -99,8 +101,9 @@ def train(params: dict, *, root, out, supervision, scores, init=None):
             phase_out = out if last else f"{out}.t{step}"
             fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset,
                 lambda net, batch, it: seg_loss(net(batch["image"]), batch["label"], params["lambda_1"]),
-                params, epochs * per_epoch, out=phase_out, desc=f"train_psi t{step}", module=__name__,
-                inputs=[*voc.split_files(root, params["split"], "image", "scribble"), init])
+                params, int(end), out=phase_out, desc=f"train_psi t{step}", module=__name__,
+                inputs=[*voc.split_files(root, params["split"], "image", "scribble"), init],
+                first=int(end) - phases[step] * per_epoch)
             if not last and distributed.is_main():
                 Path(phase_out).unlink()
     if distributed.is_main():
@@ -144,19 +147,41 @@ def rotate(image: np.ndarray, label: np.ndarray, degrees: float):
 
 
 class Diffusion:
-    """One SLD step over the training images with Theta fixed (module docstring): theta online, then Eq. 5."""
+    """One SLD step over the training images with Theta fixed (module docstring): solve for theta, then Eq. 5."""
 
     def __init__(self, params, g, root, ids, scribbles):
         self.params, self.g, self.root, self.ids, self.scribbles = params, g, root, ids, scribbles
         self.optimizer = torch.optim.Adam(g.parameters(), lr=params["sld_lr"])
 
     def step(self, model, step: int, labels: list) -> list:
-        p, dev = self.params, device(self.params["device"])
+        p = self.params
         model.eval()
-        self.g.to(dev).train()
-        radius, n = p["sld_radius"] * step, len(p["class_names"])
+        self.g.to(device(p["device"])).train()
+        for epoch in range(p["sld_epochs"]):  # Sec. 4: "we fix Theta and solve for theta" (L_sld, Eq. 12)
+            losses = []
+            for conf, gamma_inputs, y_t, y_0, omega, present in self.batches(model, step, labels, f"theta t{step}"):
+                loss = sld_loss(conf, sld.gamma_of(*gamma_inputs, self.g), p["k"], y_0, omega, present,
+                                p["lambda_2"])
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                losses.append(loss.item())
+            if distributed.is_main():
+                tqdm.write(f"sld t{step} theta epoch {epoch}: mean L_sld {np.mean(losses):.4f}")
         grown = []
-        for index in tqdm(batches(self.root, self.ids, p["batch_size"]), desc=f"sld t{step}",
+        with torch.no_grad():  # then diffuse every image with the solved theta
+            for conf, gamma_inputs, y_t, y_0, omega, present in self.batches(model, step, labels, f"sld t{step}"):
+                soft = sld.soft_binarise(conf, sld.gamma_of(*gamma_inputs, self.g), p["k"])
+                grown += list(sld.diffuse(y_t, soft, omega, present).cpu().numpy().astype(np.uint8))
+        model.train()
+        return grown
+
+    def batches(self, model, step: int, labels: list, desc: str):
+        """Per batch of training images: M (Theta's softmax at image size), Eq. 6-7's statistics over
+        Omega_{c,r}, y_R_t, y_R_0, Omega_{c,r} and the scribbles' classes."""
+        p, dev = self.params, device(self.params["device"])
+        radius, n = p["sld_radius"] * step, len(p["class_names"])
+        for index in tqdm(batches(self.root, self.ids, p["batch_size"]), desc=desc,
                           disable=not distributed.is_main()):
             x = torch.stack([to_tensor(normalize(voc.load_image(voc.path(self.root, "image", self.ids[i]))))
                              for i in index]).to(dev)
@@ -165,16 +190,7 @@ class Diffusion:
             with torch.no_grad():
                 conf = F.softmax(F.interpolate(model(x), x.shape[-2:], mode="bilinear", align_corners=False), 1)
             omega, present = sld.regions(y_t, n, radius), sld.present_classes(y_0, n)
-            stats = sld.region_stats(conf, omega)
-            loss = sld_loss(conf, sld.gamma_of(*stats, self.g), p["k"], y_0, omega, present, p["lambda_2"])
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            with torch.no_grad():
-                soft = sld.soft_binarise(conf, sld.gamma_of(*stats, self.g), p["k"])
-                grown += list(sld.diffuse(y_t, soft, omega, present).cpu().numpy().astype(np.uint8))
-        model.train()
-        return grown
+            yield conf, sld.region_stats(conf, omega), y_t, y_0, omega, present
 
 
 def batches(root, ids, size: int):
