@@ -43,6 +43,19 @@ def test_improvements_and_other_splits_are_not_flagged():
     assert report.flag_list(report.regression_flags(_table(demo))) == ""
 
 
+def test_rpnet_chain_is_compared_with_its_cams_and_the_baseline():
+    photos = {("cam", "cam", "train"): 0.587, ("cam", "rpnet", "train"): 0.264,  # issue 16's collapse
+              ("sem_seg", "irnet_rw", "train"): 0.621, ("sem_seg", "rpnet_rw", "train"): 0.253}
+    found = regressions.regressions(_table(photos))
+    assert [(f["what"], f["method"], f["value"], f["input_method"], f["input_value"]) for f in found] == [
+        ("random walk below CAM", "rpnet_rw", 0.253, "rpnet", 0.264),
+        ("RPNet CAM below the baseline CAM", "rpnet", 0.264, "cam", 0.587)]
+    assert regressions.describe(found[1]) == ("RPNet CAM below the baseline CAM on train: cam/rpnet mIoU 26.4 "
+                                              "< cam/cam 58.7")
+    fixed = {**photos, ("cam", "rpnet", "train"): 0.6, ("sem_seg", "rpnet_rw", "train"): 0.63}
+    assert regressions.regressions(_table(fixed)) == []
+
+
 def test_metrics_stage_warns_and_report_html_is_red(tmp_path, capsys):
     part = tmp_path / "part.csv"
     _table(ISSUE_13).to_csv(part, index=False)

@@ -173,6 +173,20 @@ def test_loss_trains_the_region_branch():
     assert {id(p) for p in new} == {id(p) for m in (net.unify, net.non_local, net.classifier) for p in m.parameters()}
 
 
+def test_consistency_is_the_released_mse_but_never_scales_a_weak_cam_up():
+    torch.manual_seed(0)
+    peaks = torch.tensor([5.0, 1e-3])[None, :, None, None]  # a trained CAM and a nearly dead one
+    main, region = torch.rand(1, 2, 8, 8) * peaks, torch.rand(1, 2, 8, 8) * peaks
+    one = torch.ones(1, 1)
+    release = ((rpnet.max_normalise(main[:, :1]) - rpnet.max_normalise(region[:, :1])) ** 2).mean()
+    torch.testing.assert_close(rpnet.consistency(main[:, :1], region[:, :1], one), release, atol=1e-5, rtol=1e-5)
+    weak = main[:, 1:].clone().requires_grad_()
+    rpnet.consistency(weak, region[:, 1:], one).backward()
+    # divided by its peak, the weak map's noise would weigh as much as a trained CAM, its gradient ~1000x
+    assert weak.grad.abs().max() < 1e-4
+    assert rpnet.consistency(main, region, torch.tensor([[0.0, 1.0]])) < 1e-6  # absent classes do not count
+
+
 def test_train_subset_keeps_every_class():
     rng = np.random.default_rng(0)
     tags = _tags(rng, n=200, k=8)

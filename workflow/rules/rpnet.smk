@@ -3,7 +3,7 @@
 # irnet.smk, seg.smk) with RPNet's paths; only train_cam's params differ (config cam.rpnet), so an RPNet key
 # reruns this branch and never the plain one. Metrics rows: rpnet (CAMs), rpnet_rw (random-walk labels),
 # seg_rpnet (segmentation), next to the plain chain's cam, irnet_rw, seg_irnet. Built when cam.methods lists
-# rpnet. Target cam_vs_fraction: RPNet Table II (not part of `all`).
+# rpnet. Target cam_vs_fraction: RPNet Table II (part of `ablations`; on the report with config ablations).
 RP_RUN = f"{RUN}/rpnet"
 RP_CAM_MODEL = f"{RP_RUN}/cam/model.pt"
 
@@ -154,6 +154,7 @@ if "rpnet" in config["cam"]["methods"]:
 # RPNet Table II: both CAM networks trained on each share of the training images, CAMs scored on all of them.
 TABLE2 = f"{RUN}/table2/{{method}}_{{fraction}}"
 TABLE2_FRACTIONS = [str(f) for f in config["cam"]["table2_fractions"]]
+TABLE2_PLOT = f"{RUN}/report/cam_vs_fraction.png"
 
 
 use rule train_cam as table2_train_cam with:
@@ -212,7 +213,7 @@ rule cam_vs_fraction:
         expand(f"{TABLE2}/eval_cam.csv", method=["irnet", "rpnet"], fraction=TABLE2_FRACTIONS),
     output:
         table=f"{RUN}/report/cam_vs_fraction.csv",
-        plot=report(f"{RUN}/report/cam_vs_fraction.png", caption="../report/cam_vs_fraction.rst", category="CAM"),
+        plot=report(TABLE2_PLOT, caption="../report/cam_vs_fraction.rst", category="CAM"),
     params:
         **stage_params("cam_vs_fraction", methods=["irnet", "rpnet"], fractions=config["cam"]["table2_fractions"]),
     log:
@@ -226,3 +227,9 @@ rule cam_vs_fraction:
             "cam_vs_fraction",
             "--inputs {input:q} --table {output.table:q} --plot {output.plot:q}",
         )
+
+
+ABLATIONS.extend(rules.cam_vs_fraction.output)
+if config["ablations"]:
+    REPORT_FIGURES.append(("RPNet Table II: CAM mIoU of the plain CAM network and RPNet against the share of "
+                           "training images", TABLE2_PLOT))

@@ -26,6 +26,12 @@ Per training group (an image x and K references y sharing one of its classes, K 
   refined prediction to supervise the training of the original prediction") and what produced the published
   numbers. Both branches get the gradient, so the region branch trains through it. (The release also
   averages the region branch over four input scales, three without gradient; here one scale, for cost.)
+  One departure: the loss divides each CAM by max(its peak, 1) (`PEAK_FLOOR`) where the release divides by
+  peak + 1e-5. The max-normalised MSE is scale-invariant, so its gradient grows as 1 / peak: a present
+  class whose CAM is nearly dead (peaks of 0.002-0.04 are common from scratch, never with the release's
+  ImageNet weights) gets its noise scaled up to [0, 1] and a gradient spike (backbone gradient up to 16x
+  the classification term's), which once blew up training on the photo set (loss 0.46 -> 20 in one step,
+  docs/diagnosis.md). A CAM peaking at 1 or more (a pixel logit >= 1) is normalised exactly as released.
 
 Inference is the main branch only (`cam`, `forward` inherited from CAMNet), so make_cam and everything
 downstream read the same `cam/maps/<id>.npz` files whatever the method."""
@@ -53,6 +59,7 @@ PARAMS = {
 NETWORK_KEYS = ("levels", "proto_channels", "alpha", "keep", "sigma")  # RPNet.__init__ arguments
 GAUSSIAN_SIZE = 5  # RPNet Table VI / the release: 5x5
 EPS = 1e-5  # max-normalisation of CAMs and F-hat (as make_cam)
+PEAK_FLOOR = 1.0  # the loss never scales a CAM up: its divisor is max(peak, 1) (module docstring)
 NORM_EPS = 1e-12  # F.normalize's: a zero feature vector has cosine 0 with every prototype
 
 
@@ -166,7 +173,14 @@ def rpnet_loss(net, batch, it, weight: float):
     images = torch.cat([batch["image"][:, None], batch["refs"]], 1)
     tags = torch.cat([batch["tags"][:, None], batch["ref_tags"]], 1).flatten(0, 1)
     logits, main, region = net(images)
-    classification = F.multilabel_soft_margin_loss(logits, tags)
-    squared = (max_normalise(main) - max_normalise(region)) ** 2 * tags[:, :, None, None]
-    maps = distributed.mean(tags.sum() * squared.shape[2] * squared.shape[3])
-    return classification + weight * squared.sum() / maps
+    return F.multilabel_soft_margin_loss(logits, tags) + weight * consistency(main, region, tags)
+
+
+def consistency(main: torch.Tensor, region: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the main and region CAMs [B, C, h, w] of the present classes (tags
+    [B, C]), each map divided by max(its peak, PEAK_FLOOR) (module docstring: why not by its peak)."""
+    def normalise(maps):
+        return maps / maps.amax((2, 3), keepdim=True).clamp_min(PEAK_FLOOR)
+
+    squared = (normalise(main) - normalise(region)) ** 2 * tags[:, :, None, None]
+    return squared.sum() / distributed.mean(tags.sum() * squared.shape[2] * squared.shape[3])
