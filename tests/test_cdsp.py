@@ -1,5 +1,6 @@
 """CDSP: distance maps (hand cases, bytes of the brute-force definition), DEL, LoRM, label-smoothed CE, CAM
-pseudo-labels, scribble drop / shrink, tags from scribbles, and the stages end to end on the tiny set."""
+pseudo-labels, scribble drop / shrink, tags from scribbles, the stages end to end on the tiny set, and PSI
+trained on a derived scribble set (Fig. 7's PSI curve)."""
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from wsss.cdsp.distance import boundary, brute_force, distance_bytes, pseudo_map
 from wsss.cdsp.losses import LoRM, distance_entropy, foreground_rows, rectification_loss
 from wsss.datasets import voc
 from wsss.io import save_png
+from wsss.psi import train_psi
 from wsss.seg import eval_seg, infer_seg
 from wsss.seg.losses import cross_entropy
 
@@ -342,6 +344,26 @@ def test_cdsp_stages_end_to_end(tiny_voc, tmp_path):
     assert cdsp_tables.network_miou([tmp_path / "seg_cdsp.csv"])["cdsp"] >= 0
 
 
+def test_psi_trains_on_the_given_scribble_folder(tiny_voc, tmp_path):
+    root, class_names = tiny_voc
+    cdsp_scribbles.run(dict(class_names=class_names, split="train", mode="drop", ratio=1.0), root=root,
+                       out=tmp_path / "drop100")
+    params = dict(seed=0, device="cpu", class_names=class_names, split="train", backbone="small", crop=48,
+                  batch_size=4, epochs=2, lr=0.01, weight_decay=0.001, cpp=False, head_channels=16, lambda_1=1.0,
+                  sld_radius=4, steps=1)
+    train_psi.run(params, root=root, out=tmp_path / "psi.pt", supervision=tmp_path / "sup",
+                  scores=tmp_path / "scores.csv", scribbles=tmp_path / "drop100")
+    for image_id in voc.read_ids(root, "train"):
+        given = voc.load_scribble(tmp_path / "drop100" / f"{image_id}.png", len(class_names))
+        assert not np.isin(given, range(1, len(class_names))).any()  # every object stroke dropped
+        t0, t1 = (voc.load_mask(tmp_path / "sup" / t / f"{image_id}.png", len(class_names)) for t in ("t0", "t1"))
+        np.testing.assert_array_equal(t0, given)  # trained on the given set, not the root's scribbles
+        assert not np.isin(t1, range(1, len(class_names))).any()  # diffusion spreads only the given classes
+    with pytest.raises(voc.DataError):
+        train_psi.run(params, root=root, out=tmp_path / "psi2.pt", supervision=tmp_path / "sup2",
+                      scores=tmp_path / "scores2.csv", scribbles=tmp_path / "missing")
+
+
 def test_cdsp_tables(tiny_voc, tmp_path):
     root, class_names = tiny_voc
     full = ["segs", "segc", "lorm", "ds", "dc"]
@@ -350,14 +372,15 @@ def test_cdsp_tables(tiny_voc, tmp_path):
             "cdsp_pl_gt": dict(losses=full, source="gt", scribbles="original"),
             "cdsp_drop50": dict(losses=full, source="cam", scribbles="drop50"),
             "cdsp_segs_shrink100": dict(losses=["segs"], source="cam", scribbles="shrink100")}
+    psi_nets = {"psi": "original", "psi_drop50": "drop50"}
     files = []
-    for i, net in enumerate(nets):
+    for i, net in enumerate([*nets, *psi_nets]):
         files.append(tmp_path / f"seg_{net}.csv")
         metrics.write(files[-1], [dict(stage="seg", method=net, split="val", metric="iou", **{"class": ""},
                                        value=0.5 + i / 10)])
     out = {k: tmp_path / f"{k}.csv" for k in ("table2", "table3", "fig7")}
     cdsp_tables.run(dict(class_names=class_names, split="train", nets=nets, main=dict(losses=full, source="cam"),
-                         sources=["cam", "gt"], all_losses=full), root=root, metrics_csv=files,
+                         sources=["cam", "gt"], all_losses=full, psi_nets=psi_nets), root=root, metrics_csv=files,
                     pseudo=[root / "SegmentationClass", root / "SegmentationClass"], plot=tmp_path / "fig7.png", **out)
     table2 = pd.read_csv(out["table2"])
     assert list(table2["net"]) == ["cdsp", "cdsp_segs"] and list(table2["segc"]) == [1, 0]
@@ -368,4 +391,8 @@ def test_cdsp_tables(tiny_voc, tmp_path):
     assert list(drop["ratio"]) == [0.0, 0.5] and np.allclose(drop["miou"], [0.5, 0.8])
     shrink = fig7[(fig7["method"] == "scribble_only") & (fig7["mode"] == "shrink")]
     assert list(shrink["ratio"]) == [0.0, 1.0] and np.allclose(shrink["miou"], [0.6, 0.9])
+    psi = fig7[fig7["method"] == "psi"]
+    assert list(zip(psi["mode"], psi["ratio"], psi["net"])) == [("drop", 0.0, "psi"), ("drop", 0.5, "psi_drop50"),
+                                                                 ("shrink", 0.0, "psi")]
+    assert np.allclose(psi["miou"], [1.0, 1.1, 1.0])
     assert (tmp_path / "fig7.png").stat().st_size > 0

@@ -2,7 +2,8 @@
 # trained with L_segs + L_segc + LoRM + DEL (wsss/cdsp/). Networks live in {RUN}/<net>/ and are inferred and
 # evaluated by infer_seg / eval_seg (seg.smk). `rule all` trains only `cdsp` (config cdsp.losses, on
 # cdsp.pseudo_labels and the original scribbles); `cdsp_ablation` adds Table 2's rows, Table 3's pseudo-label
-# sources and Fig. 7's dropped / shrunk scribbles (CDSP and the scribble-only baseline) and their tables.
+# sources and Fig. 7's dropped / shrunk scribbles (CDSP, the scribble-only baseline and PSI) and their tables;
+# with `--config ablations=True` the tables and the figure also go into the report.
 CDSP = config["cdsp"]
 ALL_LOSSES = ["segs", "segc", "lorm", "ds", "dc"]
 
@@ -10,6 +11,9 @@ ALL_LOSSES = ["segs", "segc", "lorm", "ds", "dc"]
 CDSP_NETS = cdsp_nets()
 # Table 3: the main source first, then the others (no duplicates)
 CDSP_TABLE3 = list(dict.fromkeys([CDSP["pseudo_labels"], *CDSP["table3_pseudo_labels"]]))
+# Fig. 7's PSI curve: PSI (CPP + SLD, rules/psi.smk) on each scribble set (net -> set), predicted like `psi`
+CDSP_PSI_NETS = {"psi": "original", **{f"psi_{tag}": tag for tag in robustness_sets()}}
+INFER_NETS.update({net: INFER_NETS["psi"] for net in CDSP_PSI_NETS})
 
 
 rule cdsp_pseudo_labels:
@@ -157,11 +161,29 @@ rule train_cdsp:
         )
 
 
+use rule train_psi as train_psi_scribbles with:
+    input:
+        split=split_file(TRAIN),
+        init=CAM_MODEL if INIT_FROM_CAM else [],
+        scribbles=f"{RUN}/cdsp/scribbles/{{scribbles}}",
+    output:
+        model=f"{RUN}/{{psi}}_{{scribbles}}/model.pt",
+        supervision=directory(f"{RUN}/{{psi}}_{{scribbles}}/supervision"),
+        scores=f"{RUN}/{{psi}}_{{scribbles}}/supervision.csv",
+    wildcard_constraints:
+        psi="|".join(PSI_NETS),
+        scribbles=r"(drop|shrink)\d+",
+    log:
+        log_file("train_psi_{psi}_{scribbles}"),
+    benchmark:
+        bench("train_psi_{psi}_{scribbles}")
+
+
 rule cdsp_tables:
     """CDSP Table 2 (loss terms), Table 3 (pseudo-label sources) and Fig. 7 (drop / shrink) from the metrics."""
     input:
         split=split_file(TRAIN),
-        metrics=[f"{RUN}/metrics/seg_{net}.csv" for net in CDSP_NETS],
+        metrics=[f"{RUN}/metrics/seg_{net}.csv" for net in [*CDSP_NETS, *CDSP_PSI_NETS]],
         pseudo=[pseudo_folder(s) for s in CDSP_TABLE3],
     output:
         table2=f"{RUN}/cdsp/table2.csv",
@@ -176,6 +198,7 @@ rule cdsp_tables:
             split=TRAIN,
             nets={net: dict(losses=l, source=s, scribbles=c) for net, (l, s, c) in CDSP_NETS.items()},
             main=dict(losses=CDSP["losses"], source=CDSP["pseudo_labels"]),
+            psi_nets=CDSP_PSI_NETS,
             sources=CDSP_TABLE3,
             all_losses=ALL_LOSSES,
         ),
@@ -203,3 +226,11 @@ rule cdsp_ablation:
 if SCRIBBLES:
     METRIC_FILES.append(f"{RUN}/metrics/seg_cdsp.csv")
 ABLATIONS.extend(rules.cdsp_tables.output)
+if SCRIBBLES and config["ablations"]:
+    REPORT_TABLES.extend([
+        (f"CDSP Table 2: loss terms (1 = used), mIoU on {EVAL}", rules.cdsp_tables.output.table2),
+        (f"CDSP Table 3: pseudo-label sources (pseudo_miou on {TRAIN}), mIoU on {EVAL}",
+         rules.cdsp_tables.output.table3),
+    ])
+    REPORT_FIGURES.append((f"CDSP Fig. 7: mIoU on {EVAL} vs scribble drop / shrink ratio (CDSP, PSI, scribble-only)",
+                           rules.cdsp_tables.output.plot))

@@ -266,13 +266,16 @@ def cdsp_nets():
               "seg_lorm": ["segs", "segc", "lorm"], "seg_ds": ["segs", "segc", "ds"]}
     nets.update({f"cdsp_{name}": (losses, source, "original") for name, losses in table2.items()})
     nets.update({f"cdsp_pl_{s}": (full, s, "original") for s in CDSP["table3_pseudo_labels"] if s != source})
-    for mode in ("drop", "shrink"):
-        for ratio in CDSP["robustness_ratios"]:
-            if ratio > 0:
-                tag = f"{mode}{round(ratio * 100)}"
-                nets[f"cdsp_{tag}"] = (full, source, tag)
-                nets[f"cdsp_segs_{tag}"] = (["segs"], source, tag)  # the scribble-only baseline
+    for tag in robustness_sets():
+        nets[f"cdsp_{tag}"] = (full, source, tag)
+        nets[f"cdsp_segs_{tag}"] = (["segs"], source, tag)  # the scribble-only baseline
     return nets
+
+
+def robustness_sets():
+    """Fig. 7's derived scribble sets (cdsp_scribbles), e.g. drop50: each mode at each ratio above 0."""
+    return [f"{mode}{round(ratio * 100)}" for mode in ("drop", "shrink") for ratio in CDSP["robustness_ratios"]
+            if ratio > 0]
 
 
 def pseudo_folder(source):

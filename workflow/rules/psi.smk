@@ -16,6 +16,7 @@ rule train_psi:
     input:
         split=split_file(TRAIN),
         init=CAM_MODEL if INIT_FROM_CAM else [],
+        scribbles=[],  # the root's; cdsp.smk's train_psi_scribbles gives a dropped / shrunk set (Fig. 7)
     output:
         model=f"{RUN}/{{psi}}/model.pt",
         supervision=directory(f"{RUN}/{{psi}}/supervision"),
@@ -27,6 +28,7 @@ rule train_psi:
         code=code_version(STAGES["train_psi"]),
         json=lambda wc: shlex.quote(json.dumps(psi_values(wc))),
         init=init_arg,
+        scribbles=scribbles_arg,
         root=dataset_root,
     threads: JOB_THREADS
     resources:
@@ -40,8 +42,8 @@ rule train_psi:
     shell:
         wsss(
             "train_psi",
-            "--root {params.root:q} {params.init} --out {output.model:q} --supervision {output.supervision:q}"
-            " --scores {output.scores:q}",
+            "--root {params.root:q} {params.init} {params.scribbles} --out {output.model:q}"
+            " --supervision {output.supervision:q} --scores {output.scores:q}",
             gpu=True,
         )
 

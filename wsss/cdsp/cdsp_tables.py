@@ -3,8 +3,8 @@ drop / shrink ratio) from the networks' eval_seg metrics, plus the pseudo-labels
 
 table2.csv: net, one 0/1 column per loss term, miou (the networks on the original scribbles and the main
 pseudo-labels). table3.csv: source, pseudo_miou (the pseudo-labels against the masks of `split`; a label 255
-counts as background), net, miou. fig7.csv: method (cdsp | scribble_only), mode (drop | shrink), ratio, net,
-miou; ratio 0 is the network on the original scribbles. fig7.png draws it (PSI's curve is to be added)."""
+counts as background), net, miou. fig7.csv: method (cdsp | psi | scribble_only), mode (drop | shrink), ratio,
+net, miou; ratio 0 is the network on the original scribbles. fig7.png draws it."""
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ PARAMS = {
     "split": voc.SPLIT,
     "nets": Param(dict, help="net -> {losses, source, scribbles}: every CDSP network (as in workflow/rules/cdsp.smk)"),
     "main": Param(dict, help="{losses, source}: the full CDSP configuration"),
+    "psi_nets": Param(dict, {}, "PSI net -> its scribble set (original | <mode><pct>): Fig. 7's PSI curve"),
     "sources": Param(list, help="Table 3's pseudo-label sources, in the order of the `pseudo` folders"),
     "all_losses": Param(list, help="the loss term names, Table 2's columns"),
 }
@@ -42,7 +43,7 @@ def run(params: dict, *, root, metrics_csv: list, pseudo: list, table2, table3, 
         rows3.append({"source": source, "pseudo_miou": label_miou(root, folder, params), "net": net,
                       "miou": miou[net]})
     save_csv(table3, pd.DataFrame(rows3))
-    curve = robustness(nets, main, miou)
+    curve = robustness(nets, main, params["psi_nets"], miou)
     save_csv(fig7, curve)
     draw(curve, plot)
 
@@ -64,20 +65,21 @@ def label_miou(root, folder, params) -> float:
     return float(np.nanmean(metrics.scores(conf)["iou"]))
 
 
-def robustness(nets, main, miou) -> pd.DataFrame:
-    """Fig. 7's points: CDSP (the main losses) and the scribble-only baseline (L_segs) per mode and ratio."""
+def robustness(nets, main, psi_nets, miou) -> pd.DataFrame:
+    """Fig. 7's points per mode and ratio: CDSP (the main losses), the scribble-only baseline (L_segs), PSI."""
     methods = {"cdsp": sorted(main["losses"]), "scribble_only": ["segs"]}
-    rows = []
+    points = [("psi", net, scribbles) for net, scribbles in psi_nets.items()]
     for net, cfg in nets.items():
         method = next((m for m, losses in methods.items() if sorted(cfg["losses"]) == losses), None)
-        if method is None or cfg["source"] != main["source"]:
-            continue
-        if cfg["scribbles"] == "original":
+        if method is not None and cfg["source"] == main["source"]:
+            points.append((method, net, cfg["scribbles"]))
+    rows = []
+    for method, net, scribbles in points:
+        if scribbles == "original":
             rows += [dict(method=method, mode=mode, ratio=0.0, net=net, miou=miou[net]) for mode in ("drop", "shrink")]
         else:
-            mode = cfg["scribbles"].rstrip("0123456789")
-            ratio = int(cfg["scribbles"][len(mode):]) / 100
-            rows.append(dict(method=method, mode=mode, ratio=ratio, net=net, miou=miou[net]))
+            mode = scribbles.rstrip("0123456789")
+            rows.append(dict(method=method, mode=mode, ratio=int(scribbles[len(mode):]) / 100, net=net, miou=miou[net]))
     return pd.DataFrame(rows).sort_values(["method", "mode", "ratio"], ignore_index=True)
 
 

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from wsss import distributed, metrics, training
+from wsss.cdsp.cdsp_distance_maps import scribble_paths
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_csv, save_png
 from wsss.models import deeplab
@@ -66,19 +67,21 @@ PARAMS = {
 }
 
 
-def run(params: dict, *, root, out, supervision, scores, init=None):
-    """Trains PSI on the scribbles of `split`; `init`: a saved network to start from instead of `pretrained`."""
+def run(params: dict, *, root, out, supervision, scores, scribbles=None, init=None):
+    """Trains PSI on the scribbles of `split` (`scribbles`/<id>.png, e.g. CDSP's dropped / shrunk sets; default
+    the root's); `init`: a saved network to start from instead of `pretrained`."""
     distributed.launch(train, resolve(params, PARAMS, "train_psi"), root=root, out=out, supervision=supervision,
-                       scores=scores, init=init)
+                       scores=scores, scribbles=scribbles, init=init)
 
 
-def train(params: dict, *, root, out, supervision, scores, init=None):
+def train(params: dict, *, root, out, supervision, scores, scribbles=None, init=None):
     if params["arch"] != "psi":
         raise ValueError(f"train_psi trains arch 'psi', got {params['arch']!r}")
     seed_everything(params["seed"])
     ids = voc.read_ids(root, params["split"])
     n = len(params["class_names"])
-    scribbles = [voc.load_scribble(voc.path(root, "scribble", i), n) for i in ids]
+    scribble_files = scribble_paths(root, ids, scribbles)
+    scribbles = [voc.load_scribble(f, n) for f in scribble_files]
     dataset = Supervised(root, ids, scribbles, params["rotation"],
                          TrainAugment(params["crop"], scale=tuple(params["scale"])))
     model = psi_net.build(params)
@@ -102,7 +105,7 @@ def train(params: dict, *, root, out, supervision, scores, init=None):
             fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset,
                 lambda net, batch, it: seg_loss(net(batch["image"]), batch["label"], params["lambda_1"]),
                 params, int(end), out=phase_out, desc=f"train_psi t{step}", module=__name__,
-                inputs=[*voc.split_files(root, params["split"], "image", "scribble"), init],
+                inputs=[*voc.split_files(root, params["split"], "image"), *scribble_files, init],
                 first=int(end) - phases[step] * per_epoch)
             if not last and distributed.is_main():
                 Path(phase_out).unlink()
