@@ -9,6 +9,8 @@ ALL_LOSSES = ["segs", "segc", "lorm", "ds", "dc"]
 
 
 CDSP_NETS = cdsp_nets()
+# predicted as released: multi-scale + flip, no CRF (not seg's settings)
+INFER_NETS.update({net: dict(scales=CDSP["infer_scales"], flip=True, crf=False) for net in CDSP_NETS})
 # Table 3: the main source first, then the others (no duplicates)
 CDSP_TABLE3 = list(dict.fromkeys([CDSP["pseudo_labels"], *CDSP["table3_pseudo_labels"]]))
 # Fig. 7's PSI curve: PSI (CPP + SLD, rules/psi.smk) on each scribble set (net -> set), predicted like `psi`

@@ -8,7 +8,6 @@ release's samples): lambda_s 1, lambda_c 6; the DeepLab-v3+ result quotes e^2 / 
 The scribbles come from `<scribbles>/<id>.png` (default: the root's pascal_2012_scribble), so the shrunk and
 dropped scribble sets (cdsp_scribbles) get their own maps.
 """
-from pathlib import Path
 
 from tqdm import tqdm
 
@@ -30,7 +29,7 @@ def run(params: dict, *, root, pseudo, out_scribble, out_pseudo, scribbles=None)
     params = resolve(params, PARAMS, "cdsp_distance_maps")
     n_classes = len(params["class_names"])
     ids = voc.read_ids(root, params["split"])
-    scribble_files = scribble_paths(root, ids, scribbles)
+    scribble_files = voc.scribble_files(root, ids, scribbles)
     pseudo_files = voc.label_files(pseudo, ids, "pseudo-label")
     with atomic_path(out_scribble) as tmp_s, atomic_path(out_pseudo) as tmp_p:
         tmp_s.mkdir()
@@ -41,9 +40,3 @@ def run(params: dict, *, root, pseudo, out_scribble, out_pseudo, scribbles=None)
             save_png(tmp_p / f"{image_id}.png", pseudo_map(voc.load_mask(p_file, n_classes, scribble.shape),
                                                            params["lambda_c"]))
 
-
-def scribble_paths(root, ids, scribbles=None) -> list[Path]:
-    """The scribble PNG of every id: `<scribbles>/<id>.png`, or the root's pascal_2012_scribble."""
-    if scribbles is None:
-        return voc.label_files(voc.path(root, "scribble", "x").parent, ids, "scribble PNG")
-    return voc.label_files(scribbles, ids, "scribble PNG")

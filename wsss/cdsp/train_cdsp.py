@@ -21,7 +21,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from wsss import distributed
-from wsss.cdsp.cdsp_distance_maps import scribble_paths
 from wsss.cdsp.losses import LoRM, distance_entropy
 from wsss.datasets import voc
 from wsss.errors import DataError
@@ -61,7 +60,7 @@ def run(params: dict, *, root, pseudo, dist_scribble, dist_pseudo, out, scribble
 def train(params: dict, *, root, pseudo, dist_scribble, dist_pseudo, out, scribbles=None, init=None):
     seed_everything(params["seed"])
     ids = voc.read_ids(root, params["split"])
-    folders = {"scribble": scribble_paths(root, ids, scribbles),
+    folders = {"scribble": voc.scribble_files(root, ids, scribbles),
                "pseudo": voc.label_files(pseudo, ids, "pseudo-label"),
                "dist_scribble": voc.label_files(dist_scribble, ids, "scribble distance map"),
                "dist_pseudo": voc.label_files(dist_pseudo, ids, "pseudo-label distance map")}

@@ -204,6 +204,12 @@ def label_files(folder, ids, what: str) -> list[Path]:
     return files
 
 
+def scribble_files(root, ids, folder=None) -> list[Path]:
+    """The scribble PNG of every id: `<folder>/<id>.png` (e.g. a dropped / shrunk set), or the root's
+    pascal_2012_scribble."""
+    return label_files(folder if folder is not None else path(root, "scribble", "x").parent, ids, "scribble PNG")
+
+
 def tags_source(root, ids, source: str) -> str:
     """"masks" or "xml": `source` itself, or for "auto" xml when Annotations/<id>.xml exists for every id
     (the released IRNet's cls_labels come from the XML) and masks otherwise."""

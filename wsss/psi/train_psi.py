@@ -34,7 +34,6 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from wsss import distributed, metrics, training
-from wsss.cdsp.cdsp_distance_maps import scribble_paths
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_csv, save_png
 from wsss.models import deeplab
@@ -80,7 +79,7 @@ def train(params: dict, *, root, out, supervision, scores, scribbles=None, init=
     seed_everything(params["seed"])
     ids = voc.read_ids(root, params["split"])
     n = len(params["class_names"])
-    scribble_files = scribble_paths(root, ids, scribbles)
+    scribble_files = voc.scribble_files(root, ids, scribbles)
     scribbles = [voc.load_scribble(f, n) for f in scribble_files]
     dataset = Supervised(root, ids, scribbles, params["rotation"],
                          TrainAugment(params["crop"], scale=tuple(params["scale"])))
