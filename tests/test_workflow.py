@@ -129,7 +129,7 @@ IRN = {"cam_to_ir_label", "train_irn", "eval_boundary"} | LABELS  # eval_boundar
 DSRG = {"train_dsrg", "train_seg"} | SEG
 CDSP = {"cdsp_distance_maps", "train_cdsp"} | SEG
 AFTER_CAMS = {"gather_shards", "eval_cam", "dsrg_seeds", "cdsp_pseudo_labels"} | IRN | DSRG | CDSP
-PSI = {"train_psi"} | SEG  # PSI starts from the CAM network (the demo's stand-in for ImageNet weights)
+PSI = {"train_psi", "psi_fig2"} | SEG  # PSI starts from the CAM network (the demo's stand-in for ImageNet weights)
 
 
 @pytest.mark.parametrize("path, value, expected", [
