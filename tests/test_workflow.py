@@ -150,7 +150,7 @@ PSI = {"train_psi", "psi_fig2"} | SEG  # PSI starts from the CAM network (the de
     ("dsrg.retrain_batch_size", 4, {"train_seg"} | SEG),  # dsrg_retrain only
     ("psi.k", 10, PSI),  # an SLD key: PSI's training and what follows, nothing of IRNet or DSRG
     ("psi.infer_scales", [1.0], {"infer_seg", "gather_shards", "eval_seg"} | TAIL),  # psi_ms only
-    ("report.n_overlays", 1, {"report", "all"}),
+    ("report.n_overlays", 1, {"psi_fig2", "report", "all"}),  # PSI Fig. 2 draws as many images
     ("cdsp.lambda_c", 5.0, CDSP),
     ("cdsp.cam_threshold", 0.3, {"cdsp_pseudo_labels"} | CDSP),
 ])
