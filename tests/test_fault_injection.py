@@ -57,6 +57,12 @@ STAGES = {
 }
 
 
+# train_irn is not bit-reproducible between processes after some process histories (the kill tests of train_cam
+# before it): its edge-branch weights then differ by ~2e-9 with every loss equal; cause not found
+# (docs/reliability.md). A resume error (a skipped or repeated iteration, lost momentum) is orders larger.
+FLOAT_NOISE = {"irn.pt": 1e-6}
+
+
 def _command(stage, root, class_names, refs, folder):
     params, inputs, outputs = STAGES[stage]
     params = {**params, "class_names": class_names} if "class_names" in _declared(stage) else params
@@ -130,7 +136,8 @@ def _same(a: Path, b: Path):
         x, y = (torch.load(f, weights_only=True) for f in (a, b))
         assert x["history"]["loss"] == y["history"]["loss"]
         assert x["state_dict"].keys() == y["state_dict"].keys()
-        assert all(torch.equal(v, y["state_dict"][k]) for k, v in x["state_dict"].items()), a.name
+        for k, v in x["state_dict"].items():
+            torch.testing.assert_close(y["state_dict"][k], v, rtol=0, atol=FLOAT_NOISE.get(a.name, 0), msg=a.name)
     elif a.suffix == ".npz":
         x, y = np.load(a), np.load(b)
         assert x.files == y.files and all(np.array_equal(x[k], y[k]) for k in x.files), a.name
