@@ -132,7 +132,7 @@ def _fake_cams(root, names, folder):
         np.savez(folder / f"{image_id}.npz", keys=keys, cam=cam[:, ::4, ::4].numpy(), high_res=cam.numpy())
 
 
-def test_stage_writes_model_log_and_plot(tiny_voc, tmp_path):
+def test_stage_writes_model_log_and_plot_and_growth_labels_more(tiny_voc, tmp_path):
     root, names = tiny_voc
     _fake_cams(root, names, tmp_path / "cams")
     dsrg_seeds.run(dict(split="train", fg_rule="top_fraction", fg_fraction=0.2, bg_cam=0.05, bg_saliency=0.06),
@@ -140,15 +140,24 @@ def test_stage_writes_model_log_and_plot(tiny_voc, tmp_path):
     params = dict(seed=0, device="cpu", class_names=names, split="train", tags_from="masks", arch="deeplab_v2",
                   backbone="small", pretrained=None, crop=64, scale=None, batch_size=4, iterations=4, lr=0.001,
                   lr_policy="step", lr_step=2000, lr_gamma=0.1, momentum=0.9, weight_decay=0.0005,
-                  head_lr_mult=10, checkpoint_every=3, growth=True, **STEP)
-    train_dsrg.run(params, root=root, seeds=tmp_path / "seeds", out=tmp_path / "dsrg.pt",
-                   supervision=tmp_path / "sup.csv", plot=tmp_path / "sup.png")
-    table = pd.read_csv(tmp_path / "sup.csv")
+                  head_lr_mult=10, checkpoint_every=3, th_fg=0.85, th_bg=0.99)  # the released CRF (unary -P)
+    tables = {}
+    for growth in (True, False):
+        train_dsrg.run(dict(params, growth=growth), root=root, seeds=tmp_path / "seeds", out=tmp_path / f"{growth}.pt",
+                       supervision=tmp_path / f"{growth}.csv", plot=tmp_path / f"{growth}.png")
+        tables[growth] = pd.read_csv(tmp_path / f"{growth}.csv")
+    table = tables[True]
     assert table.columns.tolist() == train_dsrg.SupervisionLog.COLUMNS
     assert table["epoch"].tolist() == [0, 1, 2]
     assert table[["precision", "recall", "iou", "labelled"]].stack().between(0, 1).all()
-    assert (tmp_path / "sup.png").read_bytes()[:4] == b"\x89PNG"
-    assert deeplab.load(tmp_path / "dsrg.pt")(torch.zeros(1, 3, 64, 64)).shape == (1, len(names), 8, 8)
+    assert (tmp_path / "True.png").read_bytes()[:4] == b"\x89PNG"
+    assert deeplab.load(tmp_path / "True.pt")(torch.zeros(1, 3, 64, 64)).shape == (1, len(names), 8, 8)
+    # Fig. 4: growth labels more of the output grid every epoch than the original cues (epoch 0; 93 % here,
+    # every CAM < 0.05 being background), and recall follows; without growth the fraction stays the cues'
+    labelled = table["labelled"].tolist()
+    assert labelled[0] + 0.03 < labelled[1] <= labelled[2], labelled
+    assert table["recall"].iloc[2] > table["recall"].iloc[0]
+    assert tables[False]["labelled"].tolist() == pytest.approx([labelled[0]] * 3, abs=0.01)
 
 
 def test_cues_are_sampled_at_the_output_cells_own_positions():
@@ -199,6 +208,7 @@ def test_schedule_is_in_iterations(tiny_voc, tmp_path, monkeypatch):
     assert n_iters == 7  # not epochs x len(split) / batch
     assert (resolved["input"], resolved["lr_step"], resolved["lr_gamma"]) == ("resize", 1000, 0.33)
     assert train_dsrg.PARAMS["iterations"].default == 8000
+    assert train_dsrg.PARAMS["crf_log_unary"].default is False  # the released unary -P
 
 
 def test_log_says_when_the_background_cues_come_from_the_cams(tiny_voc, tmp_path, capsys):

@@ -54,23 +54,32 @@ def test_constrain_loss_hand_computed():
     assert constrain_loss(p, q).item() == pytest.approx(pixel0 / 2, rel=1e-12)  # mean over 2 pixels
 
 
-def test_constrain_loss_clips_the_ratio_and_its_gradient():
-    p = _probs([0.99, 0.01]).requires_grad_()
-    q = _probs([0.5, 0.5])  # Q/P = 0.505 and 50: the second is clipped to 20
+def test_constrain_loss_clips_the_ratio():
+    p = _probs([0.99, 0.01])
+    q = _probs([0.5, 0.5])  # Q/P = 0.505 and 50: the second is clipped to 20 (its gradient: the next test)
     loss = constrain_loss(p, q)
     assert loss.item() == pytest.approx(0.5 * math.log(0.5 / 0.99) + 0.5 * math.log(20), rel=1e-12)
-    loss.backward()
-    assert p.grad[0, 0, 0, 0].item() == pytest.approx(-0.5 / 0.99)  # d/dP of Q log(Q/P) = -Q/P
-    assert p.grad[0, 1, 0, 0].item() == 0  # clipped: no gradient, as Theano's clip
-    p.grad = None
     unclipped = constrain_loss(p, q, ratio_clip=None)  # SEC's form
     assert unclipped.item() == pytest.approx(0.5 * math.log(0.5 / 0.99) + 0.5 * math.log(50), rel=1e-12)
 
 
-def test_constrain_loss_treats_crf_output_as_target():
-    p, q = _probs([0.6, 0.4]).requires_grad_(), _probs([0.7, 0.3]).requires_grad_()
+def test_constrain_loss_sends_the_gradient_through_the_crf_as_released():
+    # DSRG's train-s.prototxt: the CRF layer has propagate_down 1 on P, ConstrainLossLayer differentiates both
+    # P and log Q, and CRFLayer.backward passes (1 - Q) dL/dlog Q on to P (pylayers.py)
+    p = _probs([0.6, 0.4], [0.99, 0.01]).requires_grad_()
+    q = _probs([0.7, 0.3], [0.5, 0.5]).requires_grad_()  # pixel 1, class 1: Q/P = 50, clipped to 20
     constrain_loss(p, q).backward()
-    assert q.grad is None and p.grad is not None
+    n = 2  # pixels averaged
+
+    def expected(pc, qc, clipped=False):
+        # L_u = Q log(clip(Q / P)): directly -Q / P (0 where clipped); through log Q: Q (log(clip(Q/P)) + 1),
+        # the + 1 only where unclipped, times (1 - Q)
+        ratio = 20 if clipped else qc / pc
+        direct = 0 if clipped else -qc / pc
+        return (direct + (1 - qc) * qc * (math.log(ratio) + (0 if clipped else 1))) / n
+    want = [[expected(0.6, 0.7), expected(0.99, 0.5)], [expected(0.4, 0.3), expected(0.01, 0.5, clipped=True)]]
+    assert p.grad[0, :, 0, :].tolist() == [pytest.approx(row, rel=1e-12) for row in want]
+    assert q.grad is None  # the CRF's marginals themselves are computed outside autograd
 
 
 def test_sec_probability_floors():

@@ -38,13 +38,31 @@ def balanced_seed_loss(probs: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor
     return -(fg + bg).mean()
 
 
+class _CRFLogMarginals(torch.autograd.Function):
+    """log Q of the CRF marginals Q of P, with the released CRFLayer's backward (pylayers.py:90-92, reached
+    because train-s.prototxt gives the CRF layer `propagate_down: 1` on P): dL/dP = (1 - Q) dL/dlog Q, the
+    diagonal of d log Q / dP if Q were softmax(P), i.e. the CRF's unary -P alone."""
+
+    @staticmethod
+    def forward(ctx, probs, crf_probs):
+        ctx.save_for_backward(crf_probs)
+        return crf_probs.log()
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, = ctx.saved_tensors
+        return (1 - q) * grad, None
+
+
 def constrain_loss(probs: torch.Tensor, crf_probs: torch.Tensor, ratio_clip=RATIO_CLIP) -> torch.Tensor:
     """SEC's constrain-to-boundary loss (DSRG's l_boundary, Eq. 2): the mean over pixels of
-    sum_c Q_uc log(Q_uc / P_uc), with P = `probs` and Q = `crf_probs` [B, C, h, w] the dense-CRF output of P.
+    sum_c Q_uc log(Q_uc / P_uc), with P = `probs` and Q = `crf_probs` [B, C, h, w] the dense-CRF marginals of P
+    (computed outside autograd).
 
-    Q is a fixed target (no gradient flows into the CRF). `ratio_clip` bounds Q / P as DSRG's released
-    layer does; None gives SEC's unclipped form."""
-    q = crf_probs.detach()
+    The gradient reaches P directly and, as released (ConstrainLossLayer differentiates both inputs; the
+    CRF layer passes its part on), through Q: dL/dlog Q times (1 - Q) (`_CRFLogMarginals`). `ratio_clip`
+    bounds Q / P as DSRG's released layer does; None gives SEC's unclipped form."""
+    q = _CRFLogMarginals.apply(probs, crf_probs.detach()).exp()
     ratio = q / probs
     if ratio_clip is not None:
         ratio = ratio.clamp(*ratio_clip)

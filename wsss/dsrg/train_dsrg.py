@@ -3,12 +3,14 @@
 Every iteration, on the network's output grid (stride 8):
   P = softmax of the logits, floored as SEC does (wsss.dsrg.losses.seg_probs);
   Q = dense CRF of P on the image downscaled to that grid (wsss.crf, Koltun's pairwise defaults with the
-      spatial deviations divided by `crf_scale`, 12 in the released code), floored;
+      spatial deviations divided by `crf_scale`, 12 in the released code; unary -P as released, or -log P
+      with `crf_log_unary`), floored;
   S = kernels.region_grow(Q, original cues, present classes, th_fg, th_bg): grown from the ORIGINAL cues
       of the image every time (Sec. 1: "DSRG always choose the original seed cues as initial seed
       points"), on the CRF-refined probabilities as the released UpdateSeedLayer3 does; `growth: false`
       trains on the original cues (Table 2's "+BSL" row);
-  loss = balanced seeding loss(P, S) (Eq. 1) + constrain loss(P, Q) (Eq. 2).
+  loss = balanced seeding loss(P, S) (Eq. 1) + constrain loss(P, Q) (Eq. 2), whose gradient also reaches P
+      through Q as the released CRF layer passes it (wsss.dsrg.losses.constrain_loss).
 The input (`input`): "resize", as released (train-s.prototxt: ImageData new_height / new_width 321 and the
 AnnotationLayer's mirror), warps the whole image to `crop` x `crop` and mirrors it, so no cue is lost;
 "crop" takes a random `crop` window (after an optional `scale`) as train_seg does. The cues (dsrg_seeds,
@@ -26,8 +28,8 @@ iteration in the network step, the CRF and the growth) and `plot` (that CSV draw
 Defaults are the released values (solver-s / train-s.prototxt; the paper's Sec. 4.1 in brackets): batch_size
 20, input resize, crop 321 (the warp side), scale null, lr 0.0005, lr_policy step, lr_step 1000 [2000],
 lr_gamma 0.33 [0.1], iterations 8000 [not stated; 15 epochs of 10,582 would be ~7,900], momentum 0.9,
-weight_decay 0.0005, head_lr_mult 10, th_fg 0.85, th_bg 0.99, crf_scale 12, crf_log_unary true [false:
-the released layers pass P itself as the unary energy].
+weight_decay 0.0005, head_lr_mult 10, th_fg 0.85, th_bg 0.99, crf_scale 12, crf_log_unary false (the
+released layers pass P itself as the unary energy; the paper only says Koltun's CRF).
 """
 import random
 import time
@@ -69,7 +71,7 @@ PARAMS = {
     "th_fg": Param(float, 0.85, "Eq. 3: foreground growing threshold"),
     "th_bg": Param(float, 0.99, "Eq. 3: background growing threshold"),
     "crf_scale": Param(float, 12, "the CRF's spatial deviations divided by this (41x41 grid)"),
-    "crf_log_unary": Param(bool, True, "CRF unary -log P (false: -P, as the released layers)"),
+    "crf_log_unary": Param(bool, False, "CRF unary -log P instead of the released layers' -P"),
 }
 
 
