@@ -2,7 +2,8 @@
 (IRNet Sec. 5.1-5.2, appendix A.1; step/make_ins_seg_labels.py of the release).
 
 Per image, at stride 4:
-  1. refine the displacement field D iteratively (Eq. 10, `dp_iterations`; paper 100);
+  1. refine the displacement field D iteratively (Eq. 10, `dp_iterations`: 300 as released, the default of
+     find_centroids_with_refinement, called without it in step/make_ins_seg_labels.py; the paper says 100);
   2. centroid candidates where |D| < `centroid_thres` (2.5, Eq. 14, on IRNet's own D), one centroid per
      4-connected component; pixel x joins instance k if its refined centroid x + D_u(x) lies in component k
      (Eq. 15). As released, the pixels whose centroid lies in no component form one more group;
@@ -14,7 +15,7 @@ Per image, at stride 4:
 
 IRNet sees the image rescaled by `input_scale`, as in make_sem_seg_labels.
 
-params (paper / demo): device, split, input_scale (1 / 2), dp_iterations (100), centroid_thres (2.5),
+params (paper / demo): device, split, input_scale (1 / 2), dp_iterations (300 released), centroid_thres (2.5),
 beta (10), steps (256), radius (5), bg_thres (0.25).
 
 Output `<out>/<id>.npz` (read it with `load_instances`):
@@ -38,7 +39,7 @@ from wsss.params import Param, resolve
 PARAMS = {
     **make_sem_seg_labels.WALK,
     "centroid_thres": Param(float, 2.5, "Sec. 5.1: |D| below this is a centroid candidate"),
-    "dp_iterations": Param(int, 100, "Eq. 10: displacement refinement iterations"),
+    "dp_iterations": Param(int, 300, "Eq. 10: displacement refinement iterations (released 300; paper 100)"),
 }
 
 
