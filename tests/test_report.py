@@ -37,10 +37,12 @@ def _run_outputs(root: Path, names: list, out: Path) -> dict:
     rng = np.random.default_rng(0)
     train, val = voc.read_ids(root, "train"), voc.read_ids(root, "val")
     rows = []
-    for stage, method, split in (("cam", "cam", "train"), ("sem_seg", "irnet_rw", "train"), ("seg", "dsrg", "val")):
+    for stage, method, split in (("cam", "cam", "train"), ("sem_seg", "irnet_rw", "train"),
+                                 ("seg", "dsrg_retrain", "val")):
         for metric, cls, value in (("iou", "", 0.5), ("precision", "", 0.75), ("iou", "disc", 0.25),
                                    ("iou", "ring", np.nan)):
             rows.append(dict(stage=stage, method=method, split=split, metric=metric, value=value, **{"class": cls}))
+    rows.append(dict(stage="cam", method="cam", split="train", metric="iou_at_fixed_threshold", value=0.4, **{"class": ""}))
     metrics.write(out / "metrics.csv", rows)
     pd.DataFrame(dict(threshold=[0.1, 0.2, 0.3], miou=[0.4, 0.6, 0.5])).to_csv(out / "sweep.csv", index=False)
     pd.DataFrame(dict(iteration=range(40), epoch=np.arange(40) // 10, loss=np.linspace(2, 0.5, 40), lr=0.1,
@@ -59,7 +61,11 @@ def _run_outputs(root: Path, names: list, out: Path) -> dict:
     _bench(out / "benchmarks" / "train_cam.tsv", 12.5)
     pd.DataFrame(dict(flag=["random walk below CAM"], detail=["sem_seg 50.0 < cam 60.0"])).to_csv(
         out / "flags.csv", index=False)
+    # the run's settings: the papers' backbones, but the random walk's background walked
+    (out / "config.yaml").write_text("model: {backbone: resnet50}\nseg: {arch: deeplab_v2, backbone: resnet101}\n"
+                                     "irn: {rw_background: walked}\ndsrg: {saliency_dir: saliency}\n")
     return dict(metrics_csv=out / "metrics.csv", sweep=out / "sweep.csv", benchmarks=out / "benchmarks",
+                config=out / "config.yaml",
                 figures=[], train_logs=[out / "train_log.csv"],
                 overlays=[out / "cams", out / "labels", out / "instances", out / "pred"], flags=out / "flags.csv")
 
@@ -78,8 +84,12 @@ def test_report_page_tables_and_galleries(tiny_voc, tmp_path):
                loss_plot=tmp_path / "report" / "loss.png", **paths)
     text = page.read_text()
     assert "<td>50.0</td>" in text and "<td>75.0</td>" in text  # percentages
-    assert "title='IRNet Table 2: CAM'>48.3</span>" in text  # the paper's number beside ours
-    assert "title='DSRG Table 2: + DSRG'>57.6</span>" in text
+    # the paper's number beside ours where the settings are the paper's: IRNet's CAM at its fixed threshold,
+    # DSRG's ResNet-101 result; none beside the walked background, which a note marks
+    assert "<th>iou_at_fixed_threshold (paper)</th>" in text and "<th>iou (paper)</th>" in text
+    assert "title='IRNet Table 2: CAM, at the released cam_eval_thres 0.15'>48.3</span>" in text
+    assert "title='DSRG Table 1: DSRG (Resnet101), val'>61.4</span>" in text
+    assert "66.5" not in text and "irnet_rw, rpnet_rw: walked background" in text
     assert "class='flag'>random walk below CAM</span>" in text
     assert text.count("<h3>") == 3 + 2  # a table per stage, a gallery per split
     assert text.count("data:image/jpeg") == 3 * (2 + 3) + 3 * 2 + 1  # train rows: 5 cells; val rows: 2 + 1 pred

@@ -26,6 +26,7 @@ matplotlib.use("Agg")  # headless: clusters and CI have no display
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import yaml
 from PIL import Image
 
 from wsss import metrics
@@ -71,6 +72,7 @@ def run(params: dict, *, root, metrics_csv, sweep, benchmarks, summary, sweep_pl
         if len(files) != len(params[names]):
             raise ValueError(f"report: {len(files)} {what} but {len(params[names])} {names}")
     table = metrics.read(metrics_csv)
+    settings = yaml.safe_load(Path(config).read_text()) if config is not None and Path(config).is_file() else None
     plot_sweep(pd.read_csv(sweep), sweep_plot)
     plot_losses({n: pd.read_csv(f) for n, f in zip(params["train_log_names"], train_logs)}, loss_plot)
     captions = ["Training loss per iteration (thin) and its running mean (thick), from each train_log.csv",
@@ -80,7 +82,8 @@ def run(params: dict, *, root, metrics_csv, sweep, benchmarks, summary, sweep_pl
         "<h2>Results</h2>",
         "<p>Percentages. Grey: the paper's number on PASCAL VOC 2012 (hover for its source).</p>"
         if params["paper_numbers"] else "<p>Percentages.</p>",
-        *(stage_table(stage, rows, params["paper_numbers"]) for stage, rows in table.groupby("stage", sort=False)),
+        *(stage_table(stage, rows, settings if params["paper_numbers"] else None, papers.notes(settings).get(stage, []))
+          for stage, rows in table.groupby("stage", sort=False)),
         chain_table(table),
         *(csv_table(csv, caption) for csv, caption in zip(tables, params["table_captions"])),
         "<h2>Plots</h2>",
@@ -101,19 +104,20 @@ def run(params: dict, *, root, metrics_csv, sweep, benchmarks, summary, sweep_pl
 
 # ---- tables ----------------------------------------------------------------------------------------------
 
-def stage_table(stage: str, rows: pd.DataFrame, paper_numbers: bool) -> str:
-    """Means per method and split as percentages (with the paper's number where known), then the per-class
-    IoU in a collapsed table."""
+def stage_table(stage: str, rows: pd.DataFrame, paper_config: dict | None, notes=()) -> str:
+    """Means per method and split as percentages (with the paper's number where known for a run of
+    configuration `paper_config`; None: no paper numbers), the `notes` below, then the per-class IoU in a
+    collapsed table."""
     means = rows[rows["class"] == ""]
     wide = means.pivot_table(index=["method", "split"], columns="metric", values="value", sort=False)
     # a "paper" column beside each metric that a paper reports for this stage
-    compared = {m for m in wide.columns
-                if paper_numbers and any(papers.number(stage, *index, m) for index in wide.index)}
+    compared = {m for m in wide.columns if any(papers.number(stage, *index, m, paper_config) for index in wide.index)}
     body = []
     for (method, split), values in wide.iterrows():
         cells = [method, split]
         for metric, value in values.items():
-            cells += [_number(metric, value)] + ([_paper(stage, method, split, metric)] if metric in compared else [])
+            cells += [_number(metric, value)] + ([_paper(stage, method, split, metric, paper_config)]
+                                                 if metric in compared else [])
         body.append(cells)
     header = ["method", "split"]
     for metric in wide.columns:
@@ -127,7 +131,8 @@ def stage_table(stage: str, rows: pd.DataFrame, paper_numbers: bool) -> str:
         cells = [[m, s, *(_percent(v) for v in values)] for (m, s), values in wide_class.iterrows()]
         detail = ("<details><summary>IoU per class (%)</summary>"
                   + html_rows(["method", "split", *wide_class.columns], cells) + "</details>")
-    return title + html_rows(header, body) + detail
+    note = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in notes)
+    return title + html_rows(header, body) + note + detail
 
 
 def chain_table(table: pd.DataFrame) -> str:
@@ -162,8 +167,8 @@ def _percent(value) -> str:
     return "–" if pd.isna(value) else f"{100 * value:.1f}"
 
 
-def _paper(stage, method, split, metric) -> str:
-    known = papers.number(stage, method, split, metric)
+def _paper(stage, method, split, metric, config) -> str:
+    known = papers.number(stage, method, split, metric, config)
     if known is None:
         return "<span class='paper'>–</span>"
     value, source = known
