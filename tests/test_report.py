@@ -42,7 +42,8 @@ def _run_outputs(root: Path, names: list, out: Path) -> dict:
         for metric, cls, value in (("iou", "", 0.5), ("precision", "", 0.75), ("iou", "disc", 0.25),
                                    ("iou", "ring", np.nan)):
             rows.append(dict(stage=stage, method=method, split=split, metric=metric, value=value, **{"class": cls}))
-    rows.append(dict(stage="cam", method="cam", split="train", metric="iou_at_fixed_threshold", value=0.4, **{"class": ""}))
+    rows.append(dict(stage="cam", method="cam", split="train", metric="iou_at_fixed_threshold", value=0.4,
+                     **{"class": ""}))
     metrics.write(out / "metrics.csv", rows)
     pd.DataFrame(dict(threshold=[0.1, 0.2, 0.3], miou=[0.4, 0.6, 0.5])).to_csv(out / "sweep.csv", index=False)
     pd.DataFrame(dict(iteration=range(40), epoch=np.arange(40) // 10, loss=np.linspace(2, 0.5, 40), lr=0.1,
