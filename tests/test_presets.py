@@ -11,9 +11,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--cores", "1"]
 PRESETS = ["voc12", "voc12_scribble", "context", "coco"]
-# What a preset may set apart from the schema's paper defaults: where its data and outputs are, and the
-# weights files (the schema's null means "none", which a ResNet refuses).
-PRESET_KEYS = ("run_dir", "dataset.", "model.pretrained", "seg.pretrained")
+# What a preset may set apart from the schema's paper defaults: where its data and outputs are, the
+# weights files (the schema's null means "none", which a ResNet refuses), and the papers' per-data-set
+# values (PSI's lambda_1: 100 on VOC, 1 on PASCAL-Context).
+PRESET_KEYS = ("run_dir", "dataset.", "model.pretrained", "seg.pretrained", "psi.lambda_1")
 
 
 def schema_defaults(node=None, prefix="") -> dict:
