@@ -129,6 +129,9 @@ class History:
             tqdm.write(f"epoch {len(self.loss)}: loss {self.loss[-1]:.4f}, {self.seconds[-1]:.1f} s")
         self.loss_sum, self.started = 0.0, time.perf_counter()
 
+    def restart_clock(self):
+        self.started = self.iteration_started = time.perf_counter()
+
     def summary(self) -> dict:
         return {"loss": self.loss, "seconds": self.seconds}
 
@@ -148,11 +151,12 @@ class History:
 
 
 def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, desc: str, module: str, inputs,
-        tracker=None, finish=None, first: int = 0):
+        tracker=None, finish=None, first: int = 0, stop: int | None = None, history: History | None = None):
     """Trains `model` for `n_iters` SGD iterations of `loss_fn(net, batch, iteration) -> loss` over `dataset`
-    (items keyed by BatchPlan, batches of dicts), then rank 0 saves it to `out`. first: run only iterations
-    first..n_iters-1 of that schedule (its learning rates and batches), a phase of a longer training (PSI's
-    alternating steps).
+    (items keyed by BatchPlan, batches of dicts), then rank 0 saves it to `out` and returns the History.
+    first, stop: run only iterations first..stop-1 (stop: n_iters) of that n_iters-iteration schedule (its
+    learning rates and batches), a phase of a longer training (PSI's alternating steps); history: the
+    previous phase's return value, so that the log and the saved history cover every phase.
 
     groups: [(parameters, learning-rate multiplier)] or [(parameters, lr multiplier, weight-decay
     multiplier)]. params: resolved against PARAMS (the trainer's PARAMS include them). net is `model` under
@@ -166,11 +170,16 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     net = distributed.wrap(model)
     optimizer = torch.optim.SGD([{"params": list(p), "weight_decay": params["weight_decay"] * (wd[0] if wd else 1)}
                                  for p, _, *wd in groups], lr=params["lr"], momentum=params["momentum"])
-    history = History(iterations_per_epoch(len(dataset), params["batch_size"]))
+    stop = n_iters if stop is None else stop
+    if not 0 <= first <= stop <= n_iters:
+        raise ValueError(f"fit: iterations {first}..{stop} are not a part of the schedule's 0..{n_iters}")
+    if history is None:
+        history = History(iterations_per_epoch(len(dataset), params["batch_size"]))
+    history.restart_clock()  # a later phase: what ran in between is no training time
     ckpt = Path(f"{out}.ckpt")
     key = run_key(params, module, inputs)
     start = resume(ckpt, key, model, optimizer, history, tracker) or first
-    plan = BatchPlan(len(dataset), params["batch_size"], params["seed"], start, n_iters,
+    plan = BatchPlan(len(dataset), params["batch_size"], params["seed"], start, stop,
                      distributed.rank(), distributed.size())
     workers = params["num_workers"]
     if workers is None:
@@ -179,7 +188,7 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
                         persistent_workers=workers > 0)
     autocast, scaler = mixed_precision(params["amp"], dev)
     step_net = ReducedPrecision(net, autocast) if params["amp"] else net
-    bar = tqdm(total=n_iters, initial=start, desc=desc, disable=not distributed.is_main())
+    bar = tqdm(total=stop, initial=start, desc=desc, disable=not distributed.is_main())
     for it, batch in enumerate(loader, start):
         for group, (_, mult, *_wd) in zip(optimizer.param_groups, groups):
             group["lr"] = params["lr"] * mult * lr_factor(params, it, n_iters)
@@ -195,7 +204,7 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
             tracker.end_iteration(it, time.perf_counter() - started)
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.4f}")
-        if params["checkpoint_every"] and (it + 1) % params["checkpoint_every"] == 0 and it + 1 < n_iters:
+        if params["checkpoint_every"] and (it + 1) % params["checkpoint_every"] == 0 and it + 1 < stop:
             save_checkpoint(ckpt, it + 1, key, model, optimizer, history, tracker)
             history.write_log(out)
     bar.close()
@@ -207,6 +216,7 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
                         "history": history.summary()}, tmp)
         history.write_log(out)  # after the network: a run that failed to save it leaves no complete log
         ckpt.unlink(missing_ok=True)
+    return history
 
 
 def mixed_precision(enabled: bool, dev: torch.device):

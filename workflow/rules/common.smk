@@ -230,7 +230,8 @@ def infer_setting(key, default):
 # Helpers of rules/psi.smk (here for snakemake --lint: no functions beside rules).
 def psi_values(wildcards):
     """train_psi's params for one row: the CPP keys only with CPP, the SLD keys only with SLD (so an SLD
-    key reruns the networks that diffuse, and only those)."""
+    key reruns the networks that diffuse, and only those). Every row trains on Eq. 11's L_seg with the same
+    lambda_1: Table 3's rows differ only in their ticks (CPP, SLD), so each adds exactly its component."""
     cpp, sld = PSI_NETS[wildcards.psi]
     values = dict(
         class_names=CLASSES,
@@ -240,13 +241,12 @@ def psi_values(wildcards):
         backbone=config["model"]["backbone"],
         pretrained=config["model"]["pretrained"],
         **{k: PSI[k] for k in ("crop", "scale", "rotation", "batch_size", "epochs", "lr", "momentum")},
-        **{k: PSI[k] for k in ("weight_decay", "head_lr_mult", "head_channels")},
-        lambda_1=PSI["lambda_1"] if cpp or sld else 0.0,  # the baseline: partial cross-entropy only
+        **{k: PSI[k] for k in ("weight_decay", "head_lr_mult", "head_channels", "lambda_1")},
         cpp=cpp,
         sld=sld,
     )
     if cpp:
-        values.update({k: PSI[k] for k in ("cpp_width", "cpp_radii", "cpp_destination")})
+        values.update({k: PSI[k] for k in ("cpp_width", "cpp_radii", "cpp_destination", "cpp_bn")})
     if sld:
         values.update({k: PSI[k] for k in ("steps", "k", "lambda_2", "sld_radius", "sld_hidden", "sld_lr", "sld_epochs")})
     return values

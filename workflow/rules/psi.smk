@@ -1,7 +1,8 @@
 # PSI (Xu et al., ICCV 2021): scribble-supervised DeepLab-v3+ with contextual pattern propagation (CPP) and
 # semantic label diffusion (SLD) (wsss/psi/). Table 3's rows are networks of the one stage train_psi:
-# psi (CPP + SLD), psi_baseline (neither; partial cross-entropy only), psi_cpp, psi_sld; psi_ms is psi's
-# model predicted multi-scale + flip. Single-scale rows predict without flip; no CRF (Sec. 5.2).
+# psi (CPP + SLD), psi_baseline (neither: DeepLab-v3+), psi_cpp, psi_sld, all on Eq. 11's L_seg (partial
+# cross-entropy + lambda_1 L_p), so each row adds exactly its component; psi_ms is psi's model predicted
+# multi-scale + flip. Single-scale rows predict without flip; no CRF (Sec. 5.2).
 # `rule all` trains psi only; `snakemake psi_ablation` trains and scores the other rows, and with
 # `--config ablations=True` they also go into metrics.csv and the report.
 PSI = config["psi"]

@@ -11,22 +11,29 @@ _OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
 
 def smoothness(probs: torch.Tensor) -> torch.Tensor:
-    """L_p of Eq. 11: the mean L1 distance |M(c, i) - M(c, j)| over every class c and every pair of
-    8-neighbours (i, j) inside the map, probs [B, C, H, W] (each unordered pair once: the mean over ordered
-    pairs is the same). Taken on the softmax, as argmax has no gradient."""
-    total, count = probs.new_zeros(()), 0
+    """L_p of Eq. 11 on probs [B, C, H, W]: "for each location, the mean L1 distance between the prediction and
+    its 8-neighbours", "averaged over all positions". The L1 distance of two predictions is that of their
+    class vectors, sum_c |M(c, i) - M(c, j)| (2 between two different one-hot labels, whatever C); the mean
+    is over the neighbours j inside the map (3 at a corner, 5 on an edge, 8 inside). Taken on the softmax, as
+    argmax has no gradient."""
     H, W = probs.shape[-2:]
-    for dy, dx in _OFFSETS:
-        a = probs[..., dy:, max(dx, 0):W + min(dx, 0)]
-        b = probs[..., :H - dy, max(-dx, 0):W - max(dx, 0)]
-        total = total + (a - b).abs().sum()
-        count += a.numel()
-    return total / max(count, 1)
+    total = probs.new_zeros(probs.shape[0], H, W)
+    count = probs.new_zeros(H, W)
+    for dy, dx in _OFFSETS:  # each unordered pair once, credited to both of its positions
+        rows_a, rows_b = slice(dy, H), slice(0, H - dy)
+        cols_a, cols_b = slice(max(dx, 0), W + min(dx, 0)), slice(max(-dx, 0), W - max(dx, 0))
+        d = (probs[..., rows_a, cols_a] - probs[..., rows_b, cols_b]).abs().sum(1)
+        total[:, rows_a, cols_a] += d
+        total[:, rows_b, cols_b] += d
+        count[rows_a, cols_a] += 1
+        count[rows_b, cols_b] += 1
+    return (total / count.clamp_min(1)).mean()
 
 
 def seg_loss(logits: torch.Tensor, labels: torch.Tensor, lambda_1: float) -> torch.Tensor:
-    """Eq. 11: cross-entropy over the labelled pixels of y_R_t (Eq. 10; logits upsampled to the labels)
-    + lambda_1 L_p on the softmax at the network's output grid."""
+    """Eq. 11 on M_t, the prediction at the labels' (image) size, as DeepLab-v3+ predicts it (logits
+    upsampled bilinearly): cross-entropy over the labelled pixels of y_R_t (Eq. 10) + lambda_1 L_p."""
+    logits = F.interpolate(logits, labels.shape[-2:], mode="bilinear", align_corners=False)
     loss = cross_entropy(logits, labels)
     return loss + lambda_1 * smoothness(F.softmax(logits, 1)) if lambda_1 else loss
 

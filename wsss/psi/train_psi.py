@@ -7,9 +7,10 @@ network (Theta) on the scribbles y_R0; before each phase s = 1..t, with Theta fi
 the training images solve for the SLD network (theta, Adam on L_sld, Eq. 12; theta carries over between
 steps), then one more pass diffuses the supervision with it, y_R_s = F_sld(y_R_{s-1}, M, theta) (Eq. 5-9,
 wsss.psi.sld). The phases are consecutive parts of ONE poly schedule over all `epochs` (the paper's 200
-epochs with poly; wsss.training.fit's `first`): its learning rate and batches continue across the diffusion
-steps, only SGD's momentum restarts. Without SLD all epochs train on the scribbles. L_seg = partial
-cross-entropy + lambda_1 L_p (Eq. 10-11; the Table 3 baseline sets lambda_1 0: partial cross-entropy only).
+epochs with poly; wsss.training.fit's `first`..`stop` of one schedule): its learning rate and batches continue
+across the diffusion steps, only SGD's momentum restarts; train_log.csv covers every phase. Without SLD all
+epochs train on the scribbles. L_seg = partial cross-entropy + lambda_1 L_p (Eq. 10-11, wsss.psi.losses), the
+same in every row of Table 3.
 
 Diffusion works at image resolution: M is the softmax of the logits upsampled (bilinear) to the image.
 Outputs: `out` (the network; infer_seg rebuilds it from its params' arch, wsss.models.load_segmenter),
@@ -24,6 +25,7 @@ sld_radius (window growth per step, px), sld_hidden, sld_lr, sld_epochs.
 import contextlib
 import random
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -80,32 +82,34 @@ def train(params: dict, *, root, out, supervision, scores, scribbles=None, init=
     ids = voc.read_ids(root, params["split"])
     n = len(params["class_names"])
     scribble_files = voc.scribble_files(root, ids, scribbles)
-    scribbles = [voc.load_scribble(f, n) for f in scribble_files]
-    dataset = Supervised(root, ids, scribbles, params["rotation"],
+    scribble_maps = [voc.load_scribble(f, n) for f in scribble_files]
+    dataset = Supervised(root, ids, scribble_maps, params["rotation"],
                          TrainAugment(params["crop"], scale=tuple(params["scale"])))
     model = psi_net.build(params)
     if init is not None:
         deeplab.load_weights(model, init)
     g = sld.ThresholdNet(params["sld_hidden"])
-    diffusion = Diffusion(params, g, root, ids, scribbles)
+    diffusion = Diffusion(params, g, root, ids, scribble_maps)
     per_epoch = iterations_per_epoch(len(ids), params["batch_size"], voc.path(root, "split", params["split"]))
     phases = phase_epochs(params["epochs"], params["steps"] + 1 if params["sld"] else 1)
     backbone, heads = deeplab.backbone_and_heads(model)
     with (atomic_path(supervision) if distributed.is_main() else contextlib.nullcontext()) as folder:
         log = SupervisionLog(root, ids, n, folder)
         log.record(0, dataset.labels)
-        ends = np.cumsum(phases) * per_epoch  # the phases' last iterations (+1) of one poly schedule
+        ends = [int(e) for e in np.cumsum(phases) * per_epoch]  # each phase's last iteration + 1
+        history = None
         for step, end in enumerate(ends):
             if step:
                 dataset.labels = diffusion.step(model, step, dataset.labels)
                 log.record(step, dataset.labels)
             last = step == len(phases) - 1
             phase_out = out if last else f"{out}.t{step}"
-            fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset,
-                lambda net, batch, it: seg_loss(net(batch["image"]), batch["label"], params["lambda_1"]),
-                params, int(end), out=phase_out, desc=f"train_psi t{step}", module=__name__,
-                inputs=[*voc.split_files(root, params["split"], "image"), *scribble_files, init],
-                first=int(end) - phases[step] * per_epoch)
+            # one poly schedule over all phases: n_iters is the whole run, the phase is first..stop-1
+            history = fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset,
+                          lambda net, batch, it: seg_loss(net(batch["image"]), batch["label"], params["lambda_1"]),
+                          params, ends[-1], out=phase_out, desc=f"train_psi t{step}", module=__name__,
+                          inputs=[*voc.split_files(root, params["split"], "image"), *scribble_files, init],
+                          first=end - phases[step] * per_epoch, stop=end, history=history)
             if not last and distributed.is_main():
                 Path(phase_out).unlink()
     if distributed.is_main():
@@ -161,8 +165,8 @@ class Diffusion:
         self.g.to(device(p["device"])).train()
         for epoch in range(p["sld_epochs"]):  # Sec. 4: "we fix Theta and solve for theta" (L_sld, Eq. 12)
             losses = []
-            for conf, gamma_inputs, y_t, y_0, omega, present in self.batches(model, step, labels, f"theta t{step}"):
-                loss = sld_loss(conf, sld.gamma_of(*gamma_inputs, self.g), p["k"], y_0, omega, present,
+            for b in self.batches(model, step, labels, f"theta t{step}"):
+                loss = sld_loss(b.conf, sld.gamma_of(b.mu, b.var, self.g), p["k"], b.y_0, b.omega, b.present,
                                 p["lambda_2"])
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -172,18 +176,17 @@ class Diffusion:
                 tqdm.write(f"sld t{step} theta epoch {epoch}: mean L_sld {np.mean(losses):.4f}")
         grown = []
         with torch.no_grad():  # then diffuse every image with the solved theta
-            for conf, gamma_inputs, y_t, y_0, omega, present in self.batches(model, step, labels, f"sld t{step}"):
-                soft = sld.soft_binarise(conf, sld.gamma_of(*gamma_inputs, self.g), p["k"])
-                grown += list(sld.diffuse(y_t, soft, omega, present).cpu().numpy().astype(np.uint8))
+            for b in self.batches(model, step, labels, f"sld t{step}"):
+                soft = sld.soft_binarise(b.conf, sld.gamma_of(b.mu, b.var, self.g), p["k"])
+                grown += list(sld.diffuse(b.y_t, soft, b.omega, b.present).cpu().numpy().astype(np.uint8))
         model.train()
         return grown
 
     def batches(self, model, step: int, labels: list, desc: str):
-        """Per batch of training images: M (Theta's softmax at image size), Eq. 6-7's statistics over
-        Omega_{c,r}, y_R_t, y_R_0, Omega_{c,r} and the scribbles' classes."""
+        """A DiffusionBatch per group of training images of one size."""
         p, dev = self.params, device(self.params["device"])
         radius, n = p["sld_radius"] * step, len(p["class_names"])
-        for index in tqdm(batches(self.root, self.ids, p["batch_size"]), desc=desc,
+        for index in tqdm(same_size_groups(self.root, self.ids, p["batch_size"]), desc=desc,
                           disable=not distributed.is_main()):
             x = torch.stack([to_tensor(normalize(voc.load_image(voc.path(self.root, "image", self.ids[i]))))
                              for i in index]).to(dev)
@@ -192,10 +195,22 @@ class Diffusion:
             with torch.no_grad():
                 conf = F.softmax(F.interpolate(model(x), x.shape[-2:], mode="bilinear", align_corners=False), 1)
             omega, present = sld.regions(y_t, n, radius), sld.present_classes(y_0, n)
-            yield conf, sld.region_stats(conf, omega), y_t, y_0, omega, present
+            yield DiffusionBatch(conf, *sld.region_stats(conf, omega), y_t, y_0, omega, present)
 
 
-def batches(root, ids, size: int):
+class DiffusionBatch(NamedTuple):
+    """What one SLD step needs of a batch: M (Theta's softmax at image size), Eq. 6-7's mu and sigma^2 over
+    Omega_{c,r} (they do not depend on theta), y_R_t, y_R_0, Omega_{c,r} and the scribbles' classes."""
+    conf: torch.Tensor
+    mu: torch.Tensor
+    var: torch.Tensor
+    y_t: torch.Tensor
+    y_0: torch.Tensor
+    omega: torch.Tensor
+    present: torch.Tensor
+
+
+def same_size_groups(root, ids, size: int):
     """Lists of at most `size` consecutive image indices of one image size (so they stack)."""
     group, shape = [], None
     for i, image_id in enumerate(ids):
