@@ -148,7 +148,7 @@ class History:
 
 
 def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, desc: str, module: str, inputs,
-        tracker=None, finish=None, first: int = 0):
+        tracker=None, finish=None, first: int = 0, saved=None):
     """Trains `model` for `n_iters` SGD iterations of `loss_fn(net, batch, iteration) -> loss` over `dataset`
     (items keyed by BatchPlan, batches of dicts), then rank 0 saves it to `out`. first: run only iterations
     first..n_iters-1 of that schedule (its learning rates and batches), a phase of a longer training (PSI's
@@ -159,7 +159,9 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     DDP when several ranks train. tracker: optional object with end_iteration(it, seconds), state_dict and
     load_state_dict, checkpointed with the weights. finish: optional finish(model), run on rank 0 after the
     last iteration, before the model is saved. module (the trainer's `__name__`) and inputs (the files and
-    folders it reads) key the checkpoint (`run_key`)."""
+    folders it reads) key the checkpoint (`run_key`). saved: the part of `model` whose weights go to `out`
+    (default: all of it; RPNet's region branch and CDSP's LoRM train only, so they stay out; checkpoints
+    hold the whole model)."""
     dev = device(params["device"])
     # channels-last runs the CPU convolutions about 1.4x faster and suits GPU convolutions as well
     model.to(dev, memory_format=torch.channels_last).train()
@@ -203,7 +205,8 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
         if finish is not None:
             finish(model)
         with atomic_path(out) as tmp:
-            torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "params": params,
+            weights = (model if saved is None else saved).state_dict()
+            torch.save({"state_dict": {k: v.cpu() for k, v in weights.items()}, "params": params,
                         "history": history.summary()}, tmp)
         history.write_log(out)  # after the network: a run that failed to save it leaves no complete log
         ckpt.unlink(missing_ok=True)

@@ -215,7 +215,7 @@ def train_cam_values(method, train_fraction=None):
         **{k: c[k] for k in ("crop", "resize_long", "batch_size", "epochs", "lr", "weight_decay")},
     )
     if method == "rpnet":
-        values.update(method="rpnet", **{k: c[k] for k in RPNET_KEYS})
+        values.update(method="rpnet", neck_channels=c["neck_channels"], **{k: c[k] for k in RPNET_KEYS})
     return values
 
 
