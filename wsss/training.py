@@ -94,7 +94,8 @@ def iterations_per_epoch(n_items: int, batch_size: int, source="the training set
 
 def lr_factor(params: dict, it: int, n_iters: int) -> float:
     """Poly ((1 - it / n_iters) ** power: IRNet's PolyOptimizer, DeepLab), step (DSRG: gamma ** (it //
-    lr_step)) or cosine (CDSP: (it + 1) / warmup_iters during the warm-up, then half a cosine to 0) decay."""
+    lr_step)) or cosine (CDSP's train.py adjust_learning_rate: it / warmup_iters during the warm-up, from 0,
+    then half a cosine to 0) decay."""
     policy = params["lr_policy"]
     if policy == "poly":
         return (1 - it / n_iters) ** params["power"]
@@ -103,7 +104,7 @@ def lr_factor(params: dict, it: int, n_iters: int) -> float:
     if policy == "cosine":
         warmup = params["warmup_iters"]
         if it < warmup:
-            return (it + 1) / warmup
+            return it / warmup
         return 0.5 * (1 + math.cos(math.pi * (it - warmup) / max(1, n_iters - warmup)))
     raise ValueError(f"lr_policy must be 'poly', 'step' or 'cosine', got {policy!r}")
 
