@@ -61,11 +61,11 @@ def run(params: dict, *, root, pseudo, dist_scribble, dist_pseudo, out, scribble
 def train(params: dict, *, root, pseudo, dist_scribble, dist_pseudo, out, scribbles=None, init=None):
     seed_everything(params["seed"])
     ids = voc.read_ids(root, params["split"])
-    folders = {"scribble": voc.scribble_files(root, ids, scribbles),
+    files = {"scribble": voc.scribble_files(root, ids, scribbles),
                "pseudo": voc.label_files(pseudo, ids, "pseudo-label"),
                "dist_scribble": voc.label_files(dist_scribble, ids, "scribble distance map"),
                "dist_pseudo": voc.label_files(dist_pseudo, ids, "pseudo-label distance map")}
-    dataset = CDSPData(root, ids, folders, len(params["class_names"]),
+    dataset = CDSPData(root, ids, files, len(params["class_names"]),
                        TrainAugment(params["crop"], scale=tuple(params["scale"]), rotate=params["rotate"],
                                     blur=params["blur"]))
     seg = deeplab.build(params)
@@ -104,23 +104,26 @@ class CDSPLoss:
         self.losses, self.smoothing = set(params["losses"]), params["label_smoothing"]
 
     def __call__(self, net, batch, it):
-        maps = batch["maps"]  # [B, H, W, 4]: scribble, pseudo-label, scribble map, pseudo map
-        scribble, pseudo = maps[..., 0], maps[..., 1]
+        scribble, pseudo, dist_scribble, dist_pseudo = batch["maps"].unbind(-1)  # CDSPData's MAPS
         logits, lorm = net(batch["image"], pseudo)
         logits = upsample(logits, scribble.shape[-2:])  # once, for every term (the release's pred_sg_up)
         terms = {
             "segs": lambda: cross_entropy(logits, scribble),  # Eq. 8
             "segc": lambda: cross_entropy(logits, pseudo, self.smoothing),  # Eq. 9
             "lorm": lambda: lorm,  # Eq. 13
-            "ds": lambda: distance_entropy(logits, maps[..., 2].to(logits.dtype) / 255),  # Eq. 17
-            "dc": lambda: distance_entropy(logits, maps[..., 3].to(logits.dtype) / 255),  # Eq. 15
+            "ds": lambda: distance_entropy(logits, dist_scribble.to(logits.dtype) / 255),  # Eq. 17
+            "dc": lambda: distance_entropy(logits, dist_pseudo.to(logits.dtype) / 255),  # Eq. 15
         }
         return sum(terms[name]() for name in sorted(self.losses))
 
 
+MAPS = ("scribble", "pseudo", "dist_scribble", "dist_pseudo")  # CDSPData's maps, stacked in this order
+
+
 class CDSPData(Dataset):
-    """Augmented images with their four maps stacked [H, W, 4] (scribble, pseudo-label, scribble distance map,
-    pseudo-label distance map), transformed together; items keyed by (index, augmentation seed)."""
+    """Augmented images with their four maps stacked [H, W, 4] in the order of MAPS (scribble, pseudo-label,
+    scribble distance map, pseudo-label distance map; `files` maps each name to its files), transformed
+    together; items keyed by (index, augmentation seed)."""
 
     def __init__(self, root, ids, files: dict, n_classes, augment):
         self.root, self.ids, self.files, self.n_classes, self.augment = root, ids, files, n_classes, augment
@@ -132,9 +135,10 @@ class CDSPData(Dataset):
         index, aug_seed = key
         image = voc.load_image(voc.path(self.root, "image", self.ids[index]))
         shape = image.shape[:2]
-        maps = np.stack([voc.load_scribble(self.files["scribble"][index], self.n_classes, shape),
-                         voc.load_mask(self.files["pseudo"][index], self.n_classes, shape),
-                         voc.load_grey(self.files["dist_scribble"][index], "distance map", shape),
-                         voc.load_grey(self.files["dist_pseudo"][index], "distance map", shape)], -1)
+        readers = {"scribble": lambda f: voc.load_scribble(f, self.n_classes, shape),
+                   "pseudo": lambda f: voc.load_mask(f, self.n_classes, shape),
+                   "dist_scribble": lambda f: voc.load_grey(f, "distance map", shape),
+                   "dist_pseudo": lambda f: voc.load_grey(f, "distance map", shape)}
+        maps = np.stack([readers[name](self.files[name][index]) for name in MAPS], -1)
         x, y = self.augment(image, maps, random.Random(aug_seed))
         return {"image": x, "maps": y}

@@ -13,15 +13,13 @@ gradient, through the maxima too, as released.
 One guard, for training from scratch (`peak_floor`, default 1; 0 turns it off): the loss values are the
 release's, but the gradient of a map whose peak is below the floor is that of the map divided by the floor
 (a detached floor: `normalise`). The release's max-normalisation makes the loss scale-invariant, so its gradient
-grows as 1 / peak: a present class whose CAM is nearly dead (peaks of 1e-5 to 0.05 are common from scratch, never
-with ImageNet weights, whose CAMs peak above 1) gets its noise scaled up to [0, 1] and a gradient spike. On the
-photo set from scratch the release's normalisation collapsed 3 of 6 seeds (CAM 15-31 mIoU; gradient norms up to
-122 against a median of ~1-3), with the floor none (largest norm 2.7; docs/diagnosis.md, issue 23). A CAM
-peaking at the floor or above is normalised, and differentiated, exactly as released."""
+grows as 1 / peak: from scratch a present class's CAM can be nearly dead, its noise is scaled up to [0, 1] and
+its gradient spikes, which diverges training (measured in docs/diagnosis.md, issues 16 and 23). ImageNet
+features give CAMs peaking above the floor, which are normalised and differentiated exactly as released."""
 import torch
 import torch.nn.functional as F
 
-EPS = 1e-5  # the release's: relu(cam - 1e-5) / (max + 1e-5)
+from wsss.rpnet.net import EPS  # the release's: relu(cam - 1e-5) / (max + 1e-5)
 
 
 def rpnet_loss(net, batch, it, weight: float, peak_floor: float) -> torch.Tensor:
