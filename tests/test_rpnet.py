@@ -98,8 +98,8 @@ def test_prototype_is_the_released_masked_mean():
     mask[2] = 0
     protos = rpnet.masked_mean(torch.from_numpy(features), torch.from_numpy(mask)[:, None]).numpy()[:, 0]
     for b in range(3):
-        expected = [sum(features[b, c, y, x] for y in range(4) for x in range(6) if mask[b, y, x]) / (mask[b].sum() + 5e-4)
-                    for c in range(5)]
+        expected = [sum(features[b, c, y, x] for y in range(4) for x in range(6) if mask[b, y, x])
+                    / (mask[b].sum() + 5e-4) for c in range(5)]
         np.testing.assert_allclose(protos[b], expected, rtol=1e-12, atol=0)
     assert np.array_equal(protos[2], np.zeros(5))
 
@@ -169,7 +169,8 @@ def release_foreground(reduced: np.ndarray, lower: list, alpha: float, group: in
             for p in protos[first:first + group]:
                 norm = np.linalg.norm(p)
                 dots = np.einsum("chw,c->hw", u[i], p)
-                cos = np.zeros_like(dots) if norm == 0 else dots / (np.maximum(np.linalg.norm(u[i], axis=0), 1e-12) * norm)
+                pixels = np.maximum(np.linalg.norm(u[i], axis=0), 1e-12)
+                cos = np.zeros_like(dots) if norm == 0 else dots / (pixels * norm)
                 best[i] = np.maximum(best[i], cos)
     return best
 
@@ -342,7 +343,8 @@ def test_loss_is_the_released_one():
              "tags": torch.from_numpy(label), "ref_tags": torch.from_numpy(label_ref)[:, None]}
     expected = release_loss(x, y, x_cam, y_cam, cam_x, cam_y, label, label_ref)
     for floor in (0.0, 1.0):  # the floor changes gradients, never values
-        assert losses.rpnet_loss(net, batch, 0, weight=10.0, peak_floor=floor).item() == pytest.approx(expected, rel=1e-12)
+        got = losses.rpnet_loss(net, batch, 0, weight=10.0, peak_floor=floor).item()
+        assert got == pytest.approx(expected, rel=1e-12)
 
 
 def test_loss_sums_every_member_of_a_larger_group():
