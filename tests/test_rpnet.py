@@ -1,25 +1,38 @@
-"""RPNet (wsss/cam/rpnet.py, train_cam method rpnet): pairing, prototypes (Eq. 5), the discarded mask
-(Eq. 6), the Gaussian (Eq. 9), the region branch and loss, inference = main branch, train_fraction."""
+"""RPNet (wsss/rpnet/, train_cam method rpnet) against float64 references written from the release
+(liuweide01/RPNet-Weakly-Supervised-Segmentation: net/resnet50_cam.py, step/train_cam.py) and the paper:
+pairing, prototypes (Eq. 5, +5e-4), the discarded mask (Eq. 6), the stage-4 mask reused at stage 2 and
+cosines in [-1, 1] (Eq. 7-8), F-hat x 1.3 and the Gaussian (Eq. 9-10), the non-local block, the main branch
+(reduce conv + non-local) and the references' own modules, the region CAMs averaged over scales, the loss
+(Eq. 11-13 as released), the saved main branch, train_fraction, Table II."""
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
+import yaml
 from scipy import ndimage
 
 from wsss import metrics
-from wsss.cam import make_cam, rpnet, train_cam
+from wsss.cam import make_cam, train_cam
 from wsss.cam import net as cam_net
-from wsss.cam.net import CAMNet
-from wsss.cam.train_cam import PairedImages, class_members, draw_reference, train_subset
+from wsss.cam.net import CAMNet, NonLocal
+from wsss.cam.train_cam import TaggedImages, train_subset
 from wsss.datasets.voc import VOCDataset
 from wsss.models import resnet
-from wsss.rpnet import cam_vs_fraction
+from wsss.rpnet import cam_vs_fraction, losses
+from wsss.rpnet import net as rpnet
+from wsss.rpnet.pairs import PairedImages, class_members, draw_reference
 from wsss.transforms import TrainAugment
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TRAIN = dict(seed=0, device="cpu", tags_from="masks", split="train", backbone="small", pretrained=None,
-             crop=64, resize_long=[48, 80], batch_size=4, epochs=1, lr=0.1, weight_decay=0.0001, method="rpnet")
+             crop=64, resize_long=[48, 80], batch_size=4, epochs=1, lr=0.1, weight_decay=0.0001, method="rpnet",
+             neck_channels=16)
+SCHEMA = Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def _tags(rng, n=60, k=6):
@@ -27,6 +40,14 @@ def _tags(rng, n=60, k=6):
     tags[np.arange(n), rng.integers(0, k, n)] = True  # every image has a class
     return tags.astype(np.float32)
 
+
+def _net(strides=(2, 2, 2, 1), n_classes=3, neck=8, **kwargs):
+    torch.manual_seed(0)
+    main = CAMNet(resnet("small", strides=list(strides)), n_classes, neck_channels=neck)
+    return rpnet.RPNet(main, **kwargs)
+
+
+# pairing ------------------------------------------------------------------------------------------------
 
 def test_pairing_draws_only_images_sharing_a_class():
     rng = np.random.default_rng(0)
@@ -58,7 +79,7 @@ def test_pairing_picks_the_class_uniformly():
 def test_paired_images_share_a_class_and_repeat(tiny_voc):
     root, class_names = tiny_voc
     images = VOCDataset(root, "train", class_names, with_mask=False)
-    data = PairedImages(images, range(len(images)), TrainAugment(64, resize_long=[48, 80]), references=3)
+    data = PairedImages(TaggedImages(images, range(len(images)), TrainAugment(64, resize_long=[48, 80])), 3)
     for index in range(len(images)):
         item = data[(index, 100 + index)]
         assert item["refs"].shape == (3, 3, 64, 64) and item["ref_tags"].shape == (3, len(class_names) - 1)
@@ -67,16 +88,19 @@ def test_paired_images_share_a_class_and_repeat(tiny_voc):
         assert torch.equal(again["refs"], item["refs"]) and torch.equal(again["image"], item["image"])
 
 
-def test_prototype_is_the_masked_mean():
+# prototypes, masks, F-hat -------------------------------------------------------------------------------
+
+def test_prototype_is_the_released_masked_mean():
+    """cal_cos_vector: sum(f M) / (sum(M) + 5e-4); an empty mask gives the zero vector."""
     rng = np.random.default_rng(0)
     features = rng.normal(size=(3, 5, 4, 6))
     mask = (rng.random((3, 4, 6)) < 0.4).astype(np.float64)
-    mask[2] = 0  # an empty mask: the zero prototype, not 0 / 0
+    mask[2] = 0
     protos = rpnet.masked_mean(torch.from_numpy(features), torch.from_numpy(mask)[:, None]).numpy()[:, 0]
-    for b in range(2):
-        expected = [sum(features[b, c, y, x] for y in range(4) for x in range(6) if mask[b, y, x]) / mask[b].sum()
-                    for c in range(5)]
-        np.testing.assert_allclose(protos[b], expected, rtol=1e-12)
+    for b in range(3):
+        expected = [sum(features[b, c, y, x] for y in range(4) for x in range(6) if mask[b, y, x])
+                    / (mask[b].sum() + 5e-4) for c in range(5)]
+        np.testing.assert_allclose(protos[b], expected, rtol=1e-12, atol=0)
     assert np.array_equal(protos[2], np.zeros(5))
 
 
@@ -94,10 +118,18 @@ def test_discard_keeps_about_half_and_never_divides_by_zero():
 
 
 def test_region_branch_is_finite_when_every_mask_is_discarded():
-    torch.manual_seed(0)
-    net = rpnet.RPNet(resnet("small"), n_classes=4, keep=0.0).train()
+    net = _net(n_classes=4, keep=0.0).train()
     _, main, region = net(torch.randn(2, 2, 3, 64, 64))
     assert torch.all(torch.isfinite(main)) and torch.all(torch.isfinite(region))
+
+
+def test_part_mask_is_drawn_in_evaluation_too():
+    """The release's dropout(mask, 0.5) is F.dropout, on in both modes."""
+    net = _net(keep=0.5).double().eval()
+    images = torch.randn(1, 2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        draws = [net(images)[2] for _ in range(3)]
+    assert not all(torch.equal(draws[0], d) for d in draws[1:])
 
 
 def test_gaussian_kernel_has_sigma_3():
@@ -112,80 +144,264 @@ def test_gaussian_kernel_has_sigma_3():
     assert kernel.sum() == pytest.approx(1, abs=1e-6)
 
 
-def test_foreground_is_the_max_cosine_over_levels_and_prototypes():
-    """Eq. 7-8 against a float64 loop: every image of a group against the full prototypes of the group
-    (keep = 1, so the discarded prototype equals the full one)."""
-    torch.manual_seed(0)
-    net = rpnet.RPNet(resnet("small", strides=[2, 2, 1, 1]), n_classes=3, levels=[3, 4], proto_channels=8,
-                      keep=1.0).double().eval()
-    images = torch.randn(4, 3, 32, 32, dtype=torch.float64)  # 2 groups of 2
+def resize_corners_aligned(x: np.ndarray, size) -> np.ndarray:
+    """Bilinear resize of [N, C, H, W] with the corner pixels aligned (the release's F.upsample_bilinear)."""
+    (h_in, w_in), (h, w) = x.shape[-2:], size
+    ys, xs = (np.arange(n) * (m - 1) / max(n - 1, 1) for n, m in ((h, h_in), (w, w_in)))
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h_in - 1), np.minimum(x0 + 1, w_in - 1)
+    wy, wx = (ys - y0)[:, None], (xs - x0)[None]
+    top = x[..., y0, :][..., x0] * (1 - wx) + x[..., y0, :][..., x1] * wx
+    bottom = x[..., y1, :][..., x0] * (1 - wx) + x[..., y1, :][..., x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def release_foreground(reduced: np.ndarray, lower: list, alpha: float, group: int) -> np.ndarray:
+    """net/resnet50_cam.py Net.forward / cal_mask in float64 (part prototypes = full ones: keep 1): the mask
+    max_c [f / (max f + 1e-5) >= alpha] of the reduced last level, reused at every level; per level the
+    masked means (+5e-4) of every image of the group; F-hat = max of the cosines over levels and prototypes."""
+    mask = (reduced / (reduced.max((2, 3), keepdims=True) + 1e-5) >= alpha).max(1)
+    best = np.full((len(reduced), *reduced.shape[2:]), -np.inf)
+    for u in [*lower, reduced]:
+        protos = [(u[i] * mask[i]).sum((1, 2)) / (mask[i].sum() + 5e-4) for i in range(len(u))]
+        for i in range(len(u)):
+            first = group * (i // group)
+            for p in protos[first:first + group]:
+                norm = np.linalg.norm(p)
+                dots = np.einsum("chw,c->hw", u[i], p)
+                pixels = np.maximum(np.linalg.norm(u[i], axis=0), 1e-12)
+                cos = np.zeros_like(dots) if norm == 0 else dots / (pixels * norm)
+                best[i] = np.maximum(best[i], cos)
+    return best
+
+
+@pytest.mark.parametrize("strides, levels", [((2, 2, 1, 1), [2, 4]), ((2, 2, 2, 1), [2, 4]), ((2, 2, 2, 1), [3, 4]),
+                                             ((2, 2, 2, 1), [4])])
+def test_foreground_is_the_released_max_cosine(strides, levels):
+    """Eq. 4-8 as released, against release_foreground: levels 2 and 4 on one grid, level 2 resized (corners
+    aligned) from stride 8 to 16, level 3, the last level alone."""
+    net = _net(strides, levels=levels, keep=1.0).double().eval()
+    images = torch.randn(4, 3, 64, 64, dtype=torch.float64)  # 2 groups of 2
     with torch.no_grad():
-        feats = net.backbone.forward_features(images)
-        fg = net.foreground(feats, group=2)[:, 0].numpy()
-        units = [torch.relu(unify(feats[n])).numpy() for n, unify in zip(net.levels, net.unify)]
-    expected = np.zeros_like(fg)
-    for u in units:  # both levels are at stride 8 here, so no resizing
-        normalised = u / (u.max((2, 3), keepdims=True) + rpnet.EPS)
-        mask = normalised.max(1) > net.alpha
-        protos = [(u[i] * mask[i]).sum((1, 2)) / mask[i].sum() for i in range(4)]
-        for i in range(4):
-            for j in (2 * (i // 2), 2 * (i // 2) + 1):
-                cos = np.einsum("chw,c->hw", u[i], protos[j])
-                cos /= np.maximum(np.linalg.norm(u[i], axis=0), 1e-12) * np.linalg.norm(protos[j])
-                expected[i] = np.maximum(expected[i], cos)
+        feats = net.main.backbone.forward_features(images)
+        reduced = net.main.reduce(feats[-1])
+        fg = net.foreground(feats, reduced, group=2)[:, 0].numpy()
+    size = reduced.shape[-2:]
+    lower = [resize_corners_aligned(feats[n].numpy(), size) for n in levels[:-1]]
+    expected = release_foreground(reduced.numpy(), lower, net.alpha, 2)
     np.testing.assert_allclose(fg, expected, atol=1e-9)
+    assert reduced.min() < 0  # not ReLU'd, as released: cosines in [-1, 1]
+
+
+def release_non_local(block: NonLocal, x: np.ndarray) -> np.ndarray:
+    """_NonLocalBlockND.forward(x, x) in float64, BN in evaluation: x + BN(W (g x)(theta x^T phi x) / N)."""
+    def conv(layer, t):
+        return np.einsum("oc,bchw->bohw", layer.weight.detach().double().numpy()[:, :, 0, 0], t) + \
+            layer.bias.detach().double().numpy()[None, :, None, None]
+    b, _, h, w = x.shape
+    theta, phi, g = (conv(layer, x).reshape(b, -1, h * w) for layer in (block.theta, block.phi, block.g))
+    y = np.einsum("bij,bcj->bci", np.einsum("bci,bcj->bij", theta, phi) / (h * w), g).reshape(b, -1, h, w)
+    z, bn = conv(block.w[0], y), block.w[1]
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()[None, :, None, None]
+    shift = (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+    return x + z * scale + shift[None, :, None, None]
+
+
+def test_non_local_block_is_the_released_one_and_starts_as_the_identity():
+    torch.manual_seed(0)
+    block = NonLocal(6).double().eval()
+    x = torch.randn(2, 6, 3, 5, dtype=torch.float64)
+    assert torch.equal(block(x), x)  # W's BN starts at zero
+    with torch.no_grad():
+        block.w[1].weight.normal_()
+        block.w[1].bias.normal_()
+        block.w[1].running_mean.normal_()
+        block.w[1].running_var.uniform_(0.5, 2)
+    np.testing.assert_allclose(block(x).detach().numpy(), release_non_local(block, x.numpy()), rtol=1e-10)
+
+
+def _randomise_batch_norms(net):
+    """Non-zero BN scales in every non-local block, so none is an identity."""
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, NonLocal):
+                module.w[1].weight.normal_()
+
+
+def test_branches_are_the_released_main_and_region_branches():
+    """Net.forward as released, in float64: main CAMs = classifier(non-local(reduce(layer4))), with the x
+    image's modules for member 0 and the y image's for the reference; region CAMs = classifier(non-local(f x
+    Gaussian(1.3 F-hat / (max F-hat + 1e-5)))), with the member's own modules; logits = GAP of the main CAMs."""
+    net = _net((2, 2, 1, 1), n_classes=3, keep=1.0).double().eval()
+    _randomise_batch_norms(net)
+    images = torch.randn(2, 2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        logits, main, region = net.branches(images)
+        feats = net.main.backbone.forward_features(images.flatten(0, 1))
+        reduced = net.main.reduce(feats[-1]).numpy()
+    fg = release_foreground(reduced, [feats[2].numpy()], net.alpha, 2)
+    fg = fg / (fg.max((1, 2), keepdims=True) + 1e-5) * 1.3
+    r2 = (np.arange(5)[:, None] - 2) ** 2 + (np.arange(5)[None] - 2) ** 2
+    kernel = np.exp(-r2 / 18) / np.exp(-r2 / 18).sum()
+    smooth = np.stack([ndimage.correlate(f, kernel, mode="constant", cval=0) for f in fg])
+    weighted = reduced * smooth[:, None]
+
+    def classify(classifier, x):
+        return np.einsum("kc,bchw->bkhw", classifier.weight.detach().double().numpy()[:, :, 0, 0], x)
+    for member, (context, region_context, classifier) in enumerate([
+            (net.main.context, net.region_context, net.main.classifier),
+            (net.ref_context, net.ref_region_context, net.ref_classifier)]):
+        rows = slice(member, None, 2)
+        expected_main = classify(classifier, release_non_local(context, reduced[rows]))
+        expected_region = classify(classifier, release_non_local(region_context, weighted[rows]))
+        np.testing.assert_allclose(main[:, member].numpy(), expected_main, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(region[:, member].numpy(), expected_region, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(logits.numpy(), main.mean((-2, -1)).numpy(), rtol=1e-12)
+
+
+def test_region_cams_are_averaged_over_scales_and_only_scale_1_has_a_gradient():
+    """Net_CAM.forward: (relu(r_1) + relu(r_0.5) + ...) / 4, the others at int(side x s), resized (bilinear) to
+    scale 1's grid and computed without gradient."""
+    net = _net(n_classes=3, keep=1.0, region_scales=[0.5, 1.5, 2.0]).double().eval()
+    _randomise_batch_norms(net)
+    images = torch.randn(1, 2, 3, 64, 64, dtype=torch.float64)
+    _, main, region = net(images)
+    size = region.shape[-2:]
+    with torch.no_grad():
+        expected = F.relu(net.branches(images)[2])
+        for s in (0.5, 1.5, 2.0):
+            scaled = F.interpolate(images[0], (int(64 * s), int(64 * s)), mode="bilinear", align_corners=False)
+            cams = net.branches(scaled[None])[2][0]
+            expected = expected + F.relu(F.interpolate(cams, size, mode="bilinear", align_corners=False))[None]
+    torch.testing.assert_close(region, expected / 4, rtol=1e-10, atol=1e-12)
+    region.sum().backward()
+    got = [p.grad.clone() for p in net.parameters() if p.grad is not None]
+    net.zero_grad()
+    (F.relu(net.branches(images)[2]).sum() / 4).backward()
+    want = [p.grad for p in net.parameters() if p.grad is not None]
+    assert len(got) == len(want) and all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(got, want))
 
 
 def test_inference_is_the_main_branch_and_ignores_the_reference(tiny_voc, tmp_path):
-    root, class_names = tiny_voc
-    torch.manual_seed(0)
-    net = rpnet.RPNet(resnet("small"), n_classes=len(class_names) - 1).eval()
-    x, y1, y2 = torch.randn(3, 1, 3, 64, 64)
+    net = _net(n_classes=4).double().eval()
+    x, y1, y2 = torch.randn(3, 1, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         _, main1, region1 = net(torch.stack([x, y1], 1))
         _, main2, region2 = net(torch.stack([x, y2], 1))
-    assert torch.equal(main1[0], main2[0])
-    assert not torch.allclose(region1[0], region2[0])  # the reference does reach the region branch
-    # make_cam on an RPNet checkpoint = make_cam on a CAMNet holding only its backbone and classifier
-    params = {**TRAIN, "class_names": class_names}
-    torch.save({"state_dict": net.state_dict(), "params": params, "history": []}, tmp_path / "rp.pt")
-    loaded = cam_net.load(tmp_path / "rp.pt")
-    plain = CAMNet(resnet("small"), len(class_names) - 1).eval()
-    plain.load_state_dict({k: v for k, v in net.state_dict().items() if k.split(".")[0] in ("backbone", "classifier")})
-    image = np.asarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3)), np.uint8)
-    with torch.no_grad():
-        ours, theirs = (make_cam.image_cams(n, image, np.array([1, 2]), [1.0, 0.5]) for n in (loaded, plain))
-    for a, b in zip(ours, theirs):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+        torch.testing.assert_close(main1[0, 0], net.main.cam(x)[0], rtol=1e-10, atol=1e-12)
+    assert torch.equal(main1[0, 0], main2[0, 0])
+    assert not torch.allclose(region1[0, 0], region2[0, 0])  # the reference does reach the region branch
+    with torch.no_grad():  # the reference's own classifier: member 0's CAMs do not use it
+        net.ref_classifier.weight.mul_(2)
+        _, main3, _ = net(torch.stack([x, y1], 1))
+    assert torch.equal(main3[0, 0], main1[0, 0]) and not torch.allclose(main3[0, 1], main1[0, 1])
 
 
-def test_loss_trains_the_region_branch():
+# loss ------------------------------------------------------------------------------------------------
+
+def release_loss(x, y, x_cam, y_cam, cam_x, cam_y, label, label_ref) -> float:
+    """step/train_cam.py:87-116 in float64: loss1 + loss2 + 10 mean((n(x_cam) l - n(cam_x) l)^2) + the same for
+    y, n(c) = relu(relu(c) - 1e-5) / (max relu(c) + 1e-5), means over N x C x H x W."""
+    def mlsm(logits, labels):
+        log_p, log_not = -np.logaddexp(0, -logits), -np.logaddexp(0, logits)
+        return -(labels * log_p + (1 - labels) * log_not).mean()
+
+    def n(c):
+        c = np.maximum(c, 0)
+        return np.maximum(c - 1e-5, 0) / (c.max((2, 3), keepdims=True) + 1e-5)
+    lx, ly = label[:, :, None, None], label_ref[:, :, None, None]
+    return (mlsm(x, label) + mlsm(y, label_ref) + np.mean((n(x_cam) * lx - n(cam_x) * lx) ** 2) * 10
+            + np.mean((n(y_cam) * ly - n(cam_y) * ly) ** 2) * 10)
+
+
+class _Fixed(torch.nn.Module):
+    """A stand-in network returning given outputs (the loss is tested on its own)."""
+
+    def __init__(self, *outputs):
+        super().__init__()
+        self.outputs = outputs
+
+    def forward(self, images):
+        return self.outputs
+
+
+def test_loss_is_the_released_one():
+    """Both images' classification losses summed, the consistency a mean over N x C x H x W (absent classes
+    count as zeros): with 2 of 6 classes present the former mean over present classes weighed it 3x."""
+    rng = np.random.default_rng(0)
+    n, c = 3, 6
+    label = (rng.random((n, c)) < 0.3).astype(np.float64)
+    label[:, 0] = 1
+    label_ref = label.copy()
+    label_ref[:, 4] = 1
+    x, y = rng.normal(size=(2, n, c))
+    x_cam, y_cam, cam_x, cam_y = rng.normal(size=(4, n, c, 5, 7)) * rng.uniform(0.01, 5, (4, n, c, 1, 1))
+    relu = np.maximum
+    net = _Fixed(torch.from_numpy(np.stack([x, y], 1)), torch.from_numpy(relu(np.stack([x_cam, y_cam], 1), 0)),
+                 torch.from_numpy(relu(np.stack([cam_x, cam_y], 1), 0)))
+    batch = {"image": torch.zeros(n, 3, 4, 4), "refs": torch.zeros(n, 1, 3, 4, 4),
+             "tags": torch.from_numpy(label), "ref_tags": torch.from_numpy(label_ref)[:, None]}
+    expected = release_loss(x, y, x_cam, y_cam, cam_x, cam_y, label, label_ref)
+    for floor in (0.0, 1.0):  # the floor changes gradients, never values
+        got = losses.rpnet_loss(net, batch, 0, weight=10.0, peak_floor=floor).item()
+        assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_loss_sums_every_member_of_a_larger_group():
+    """K references: each image's terms as the release's two, summed over the 1 + K images."""
     torch.manual_seed(0)
-    net = rpnet.RPNet(resnet("small"), n_classes=3).train()
+    logits, main, region = torch.randn(2, 3, 4, dtype=torch.float64), torch.rand(2, 3, 4, 5, 5, dtype=torch.float64), \
+        torch.rand(2, 3, 4, 5, 5, dtype=torch.float64)
+    tags = (torch.rand(2, 3, 4) < 0.5).double()
+    batch = {"image": torch.zeros(2, 3, 4, 4), "refs": torch.zeros(2, 2, 3, 4, 4), "tags": tags[:, 0],
+             "ref_tags": tags[:, 1:]}
+    got = losses.rpnet_loss(_Fixed(logits, main, region), batch, 0, weight=10.0, peak_floor=1.0)
+    per_image = [F.multilabel_soft_margin_loss(logits[:, g], tags[:, g])
+                 + 10 * losses.consistency(main[:, g:g + 1], region[:, g:g + 1], tags[:, g:g + 1], 1.0)
+                 for g in range(3)]
+    torch.testing.assert_close(got, sum(per_image), rtol=1e-12, atol=0)
+
+
+def test_peak_floor_keeps_the_released_values_and_bounds_the_gradient_of_weak_cams():
+    """normalise(c, 1): the release's values for every map; the release's gradient for a map peaking at 1 or
+    more; for a nearly dead map (peak 1e-3) the gradient of c / 1 instead of c / peak (~1000x)."""
+    torch.manual_seed(0)
+    peaks = torch.tensor([3.0, 1e-3], dtype=torch.float64)[:, None, None]
+    cams = (torch.rand(2, 6, 7, dtype=torch.float64) * peaks).requires_grad_()
+    weights = torch.randn(2, 6, 7, dtype=torch.float64)
+
+    def release(c):  # step/train_cam.py:93-95
+        return F.relu(F.relu(c) - 1e-5) / (F.relu(c).amax((-2, -1), keepdim=True) + 1e-5)
+    (release(cams) * weights).sum().backward()
+    expected = cams.grad.clone()
+    cams.grad = None
+    normalised = losses.normalise(cams, 1.0)
+    torch.testing.assert_close(normalised, release(cams), rtol=1e-15, atol=0)
+    (normalised * weights).sum().backward()
+    torch.testing.assert_close(cams.grad[0], expected[0], rtol=1e-12, atol=0)
+    above = (cams[1] > 1e-5).detach()
+    torch.testing.assert_close(cams.grad[1][above], weights[1][above] / (1 + 1e-5), rtol=1e-12, atol=0)
+    assert expected[1].abs().max() > 500 * cams.grad[1].abs().max()
+    cams.grad = None
+    (losses.normalise(cams, 0.0) * weights).sum().backward()  # 0: the release's gradient
+    torch.testing.assert_close(cams.grad, expected, rtol=1e-12, atol=0)
+
+
+def test_loss_trains_every_module():
+    net = _net(n_classes=3, neck=8).train()
     tags = torch.tensor([[1.0, 0, 1], [0, 1, 0]])
     batch = {"image": torch.randn(2, 3, 64, 64), "tags": tags, "refs": torch.randn(2, 1, 3, 64, 64),
              "ref_tags": tags[:, None]}
-    rpnet.rpnet_loss(net, batch, 0, weight=10.0).backward()
-    for module in (net.unify, net.non_local, net.classifier, net.backbone.layer4):
-        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in module.parameters())
-    assert any(p.grad.abs().sum() > 0 for p in net.unify.parameters())
+    losses.rpnet_loss(net, batch, 0, weight=10.0, peak_floor=1.0).backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    trained = (net.main.reduce, net.main.context, net.main.classifier, net.ref_context, net.ref_classifier,
+               net.region_context, net.ref_region_context)
     _, new = net.param_groups()
-    assert {id(p) for p in new} == {id(p) for m in (net.unify, net.non_local, net.classifier) for p in m.parameters()}
+    assert {id(p) for p in new} == {id(p) for m in trained for p in m.parameters()}
 
 
-def test_consistency_is_the_released_mse_but_never_scales_a_weak_cam_up():
-    torch.manual_seed(0)
-    peaks = torch.tensor([5.0, 1e-3])[None, :, None, None]  # a trained CAM and a nearly dead one
-    main, region = torch.rand(1, 2, 8, 8) * peaks, torch.rand(1, 2, 8, 8) * peaks
-    one = torch.ones(1, 1)
-    release = ((rpnet.max_normalise(main[:, :1]) - rpnet.max_normalise(region[:, :1])) ** 2).mean()
-    torch.testing.assert_close(rpnet.consistency(main[:, :1], region[:, :1], one), release, atol=1e-5, rtol=1e-5)
-    weak = main[:, 1:].clone().requires_grad_()
-    rpnet.consistency(weak, region[:, 1:], one).backward()
-    # divided by its peak, the weak map's noise would weigh as much as a trained CAM, its gradient ~1000x
-    assert weak.grad.abs().max() < 1e-4
-    assert rpnet.consistency(main, region, torch.tensor([[0.0, 1.0]])) < 1e-6  # absent classes do not count
-
+# the stage --------------------------------------------------------------------------------------------------
 
 def test_train_subset_keeps_every_class():
     rng = np.random.default_rng(0)
@@ -203,16 +419,30 @@ def test_train_subset_keeps_every_class():
         train_subset(tags, 0, 0)
 
 
-def test_train_cam_rpnet_runs_and_make_cam_reads_it(tiny_voc, tmp_path):
+def test_train_cam_rpnet_saves_the_main_branch_and_make_cam_reads_it(tiny_voc, tmp_path):
     root, class_names = tiny_voc
-    params = {**TRAIN, "class_names": class_names, "train_fraction": 0.5, "references": 2}
+    params = {**TRAIN, "class_names": class_names, "train_fraction": 0.5, "references": 2, "region_scales": [0.5]}
     train_cam.run(params, root=root, out=tmp_path / "rp.pt")
     ckpt = torch.load(tmp_path / "rp.pt", weights_only=True)
     assert len(ckpt["history"]["loss"]) == 1 and np.isfinite(ckpt["history"]["loss"][0])
-    assert isinstance(cam_net.load(tmp_path / "rp.pt"), rpnet.RPNet)
+    net = cam_net.load(tmp_path / "rp.pt")
+    assert type(net) is CAMNet and isinstance(net.context, NonLocal) and net.classifier.in_channels == 16
+    assert set(ckpt["state_dict"]) == set(net.state_dict())  # no region branch, no reference modules
     make_cam.run(dict(device="cpu", class_names=class_names, split="val", scales=[1.0]), root=root,
                  model=tmp_path / "rp.pt", out=tmp_path / "maps")
     assert len(list((tmp_path / "maps").iterdir())) == 4
+    with pytest.raises(ValueError, match="method"):
+        train_cam.run({**params, "method": "cam"}, root=root, out=tmp_path / "x.pt")
+
+
+def test_workflow_rpnet_keys_are_the_networks():
+    """cam.rpnet in the schema: the schedule, neck_channels and exactly the keys wsss/rpnet/net.py declares
+    (workflow/rules/cam.smk passes those), with the same defaults."""
+    schema = yaml.safe_load(SCHEMA.read_text())["properties"]["cam"]["properties"]["rpnet"]["properties"]
+    schedule = {"crop", "resize_long", "batch_size", "epochs", "lr", "weight_decay", "neck_channels"}
+    assert set(schema) == schedule | set(rpnet.PARAMS)
+    for key, param in rpnet.PARAMS.items():
+        assert schema[key]["default"] == param.default, key
 
 
 def test_cam_vs_fraction_collects_table_ii(tmp_path):

@@ -1,4 +1,6 @@
-"""Training augmentation keeps image and label aligned; inference inputs match IRNet's multi-scale + flip."""
+"""Training augmentation keeps image and label aligned; CDSP's rotation and blur are OpenCV's (float64
+references of cv2.getRotationMatrix2D + warpAffine and of GaussianBlur(5, 5, 0)); inference inputs match IRNet's
+multi-scale + flip."""
 import random
 
 import numpy as np
@@ -9,9 +11,11 @@ from wsss.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     TrainAugment,
+    blur,
     fuse_flips,
     multiscale_inputs,
     normalize,
+    rotate,
     top_left_crop,
     warp,
 )
@@ -89,3 +93,91 @@ def test_top_left_crop_pads_right_and_bottom():
     out = top_left_crop(image, 4)
     assert out.shape == (4, 4, 1) and (out[:2, :3] == image).all() and out[2:].sum() == 0 == out[:, 3:].sum()
     assert (top_left_crop(image, 1) == image[:1, :1]).all()
+
+
+def cv2_rotation(h: int, w: int, angle: float) -> np.ndarray:
+    """cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1) as its documentation defines it: 2 x 3, (x, y)."""
+    a, b = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    cx, cy = w / 2, h / 2
+    return np.array([[a, b, (1 - a) * cx - b * cy], [-b, a, b * cx + (1 - a) * cy]])
+
+
+def warp_affine_reference(source: np.ndarray, matrix: np.ndarray, order: int, fill: float) -> np.ndarray:
+    """cv2.warpAffine(source, matrix, (w, h)) in float64: every output pixel (x, y) samples the source at
+    matrix^-1 (x, y), bilinear (order 1, the fill value beyond the border) or nearest (order 0)."""
+    h, w = source.shape[:2]
+    inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))
+    out = np.empty(source.shape, np.float64)
+    padded = np.pad(source.astype(np.float64), [(1, 1), (1, 1)] + [(0, 0)] * (source.ndim - 2), constant_values=fill)
+    for y in range(h):
+        for x in range(w):
+            sx, sy, _ = inverse @ [x, y, 1]
+            if order == 0:
+                iy, ix = int(np.floor(sy + 0.5)), int(np.floor(sx + 0.5))
+                out[y, x] = source[iy, ix] if 0 <= iy < h and 0 <= ix < w else fill
+                continue
+            y0, x0 = int(np.floor(sy)), int(np.floor(sx))
+            fy, fx = sy - y0, sx - x0
+            value = 0.0
+            for dy, wy in ((0, 1 - fy), (1, fy)):
+                for dx, wx in ((0, 1 - fx), (1, fx)):
+                    yy, xx = y0 + dy + 1, x0 + dx + 1
+                    inside = 0 <= yy < h + 2 and 0 <= xx < w + 2
+                    value = value + wy * wx * (padded[yy, xx] if inside else fill)
+            out[y, x] = value
+    return out
+
+
+@pytest.mark.parametrize("angle", [7.3, -9.1, 90.0])
+def test_rotation_is_cv2s_rotation_matrix_and_warp(angle):
+    rng = np.random.default_rng(0)
+    h, w = 11, 14
+    image = rng.normal(size=(h, w, 3)).astype(np.float32)
+    label = rng.integers(0, 5, (h, w, 2)).astype(np.uint8)
+    got_image, got_label = rotate(image, angle, label)
+    matrix = cv2_rotation(h, w, angle)
+    np.testing.assert_allclose(got_image, warp_affine_reference(image, matrix, 1, 0.0), atol=1e-5)
+    expected = warp_affine_reference(label, matrix, 0, 255)
+    assert got_label.dtype == np.uint8 and np.mean(got_label == expected) > 0.97  # ties of nearest aside
+    assert (got_label == 255).any() and set(np.unique(got_label)) <= set(range(5)) | {255}
+
+
+def test_blur_is_cv2s_5x5_gaussian_of_sigma_0():
+    """cv2.GaussianBlur(image, (5, 5), 0): the binomial kernel [1 4 6 4 1] / 16 in both directions, borders
+    reflected without repeating the edge (BORDER_REFLECT_101)."""
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(9, 12, 3))
+    kernel = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256
+    padded = np.pad(image, [(2, 2), (2, 2), (0, 0)], mode="reflect")  # numpy's reflect = OpenCV's REFLECT_101
+    expected = np.zeros_like(image)
+    for dy in range(5):
+        for dx in range(5):
+            expected += kernel[dy, dx] * padded[dy:dy + 9, dx:dx + 12]
+    np.testing.assert_allclose(blur(image), expected, rtol=1e-12)
+
+
+def test_rotation_and_blur_happen_about_half_the_time_and_keep_label_with_image(monkeypatch):
+    import wsss.transforms as transforms
+    calls = {"rotate": 0, "blur": 0}
+    for name in calls:
+        def counted(*args, _name=name, _fn=getattr(transforms, name)):
+            calls[_name] += 1
+            return _fn(*args)
+        monkeypatch.setattr(transforms, name, counted)
+    image, label = _labelled_image(64, 64)
+    for seed in range(200):
+        before = calls["blur"]
+        x, y = TrainAugment(64, rotate=10.0, blur=True)(image, label, random.Random(seed))
+        if calls["blur"] > before:
+            continue
+        # no blur: away from block edges the rotated image shows the colour of the rotated label
+        y = y.numpy()
+        inner = np.ones_like(y, bool)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                inner &= np.roll(y, (dy, dx), (0, 1)) == y
+        inner &= y != 255
+        inner[[0, -1]] = inner[:, [0, -1]] = False
+        assert inner.sum() > 1000
+        np.testing.assert_allclose(_decode(x)[inner], COLOURS[y[inner]], atol=2)
+    assert 70 < calls["rotate"] < 130 and 70 < calls["blur"] < 130

@@ -261,7 +261,7 @@ def test_pipeline_outputs_in_snakemake_report(tiny_run):
 # (TINY without rpnet) is unchanged.
 RPNET_TINY = {**TINY, "cam": {**TINY["cam"], "methods": ["irnet", "rpnet"],
                               "rpnet": {"crop": 64, "resize_long": [48, 80], "batch_size": 5, "epochs": 1, "lr": 0.1,
-                                        "proto_channels": 16}}}
+                                        "neck_channels": 16}}}
 RPNET_TARGETS = [f"results/tiny/rpnet/metrics/{name}.csv" for name in ("eval_cam", "sem_seg", "seg_irnet")] + [
     "results/tiny/metrics/eval_cam.csv"]
 RP_SEG = {"rpnet_infer_seg", "gather_shards", "rpnet_eval_seg"}

@@ -94,7 +94,8 @@ def iterations_per_epoch(n_items: int, batch_size: int, source="the training set
 
 def lr_factor(params: dict, it: int, n_iters: int) -> float:
     """Poly ((1 - it / n_iters) ** power: IRNet's PolyOptimizer, DeepLab), step (DSRG: gamma ** (it //
-    lr_step)) or cosine (CDSP: (it + 1) / warmup_iters during the warm-up, then half a cosine to 0) decay."""
+    lr_step)) or cosine (CDSP's train.py adjust_learning_rate: it / warmup_iters during the warm-up, from 0,
+    then half a cosine to 0) decay."""
     policy = params["lr_policy"]
     if policy == "poly":
         return (1 - it / n_iters) ** params["power"]
@@ -103,7 +104,7 @@ def lr_factor(params: dict, it: int, n_iters: int) -> float:
     if policy == "cosine":
         warmup = params["warmup_iters"]
         if it < warmup:
-            return (it + 1) / warmup
+            return it / warmup
         return 0.5 * (1 + math.cos(math.pi * (it - warmup) / max(1, n_iters - warmup)))
     raise ValueError(f"lr_policy must be 'poly', 'step' or 'cosine', got {policy!r}")
 
@@ -151,7 +152,8 @@ class History:
 
 
 def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, desc: str, module: str, inputs,
-        tracker=None, finish=None, first: int = 0, stop: int | None = None, history: History | None = None):
+        tracker=None, finish=None, first: int = 0, stop: int | None = None, history: History | None = None,
+        saved=None):
     """Trains `model` for `n_iters` SGD iterations of `loss_fn(net, batch, iteration) -> loss` over `dataset`
     (items keyed by BatchPlan, batches of dicts), then rank 0 saves it to `out` and returns the History.
     first, stop: run only iterations first..stop-1 (stop: n_iters) of that n_iters-iteration schedule (its
@@ -163,7 +165,9 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     DDP when several ranks train. tracker: optional object with end_iteration(it, seconds), state_dict and
     load_state_dict, checkpointed with the weights. finish: optional finish(model), run on rank 0 after the
     last iteration, before the model is saved. module (the trainer's `__name__`) and inputs (the files and
-    folders it reads) key the checkpoint (`run_key`)."""
+    folders it reads) key the checkpoint (`run_key`). saved: the part of `model` whose weights go to `out`
+    (default: all of it; RPNet's region branch and CDSP's LoRM train only, so they stay out; checkpoints
+    hold the whole model)."""
     dev = device(params["device"])
     # channels-last runs the CPU convolutions about 1.4x faster and suits GPU convolutions as well
     model.to(dev, memory_format=torch.channels_last).train()
@@ -212,7 +216,8 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
         if finish is not None:
             finish(model)
         with atomic_path(out) as tmp:
-            torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "params": params,
+            weights = (model if saved is None else saved).state_dict()
+            torch.save({"state_dict": {k: v.cpu() for k, v in weights.items()}, "params": params,
                         "history": history.summary()}, tmp)
         history.write_log(out)  # after the network: a run that failed to save it leaves no complete log
         ckpt.unlink(missing_ok=True)

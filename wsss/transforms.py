@@ -1,21 +1,27 @@
 """Training augmentation and inference inputs shared by every trainer, as in IRNet's misc/imutils.py and
 voc12/dataloader.py: random rescale (long side or factor), ImageNet colour normalisation, horizontal flip,
-random crop padded to the crop size, HWC -> CHW. A label map (uint8, 255 = ignore; HxW, or HxWxn for n maps
-augmented together, n <= 4) is rescaled with nearest neighbour and flipped/cropped along with the image;
-padding fills it with 255 and the image with 0 (the mean colour after normalisation).
+random crop padded to the crop size, HWC -> CHW; CDSP's release (transform_exten.py) also rotates and blurs.
+A label map (uint8, 255 = ignore; HxW, or HxWxn for n maps augmented together, n <= 4) is rescaled and
+rotated with nearest neighbour and flipped/cropped along with the image; padding fills it with 255 and the
+image with 0 (the mean colour after normalisation).
 
 Randomness comes from `rng` (anything with `random()` and `randint(a, b)`; the `random` module by default,
 which the DataLoader seeds per worker from torch's generator, so runs repeat under a seed)."""
+import math
 import random
 
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 IGNORE = 255
 INFERENCE_SCALES = (1.0, 0.5, 1.5, 2.0)  # IRNet make_cam.py
+# cv2.GaussianBlur(image, (5, 5), 0) (CDSP's RandomGaussianBlur): sigma 0 with an odd size <= 7 takes OpenCV's
+# fixed binomial kernel, separable, borders reflected without repeating the edge (BORDER_REFLECT_101)
+BLUR_KERNEL = np.array([1, 4, 6, 4, 1], np.float64) / 16
 
 
 def normalize(image: np.ndarray) -> np.ndarray:
@@ -45,6 +51,34 @@ def warp(image: np.ndarray, size: int, label: np.ndarray | None = None):
     if label is not None:
         label = np.asarray(Image.fromarray(label).resize((size, size), Image.NEAREST))
     return image, label
+
+
+def rotate(image: np.ndarray, angle: float, label: np.ndarray | None = None):
+    """Rotation by `angle` degrees (counter-clockwise on screen) about (w / 2, h / 2), keeping the size, as
+    cv2.warpAffine(image, cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1), (w, h)) (CDSP's RandRotate):
+    bilinear for the float image, padded with 0 (the mean colour once normalised); nearest for the uint8 label
+    maps, padded with 255."""
+    h, w = image.shape[:2]
+    a, b = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    # getRotationMatrix2D maps (x, y) -> (a x + b y + tx, -b x + a y + ty); warpAffine samples its inverse
+    tx, ty = (1 - a) * w / 2 - b * h / 2, b * w / 2 + (1 - a) * h / 2
+    matrix = np.array([[a, b], [-b, a]])  # (row, column) of the source of (row, column) of the output
+    offset = -matrix @ np.array([ty, tx])
+
+    def warp_channels(x, order, fill):
+        planes = x.reshape(h, w, -1)
+        out = [ndimage.affine_transform(planes[..., c], matrix, offset, order=order, mode="grid-constant",
+                                       cval=fill)
+               for c in range(planes.shape[2])]
+        return np.stack(out, -1).reshape(x.shape).astype(x.dtype)
+    return warp_channels(image, 1, 0.0), None if label is None else warp_channels(label, 0, IGNORE)
+
+
+def blur(image: np.ndarray) -> np.ndarray:
+    """cv2.GaussianBlur(image, (5, 5), 0) of a float HxWxC image (BLUR_KERNEL)."""
+    for axis in (0, 1):
+        image = ndimage.correlate1d(image, BLUR_KERNEL, axis=axis, mode="mirror")
+    return image
 
 
 def random_crop(image: np.ndarray, label: np.ndarray | None, size: int, rng=random):
@@ -77,16 +111,21 @@ def _crop_window(length, size, rng):
 
 
 class TrainAugment:
-    """Random rescale -> normalise -> random flip -> random crop -> CHW tensor.
+    """Random rescale -> normalise -> [random rotation -> random blur] -> random flip -> random crop -> CHW
+    tensor.
 
     resize_long: (lo, hi) draws the long side uniformly (IRNet CAM training: (320, 640));
     scale: (lo, hi) draws a factor uniformly (IRNet IRN training: (0.5, 1.5)); crop: side (IRNet: 512);
-    warp: instead of rescale and crop, the whole image is resized to crop x crop (`warp`, DSRG's release)."""
+    warp: instead of rescale and crop, the whole image is resized to crop x crop (`warp`, DSRG's release).
+    rotate: with probability 0.5, a rotation by an angle drawn uniformly in [-rotate, rotate] degrees (`rotate`);
+    blur: with probability 0.5, `blur` (CDSP's release: 10 and on; the others: off)."""
 
-    def __init__(self, crop: int, resize_long=None, scale=None, flip: bool = True, warp: bool = False):
+    def __init__(self, crop: int, resize_long=None, scale=None, flip: bool = True, warp: bool = False,
+                 rotate: float = 0.0, blur: bool = False):
         if sum(x is not None for x in (resize_long, scale)) + warp > 1:
             raise ValueError("give one of resize_long, scale and warp")
         self.crop, self.resize_long, self.scale, self.flip, self.warp = crop, resize_long, scale, flip, warp
+        self.rotate, self.blur = rotate, blur
 
     def __call__(self, image: np.ndarray, label: np.ndarray | None = None, rng=random):
         """uint8 HxWx3 (and uint8 HxW label) -> float32 [3, crop, crop] (and int64 [crop, crop] label)."""
@@ -96,6 +135,10 @@ class TrainAugment:
         if self.warp:
             image, label = warp(image, self.crop, label)
         image = normalize(image)
+        if self.rotate and rng.random() < 0.5:  # CDSP's RandRotate, then RandomGaussianBlur
+            image, label = rotate(image, -self.rotate + 2 * self.rotate * rng.random(), label)
+        if self.blur and rng.random() < 0.5:
+            image = blur(image)
         if self.flip and rng.random() < 0.5:
             image = image[:, ::-1]
             label = None if label is None else label[:, ::-1]

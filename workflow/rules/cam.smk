@@ -1,8 +1,9 @@
 # Class activation maps (IRNet Sec. 3): wsss/cam/.
+from wsss.rpnet.net import PARAMS as RPNET_PARAMS
 
 
-# The RPNet keys of train_cam (wsss/cam/rpnet.py PARAMS), set in config cam.rpnet
-RPNET_KEYS = ["references", "levels", "proto_channels", "alpha", "keep", "sigma", "consistency_weight"]
+# The RPNet keys of train_cam, set in config cam.rpnet: those its network and loss declare (wsss/rpnet/net.py)
+RPNET_KEYS = list(RPNET_PARAMS)
 
 
 rule train_cam:

@@ -23,11 +23,13 @@ rule cdsp_pseudo_labels:
     input:
         split=split_file(TRAIN),
         cams=f"{RUN}/cam/maps",
+        scribbles=[],  # the root's; cdsp_pseudo_labels_scribbles: a Fig. 7 set's
     output:
         labels=directory(f"{RUN}/cdsp/pseudo_labels"),
     params:
         root=dataset_root,
-        **stage_params("cdsp_pseudo_labels", split=TRAIN, threshold=CDSP["cam_threshold"]),
+        **stage_params("cdsp_pseudo_labels", class_names=CLASSES, split=TRAIN, threshold=CDSP["cam_threshold"]),
+        scribbles=scribbles_arg,
     log:
         log_file("cdsp_pseudo_labels"),
     benchmark:
@@ -37,8 +39,23 @@ rule cdsp_pseudo_labels:
     shell:
         wsss(
             "cdsp_pseudo_labels",
-            "--root {params.root:q} --cams {input.cams:q} --out {output.labels:q}",
+            "--root {params.root:q} --cams {input.cams:q} {params.scribbles} --out {output.labels:q}",
         )
+
+
+use rule cdsp_pseudo_labels as cdsp_pseudo_labels_scribbles with:
+    input:
+        split=split_file(TRAIN),
+        cams=f"{RUN}/cam/maps",
+        scribbles=f"{RUN}/cdsp/scribbles/{{scribbles}}",
+    output:
+        labels=directory(f"{RUN}/cdsp/pseudo_labels_{{scribbles}}"),
+    wildcard_constraints:
+        scribbles=r"(drop|shrink)\d+",
+    log:
+        log_file("cdsp_pseudo_labels_{scribbles}"),
+    benchmark:
+        bench("cdsp_pseudo_labels_{scribbles}")
 
 
 rule cdsp_scribbles:
@@ -77,7 +94,7 @@ rule cdsp_distance_maps:
     """Eq. 14 / 16 distance maps (uint8 PNGs) of the scribbles and of the pseudo-label boundaries."""
     input:
         split=split_file(TRAIN),
-        pseudo=lambda wc: pseudo_folder(wc.source),
+        pseudo=lambda wc: pseudo_folder(wc.source, wc.scribbles),
         scribbles=lambda wc: scribble_folder(wc.scribbles),
     output:
         scribble=directory(f"{RUN}/cdsp/maps/{{source}}/{{scribbles}}/scribble"),
@@ -138,6 +155,8 @@ rule train_cdsp:
             momentum=CDSP["momentum"],
             weight_decay=CDSP["weight_decay"],
             head_lr_mult=CDSP["head_lr_mult"],
+            rotate=CDSP["rotate"],
+            blur=CDSP["blur"],
             label_smoothing=CDSP["label_smoothing"],
             checkpoint_every=CDSP["checkpoint_every"],
             losses=lambda wc: CDSP_NETS[wc.net][0],

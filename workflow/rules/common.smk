@@ -215,7 +215,7 @@ def train_cam_values(method, train_fraction=None):
         **{k: c[k] for k in ("crop", "resize_long", "batch_size", "epochs", "lr", "weight_decay")},
     )
     if method == "rpnet":
-        values.update(method="rpnet", **{k: c[k] for k in RPNET_KEYS})
+        values.update(method="rpnet", neck_channels=c["neck_channels"], **{k: c[k] for k in RPNET_KEYS})
     return values
 
 
@@ -278,11 +278,12 @@ def robustness_sets():
             if ratio > 0]
 
 
-def pseudo_folder(source):
-    """The pseudo-label folder of a source: cam (cdsp_pseudo_labels), irnet_rw (IRNet's random walk), or a
-    name in cdsp.pseudo_folders (a folder of <id>.png the user brings, e.g. BMP / SEAM / AFA labels)."""
+def pseudo_folder(source, scribbles="original"):
+    """The pseudo-label folder of a source: cam (cdsp_pseudo_labels, of the classes drawn in the scribble set
+    `scribbles`: CDSP Eq. 4), irnet_rw (IRNet's random walk), or a name in cdsp.pseudo_folders (a folder of
+    <id>.png the user brings, e.g. BMP / SEAM / AFA labels); the last two are the same for every scribble set."""
     if source == "cam":
-        return f"{RUN}/cdsp/pseudo_labels"
+        return f"{RUN}/cdsp/pseudo_labels" + ("" if scribbles == "original" else f"_{scribbles}")
     if source == "irnet_rw":
         return f"{RUN}/irn/sem_seg"
     if source in CDSP["pseudo_folders"]:
@@ -302,8 +303,8 @@ def scribbles_arg(wildcards, input):
 def train_cdsp_input(wildcards):
     losses, source, scribbles = CDSP_NETS[wildcards.net]
     maps = f"{RUN}/cdsp/maps/{source}/{scribbles}"
-    return dict(pseudo=pseudo_folder(source), scribbles=scribble_folder(scribbles), dist_scribble=f"{maps}/scribble",
-                dist_pseudo=f"{maps}/pseudo", init=CAM_MODEL if INIT_FROM_CAM else [])
+    return dict(pseudo=pseudo_folder(source, scribbles), scribbles=scribble_folder(scribbles),
+                dist_scribble=f"{maps}/scribble", dist_pseudo=f"{maps}/pseudo", init=CAM_MODEL if INIT_FROM_CAM else [])
 
 
 

@@ -11,10 +11,12 @@ none.
 params (IRNet on VOC 2012 / CPU demo): seed, device, class_names, tags_from, split, backbone
 (resnet50 / small), pretrained (ImageNet file / null), strides ((2,2,2,1)), crop (512 / 128), resize_long
 ([320, 640] / [96, 160]), batch_size (16), epochs (5 / 12), lr (0.1), weight_decay (1e-4), num_workers (0).
-`method` rpnet trains RPNet instead (wsss/cam/rpnet.py; its keys references, levels, proto_channels, alpha,
-keep, sigma, consistency_weight): each image comes with `references` images sharing one of its classes
-(`draw_reference`), each with its own augmentation. `train_fraction` (RPNet Table II: 1, 1/2, ..., 1/16)
-trains on a seeded subset of `split` that still holds every class (`train_subset`).
+`neck_channels` (null) puts RPNet's main-branch neck before the classifier (wsss/cam/net.py). `method` rpnet
+trains RPNet instead (wsss/rpnet/: its keys references, levels, alpha, keep, sigma, region_scales,
+consistency_weight, peak_floor): each image comes with `references` images sharing one of its classes
+(wsss/rpnet/pairs.py), each with its own augmentation, and only its main branch is saved. `train_fraction`
+(RPNet Table II: 1, 1/2, ..., 1/16) trains on a seeded subset of `split` that still holds every class
+(`train_subset`).
 Output `out`: {"state_dict", "params", "history"} (history: mean loss and seconds per epoch), written
 atomically."""
 import functools
@@ -28,18 +30,23 @@ from torch.utils.data import Dataset
 
 from wsss import distributed, training
 from wsss.cam import net as cam_net
-from wsss.cam import rpnet
 from wsss.datasets import voc
 from wsss.datasets.voc import VOCDataset, path
 from wsss.params import Param, resolve
+from wsss.rpnet import net as rpnet_net
+from wsss.rpnet.losses import rpnet_loss
+from wsss.rpnet.pairs import PairedImages
 from wsss.runtime import seed_everything
 from wsss.training import fit, iterations_per_epoch
 from wsss.transforms import TrainAugment
 
+METHODS = ("irnet", "rpnet")  # the CAM networks: IRNet's plain one, RPNet (wsss/rpnet/)
+
 PARAMS = {
     **training.PARAMS,
     **cam_net.PARAMS,
-    **rpnet.PARAMS,
+    **rpnet_net.PARAMS,
+    "method": Param(str, "irnet", "CAM network: irnet (plain CAM) | rpnet (region prototypes, wsss/rpnet/)"),
     "tags_from": voc.TAGS_FROM,
     "split": voc.SPLIT,
     # the released PolyOptimizer's SGD runs without momentum (module docstring)
@@ -73,37 +80,6 @@ class TaggedImages(Dataset):
         return {"image": self.augment(item["image"], rng=rng)[0], "tags": torch.from_numpy(item["tags"])}
 
 
-class PairedImages(TaggedImages):
-    """RPNet's training groups: TaggedImages' item plus "refs" [R, 3, crop, crop] and "ref_tags" [R, K], R =
-    `references` images drawn among `indices` by `draw_reference`, each with its own augmentation."""
-
-    def __init__(self, images: VOCDataset, indices, augment: TrainAugment, references: int):
-        super().__init__(images, indices, augment)
-        self.references = references
-        self.members = class_members(images.tags[self.indices])
-
-    def __getitem__(self, key):
-        index, aug_seed = key
-        rng = random.Random(aug_seed)
-        item = self.load(self.indices[index], rng)
-        refs = [self.load(self.indices[draw_reference(item["tags"].numpy(), self.members, rng)], rng)
-                for _ in range(self.references)]
-        return {**item, "refs": torch.stack([r["image"] for r in refs]),
-                "ref_tags": torch.stack([r["tags"] for r in refs])}
-
-
-def class_members(tags: np.ndarray) -> list[np.ndarray]:
-    """For each class (column of tags [N, K]), the indices of the images tagged with it."""
-    return [np.flatnonzero(tags[:, c]) for c in range(tags.shape[1])]
-
-
-def draw_reference(tags: np.ndarray, members: list[np.ndarray], rng) -> int:
-    """RPNet's pairing (as released): one of the image's classes uniformly, then uniformly one of the images
-    having that class (the image itself among them). tags [K]; rng: a random.Random."""
-    c = rng.choice(np.flatnonzero(tags).tolist())
-    return int(members[c][rng.randrange(len(members[c]))])
-
-
 def train_subset(tags: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of ceil(fraction N) images of tags [N, K] drawn under `seed`, plus, for a class none
     of them has, the first image with it in the same random order (RPNet Table II keeps every class)."""
@@ -120,7 +96,10 @@ def train_subset(tags: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def run(params: dict, *, root, out):
     """Trains the CAM network on `split` of `root` and saves it to `out`."""
-    distributed.launch(train, resolve(params, PARAMS, "train_cam"), root=root, out=out)
+    params = resolve(params, PARAMS, "train_cam")
+    if params["method"] not in METHODS:
+        raise ValueError(f"train_cam: method must be one of {list(METHODS)}, got {params['method']!r}")
+    distributed.launch(train, params, root=root, out=out)
 
 
 def train(p: dict, *, root, out):
@@ -128,16 +107,16 @@ def train(p: dict, *, root, out):
     images = VOCDataset(root, p["split"], p["class_names"], p["tags_from"], with_mask=False)
     indices = train_subset(images.tags, p["train_fraction"], p["seed"])
     n_iters = iterations_per_epoch(len(indices), p["batch_size"], path(root, "split", p["split"])) * p["epochs"]
-    model = cam_net.build(p)
+    model = saved = cam_net.build(p)
+    dataset = TaggedImages(images, indices, TrainAugment(p["crop"], resize_long=p["resize_long"]))
+    loss = classification_loss
+    if p["method"] == "rpnet":  # trained inside RPNet's region branch, saved alone
+        model = rpnet_net.RPNet(saved, **{k: p[k] for k in rpnet_net.NETWORK_KEYS})
+        dataset = PairedImages(dataset, p["references"])
+        loss = functools.partial(rpnet_loss, weight=p["consistency_weight"], peak_floor=p["peak_floor"])
     backbone, new = model.param_groups()
-    augment = TrainAugment(p["crop"], resize_long=p["resize_long"])
-    if p["method"] == "rpnet":
-        dataset = PairedImages(images, indices, augment, p["references"])
-        loss = functools.partial(rpnet.rpnet_loss, weight=p["consistency_weight"])
-    else:
-        dataset, loss = TaggedImages(images, indices, augment), classification_loss
     fit(model, [(backbone, 1.0), (new, NEW_LAYER_LR_MULT)], dataset, loss, p, n_iters, out=out, desc="train_cam",
-        module=__name__, inputs=voc.split_files(root, p["split"], "image",
+        saved=saved, module=__name__, inputs=voc.split_files(root, p["split"], "image",
                                                 voc.tag_kind(voc.tags_source(root, images.ids, p["tags_from"]))))
 
 

@@ -12,15 +12,23 @@ IGNORE = 255
 
 
 def distance_entropy(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Eq. 15 / 17 with the release's sign: mean over the pixels of non-zero weight d of -d * sum_c p log p,
-    i.e. entropy weighted by d, minimised (the paper's equations omit the minus). logits [B, C, h, w] are
-    upsampled (bilinear) to the weights' size [B, H, W] (weights in [0, 1]: the stored maps / 255)."""
-    if logits.shape[-2:] != weights.shape[-2:]:
-        logits = F.interpolate(logits, weights.shape[-2:], mode="bilinear", align_corners=False)
+    """Eq. 15 / 17 as released (loss.py DistanceMapMinEntropy): -sum(d * sum_c p log p) / count_nonzero(d *
+    sum_c p log p), i.e. entropy weighted by d, minimised (the paper's equations omit the minus), averaged over
+    the pixels where that product is non-zero (a pixel of zero entropy does not count). logits [B, C, h, w]
+    are upsampled (bilinear, corners aligned as the release's pred_sg_up) to the weights' size [B, H, W]
+    (weights in [0, 1]: the stored maps / 255)."""
+    logits = upsample(logits, weights.shape[-2:])
     log_p = F.log_softmax(logits, 1)
-    entropy = -(log_p.exp() * log_p).sum(1)
-    count = distributed.mean((weights != 0).sum().to(logits.dtype))
-    return (weights * entropy).sum() / count.clamp_min(1)
+    weighted = weights * (log_p.exp() * log_p).sum(1)
+    count = distributed.mean(torch.count_nonzero(weighted).to(logits.dtype))
+    return -weighted.sum() / count.clamp_min(1)
+
+
+def upsample(logits: torch.Tensor, size) -> torch.Tensor:
+    """logits [B, C, h, w] resized to `size` as the release's training (train.py: bilinear, align_corners=True)."""
+    if logits.shape[-2:] == tuple(size):
+        return logits
+    return F.interpolate(logits, size, mode="bilinear", align_corners=True)
 
 
 def foreground_rows(pseudo: torch.Tensor, size) -> torch.Tensor:

@@ -1,20 +1,23 @@
 """Training cost per iteration of RPNet vs the plain CAM network, in one process on the same batches:
-`python -m wsss.cam.bench_rpnet [--size 128] [--batch 16] [--backbone small] [--proto-channels 64] [--iters 10]`
-(defaults: the demo's settings, config.yaml).
+`python -m wsss.rpnet.bench [--size 128] [--batch 16] [--backbone small] [--neck-channels 64] [--iters 10]`
+(defaults: the demo's settings, config.yaml; `--proto-channels` is the former name of --neck-channels).
 
 Each iteration is what wsss.training.fit runs (loss, backward, SGD step); data loading is left out (RPNet
-loads and augments 1 + K images per item instead of 1). The two networks alternate, iteration by
-iteration, so a machine whose load changes during the run slows both alike. Prints seconds per iteration
-and the ratio (the issue's aim: RPNet <= 2.5x)."""
+loads and augments 1 + K images per item instead of 1). Three networks alternate, iteration by iteration, so
+a machine whose load changes during the run slows them alike: the plain CAM network (IRNet, no neck), RPNet
+as released (the region branch also at scales 0.5, 1.5, 2.0 without gradient) and RPNet with the region
+branch at scale 1 only (`region_scales` []). Prints seconds per iteration and the ratios to the plain one."""
 import argparse
+import functools
 import time
 
 import torch
 
-from wsss.cam import rpnet
 from wsss.cam.net import CAMNet
 from wsss.cam.train_cam import classification_loss
 from wsss.models import resnet
+from wsss.rpnet.losses import rpnet_loss
+from wsss.rpnet.net import PARAMS, RPNet
 
 N_CLASSES = 5  # the demo's shapes
 
@@ -35,7 +38,7 @@ def main(argv=None):
     parser.add_argument("--backbone", default="small")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--references", type=int, default=1)
-    parser.add_argument("--proto-channels", type=int, default=64)
+    parser.add_argument("--neck-channels", "--proto-channels", dest="neck_channels", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -45,9 +48,15 @@ def main(argv=None):
     tags[torch.arange(b), torch.randint(0, N_CLASSES, (b,))] = 1
     batch = {"image": torch.randn(b, 3, s, s).contiguous(memory_format=torch.channels_last), "tags": tags,
              "refs": torch.randn(b, k, 3, s, s), "ref_tags": tags[:, None].expand(b, k, N_CLASSES)}
+    loss = functools.partial(rpnet_loss, weight=PARAMS["consistency_weight"].default,
+                             peak_floor=PARAMS["peak_floor"].default)
+
+    def rpnet(scales):
+        return RPNet(CAMNet(resnet(args.backbone), N_CLASSES, neck_channels=args.neck_channels), region_scales=scales)
+
     nets = {"cam": (CAMNet(resnet(args.backbone), N_CLASSES), classification_loss),
-            "rpnet": (rpnet.RPNet(resnet(args.backbone), N_CLASSES, proto_channels=args.proto_channels),
-                      lambda net, batch, it: rpnet.rpnet_loss(net, batch, it, weight=10.0))}
+            "rpnet": (rpnet(PARAMS["region_scales"].default), loss),
+            "rpnet_1scale": (rpnet([]), loss)}
     optimizers = {}
     for name, (net, _) in nets.items():
         net.to(memory_format=torch.channels_last).train()
@@ -59,11 +68,12 @@ def main(argv=None):
             if it:
                 seconds[name].append(t)
     median = {name: sorted(ts)[len(ts) // 2] for name, ts in seconds.items()}
-    print(f"{args.backbone}, {s} px, batch {b}, {k} reference(s), {args.proto_channels} prototype channels, "
+    print(f"{args.backbone}, {s} px, batch {b}, {k} reference(s), neck {args.neck_channels} channels, "
           f"{args.threads} thread(s), {args.iters} iterations")
     for name, t in median.items():
-        print(f"  {name:6s} {t * 1000:8.1f} ms / iteration (median)")
-    print(f"  ratio rpnet / cam: {median['rpnet'] / median['cam']:.2f}")
+        print(f"  {name:12s} {t * 1000:8.1f} ms / iteration (median)")
+    for name in ("rpnet", "rpnet_1scale"):
+        print(f"  ratio {name} / cam: {median[name] / median['cam']:.2f}")
 
 
 if __name__ == "__main__":
