@@ -159,7 +159,7 @@ for problem in run_config.weight_problems(config):
     logger.warning(f"WARNING (a run stops before any job): {problem}")
 
 
-# Helpers of the rule files (functions live here, not next to the rules they serve: snakemake --lint).
+# Helpers of the method files (functions live here, not next to the rules they serve, for snakemake --lint).
 def retrain_or_seg(key):
     """A train_seg setting: DSRG's released retrain value (dsrg.retrain_<key>) for dsrg_retrain, else seg's."""
     return lambda wc: config["dsrg"][f"retrain_{key}"] if wc.get("seg") == "dsrg_retrain" else config["seg"][key]
