@@ -97,6 +97,20 @@ def test_job_log_begins_with_a_header(tmp_path):
                             str(tmp_path / "out"))
     assert head[2] == "params: {}" and re.fullmatch(r"commit: [0-9a-f]{12}( \+changes)?", head[3])
     assert re.match(r"versions: torch \S+, numba \S+, numpy \S+, python 3", head[4]) and head[5].startswith("device:")
+    assert head[6] == "kernels: numba CPU kernels on the CPU"
+
+
+def test_gpu_job_header_says_which_kernel_backend_runs(monkeypatch):
+    """issue 24: a GPU job without numba's CUDA toolchain says that its kernels run on torch, and how to fix it."""
+    from kernels import _backend
+    monkeypatch.setattr(_backend, "numba_cuda_usable", lambda: True)
+    assert joblog.kernel_backends("auto", on_gpu=True) == "numba.cuda kernels on the GPU"
+    monkeypatch.setattr(_backend, "numba_cuda_usable", lambda: False)
+    monkeypatch.setattr(_backend, "numba_cuda_problem", lambda: "NVVM, the CUDA compiler library, not found")
+    line = joblog.kernel_backends("auto", on_gpu=True)
+    assert line.startswith("torch on the GPU; numba cannot compile CUDA kernels (NVVM") and "make env CUDA=1" in line
+    monkeypatch.setenv("WSSS_KERNEL_BACKEND", "torch")
+    assert joblog.kernel_backends("cpu") == "torch on the CPU (WSSS_KERNEL_BACKEND)"
 
 
 def test_progress_in_a_log_is_one_line_per_redraw():
