@@ -153,6 +153,14 @@ def test_snakemake_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout
 
 
+def test_snakefmt_check_is_clean():
+    """`snakefmt --check workflow` (settings in pyproject.toml [tool.snakefmt]: line length 120, directives kept
+    in their order): run `snakefmt workflow` to format."""
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "workflow"], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_dry_run_prints_a_runnable_command_per_job(tmp_path):
     """`snakemake -n -p` prints each job's shell command (what `run:` rules printed as "None")."""
     result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),

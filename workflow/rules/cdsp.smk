@@ -21,8 +21,8 @@ rule cdsp_pseudo_labels:
     output:
         labels=directory(f"{RUN}/cdsp/pseudo_labels"),
     params:
-        root=dataset_root,
         **stage_params("cdsp_pseudo_labels", split=TRAIN, threshold=CDSP["cam_threshold"]),
+        root=dataset_root,
     log:
         log_file("cdsp_pseudo_labels"),
     benchmark:
@@ -47,7 +47,6 @@ rule cdsp_scribbles:
         mode="drop|shrink",
         pct=r"\d+",
     params:
-        root=dataset_root,
         **stage_params(
             "cdsp_scribbles",
             class_names=CLASSES,
@@ -56,6 +55,7 @@ rule cdsp_scribbles:
             ratio=lambda wc: int(wc.pct) / 100,
             seed=config["seed"],
         ),
+        root=dataset_root,
     log:
         log_file("cdsp_scribbles_{mode}{pct}"),
     benchmark:
@@ -83,7 +83,6 @@ rule cdsp_distance_maps:
         source="[^/]+",
         scribbles="[^/]+",
     params:
-        root=dataset_root,
         **stage_params(
             "cdsp_distance_maps",
             class_names=CLASSES,
@@ -91,6 +90,7 @@ rule cdsp_distance_maps:
             lambda_s=CDSP["lambda_s"],
             lambda_c=CDSP["lambda_c"],
         ),
+        root=dataset_root,
         scribbles=scribbles_arg,
     log:
         log_file("cdsp_distance_maps_{source}_{scribbles}"),
@@ -118,7 +118,6 @@ rule train_cdsp:
     wildcard_constraints:
         net="|".join(CDSP_NETS),
     params:
-        root=dataset_root,
         **stage_params(
             "train_cdsp",
             class_names=CLASSES,
@@ -141,6 +140,7 @@ rule train_cdsp:
             checkpoint_every=CDSP["checkpoint_every"],
             losses=lambda wc: CDSP_NETS[wc.net][0],
         ),
+        root=dataset_root,
         init=init_arg,
         scribbles=scribbles_arg,
     threads: JOB_THREADS
@@ -195,7 +195,6 @@ rule cdsp_tables:
         fig7=f"{RUN}/cdsp/fig7.csv",
         plot=report(f"{RUN}/cdsp/fig7.png", caption="../report/cdsp_fig7.rst", category="CDSP"),
     params:
-        root=dataset_root,
         **stage_params(
             "cdsp_tables",
             class_names=CLASSES,
@@ -206,6 +205,7 @@ rule cdsp_tables:
             sources=CDSP_TABLE3,
             all_losses=ALL_LOSSES,
         ),
+        root=dataset_root,
     log:
         log_file("cdsp_tables"),
     benchmark:
@@ -222,9 +222,24 @@ rule cdsp_tables:
 
 
 segmentation_network("cdsp", "cdsp")
-OUT.add("cdsp", "table", rules.cdsp_tables.output.table2, f"CDSP Table 2: loss terms (1 = used), mIoU on {EVAL}",
-        ablation=True)
-OUT.add("cdsp", "table", rules.cdsp_tables.output.table3,
-        f"CDSP Table 3: pseudo-label sources (pseudo_miou on {TRAIN}), mIoU on {EVAL}", ablation=True)
-OUT.add("cdsp", "figure", rules.cdsp_tables.output.plot,
-        f"CDSP Fig. 7: mIoU on {EVAL} vs scribble drop / shrink ratio (CDSP, PSI, scribble-only)", ablation=True)
+OUT.add(
+    "cdsp",
+    "table",
+    rules.cdsp_tables.output.table2,
+    f"CDSP Table 2: loss terms (1 = used), mIoU on {EVAL}",
+    ablation=True,
+)
+OUT.add(
+    "cdsp",
+    "table",
+    rules.cdsp_tables.output.table3,
+    f"CDSP Table 3: pseudo-label sources (pseudo_miou on {TRAIN}), mIoU on {EVAL}",
+    ablation=True,
+)
+OUT.add(
+    "cdsp",
+    "figure",
+    rules.cdsp_tables.output.plot,
+    f"CDSP Fig. 7: mIoU on {EVAL} vs scribble drop / shrink ratio (CDSP, PSI, scribble-only)",
+    ablation=True,
+)

@@ -20,8 +20,8 @@ for cam_chain in CHAINS:
             model=cam_chain.cam_model,
             train_log=f"{cam_chain.dir}/cam/train_log.csv",  # written by wsss.training.fit beside the model
         params:
-            root=dataset_root,
             **stage_params("train_cam", **plan.train_cam_values(config, cam_chain.method)),
+            root=dataset_root,
         threads: JOB_THREADS
         resources:
             gpu=1,
@@ -43,7 +43,6 @@ for cam_chain in CHAINS:
         output:
             cams=shard_folder(f"{cam_chain.sub}cam/maps"),
         params:
-            root=dataset_root,
             **stage_params(
                 "make_cam",
                 class_names=CLASSES,
@@ -53,6 +52,7 @@ for cam_chain in CHAINS:
                 scales=config["cam"]["scales"],
                 shard=shard(),
             ),
+            root=dataset_root,
         threads: JOB_THREADS
         resources:
             gpu=1,
@@ -77,7 +77,6 @@ for cam_chain in CHAINS:
             metrics=f"{cam_chain.dir}/metrics/eval_cam.csv",
             sweep=f"{cam_chain.dir}/cam/threshold_sweep.csv",
         params:
-            root=dataset_root,
             **stage_params(
                 "eval_cam",
                 class_names=CLASSES,
@@ -85,6 +84,7 @@ for cam_chain in CHAINS:
                 thresholds=config["cam"]["eval_thresholds"],
                 method=cam_chain.cam_row,
             ),
+            root=dataset_root,
         log:
             log_file(cam_chain.rule("eval_cam")),
         benchmark:
@@ -106,7 +106,6 @@ for cam_chain in CHAINS:
         output:
             labels=shard_folder(f"{cam_chain.sub}irn/ir_label"),
         params:
-            root=dataset_root,
             **stage_params(
                 "cam_to_ir_label",
                 split=LABELLED,
@@ -115,6 +114,7 @@ for cam_chain in CHAINS:
                 **{k: IRN[k] for k in ("crf_gauss_compat", "crf_bi_sxy", "crf_bi_srgb", "crf_bi_compat")},
                 crf_iterations=IRN["crf_iterations"],
             ),
+            root=dataset_root,
         threads: JOB_THREADS
         log:
             log_file(cam_chain.rule("cam_to_ir_label"), sharded=True),
@@ -136,7 +136,6 @@ for cam_chain in CHAINS:
             model=cam_chain.irn_model,
             train_log=f"{cam_chain.dir}/irn/train_log.csv",  # written by wsss.training.fit beside the model
         params:
-            root=dataset_root,
             **stage_params(
                 "train_irn",
                 class_names=CLASSES,
@@ -159,6 +158,7 @@ for cam_chain in CHAINS:
                 weight_decay=IRN["weight_decay"],
                 source_window=IRN["source_window"],
             ),
+            root=dataset_root,
         threads: JOB_THREADS
         resources:
             gpu=1,
@@ -186,7 +186,6 @@ for cam_chain in CHAINS:
         output:
             labels=shard_folder(f"{cam_chain.sub}irn/sem_seg"),
         params:
-            root=dataset_root,
             **stage_params(
                 "make_sem_seg_labels",
                 split=LABELLED,
@@ -196,6 +195,7 @@ for cam_chain in CHAINS:
                 background=IRN["rw_background"],
                 bg_power=IRN["rw_bg_power"],
             ),
+            root=dataset_root,
         threads: JOB_THREADS
         resources:
             gpu=1,
@@ -225,7 +225,6 @@ for cam_chain in CHAINS:
         wildcard_constraints:
             labels="ir_label|sem_seg",
         params:
-            root=dataset_root,
             **stage_params(
                 "eval_sem_seg",
                 class_names=CLASSES,
@@ -233,6 +232,7 @@ for cam_chain in CHAINS:
                 stage=wildcard("labels"),
                 method=cam_chain.labels_method,
             ),
+            root=dataset_root,
         log:
             log_file(cam_chain.rule("eval_sem_seg_{labels}")),
         benchmark:

@@ -35,8 +35,10 @@ LABELLED = TRAIN if LABEL == TRAIN else f"{TRAIN}+{LABEL}"
 CAM_PRETRAINED = plan.cam_pretrained(config)
 SEG_FROM_CAM = config["seg"]["pretrained"] is None
 if SEG_FROM_CAM and config["seg"]["backbone"] != config["model"]["backbone"]:
-    raise WorkflowError("seg.pretrained is null, so the segmentation networks start from the CAM network: "
-                        "seg.backbone must equal model.backbone")
+    raise WorkflowError(
+        "seg.pretrained is null, so the segmentation networks start from the CAM network: "
+        "seg.backbone must equal model.backbone"
+    )
 
 # IRNet's chain from a CAM network to a segmentation network, once per CAM method (rules/chain.smk);
 # IRNET is the plain CAM network's, whose CAMs DSRG and CDSP also read.
@@ -216,8 +218,13 @@ def scribble_folder(scribbles):
 def train_cdsp_input(wildcards):
     losses, source, scribbles = plan.cdsp_nets(config)[wildcards.net]
     maps = f"{RUN}/cdsp/maps/{source}/{scribbles}"
-    return dict(pseudo=plan.pseudo_folder(config, source), scribbles=scribble_folder(scribbles),
-                dist_scribble=f"{maps}/scribble", dist_pseudo=f"{maps}/pseudo", init=CAM_MODEL if INIT_FROM_CAM else [])
+    return dict(
+        pseudo=plan.pseudo_folder(config, source),
+        scribbles=scribble_folder(scribbles),
+        dist_scribble=f"{maps}/scribble",
+        dist_pseudo=f"{maps}/pseudo",
+        init=CAM_MODEL if INIT_FROM_CAM else [],
+    )
 
 
 def table2_train_params(wildcards):

@@ -12,7 +12,6 @@ rule dsrg_seeds:
     output:
         seeds=directory(f"{RUN}/dsrg/seeds"),
     params:
-        root=dataset_root,
         **stage_params(
             "dsrg_seeds",
             split=LABELLED,
@@ -22,6 +21,7 @@ rule dsrg_seeds:
             bg_saliency=DSRG["bg_saliency"],
             saliency_dir=DSRG["saliency_dir"],
         ),
+        root=dataset_root,
     log:
         log_file("dsrg_seeds"),
     benchmark:
@@ -51,7 +51,6 @@ rule train_dsrg:
     wildcard_constraints:
         dsrg="dsrg|dsrg_nogrowth",
     params:
-        root=dataset_root,
         **stage_params(
             "train_dsrg",
             **plan.seg_params(config),
@@ -70,6 +69,7 @@ rule train_dsrg:
             crf_scale=DSRG["crf_scale"],
             crf_log_unary=DSRG["crf_log_unary"],
         ),
+        root=dataset_root,
         init=init_arg,
     threads: JOB_THREADS
     resources:
@@ -90,9 +90,13 @@ rule train_dsrg:
 
 
 for net, ablation in (("dsrg", False), ("dsrg_nogrowth", True)):
-    OUT.add("dsrg", "figure", f"{RUN}/{net}/supervision.png",
-            f"DSRG Fig. 4: supervision of {net} against the ground truth per epoch (epoch 0: the seeds)",
-            ablation=ablation)
+    OUT.add(
+        "dsrg",
+        "figure",
+        f"{RUN}/{net}/supervision.png",
+        f"DSRG Fig. 4: supervision of {net} against the ground truth per epoch (epoch 0: the seeds)",
+        ablation=ablation,
+    )
 OUT.add("dsrg", "overlay", rules.dsrg_seeds.output.seeds, "DSRG seeds", TRAIN)
 OUT.add("dsrg", "overlay", f"{RUN}/dsrg/pred/{TRAIN}", "DSRG", TRAIN)
 segmentation_network("dsrg", "dsrg")

@@ -12,7 +12,6 @@ rule make_ins_seg_labels:
     output:
         instances=shard_folder("irn/ins_seg"),
     params:
-        root=dataset_root,
         **stage_params(
             "make_ins_seg_labels",
             split=LABEL,
@@ -22,6 +21,7 @@ rule make_ins_seg_labels:
             centroid_thres=IRN["centroid_thres"],
             dp_iterations=IRN["dp_iterations"],
         ),
+        root=dataset_root,
     threads: JOB_THREADS
     resources:
         gpu=1,
@@ -49,8 +49,8 @@ rule eval_ins_seg:
     output:
         metrics=f"{RUN}/metrics/ins_seg.csv",
     params:
-        root=dataset_root,
         **stage_params("eval_ins_seg", class_names=CLASSES, split=LABEL),
+        root=dataset_root,
     log:
         log_file("eval_ins_seg"),
     benchmark:
@@ -71,8 +71,8 @@ rule eval_boundary:
         metrics=f"{RUN}/metrics/boundary.csv",
         sweep=f"{RUN}/irn/boundary_sweep.csv",
     params:
-        root=dataset_root,
         **stage_params("eval_boundary", split=LABEL, device=config["device"], input_scale=IRN["input_scale"]),
+        root=dataset_root,
     threads: JOB_THREADS
     resources:
         gpu=1,

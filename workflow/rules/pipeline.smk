@@ -63,7 +63,6 @@ rule report:
         sweep_plot=report(f"{RUN}/report/cam_threshold_sweep.png", caption="../report/sweep.rst", category="CAM"),
         loss_plot=report(f"{RUN}/report/loss_curves.png", caption="../report/losses.rst", category="Training"),
     params:
-        root=dataset_root,
         **stage_params(
             "report",
             class_names=CLASSES,
@@ -75,6 +74,7 @@ rule report:
             overlay_columns=[[e.label, e.split] for e in shown("overlay")],
             table_captions=[e.label for e in shown("table")],
         ),
+        root=dataset_root,
         benchmarks=f"{RUN}/benchmarks",
         config=f"{RUN}/config.yaml",  # written before any job (common.smk); not an input: no rerun for it
     log:

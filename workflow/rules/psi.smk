@@ -54,7 +54,6 @@ rule psi_fig2:
     output:
         png=f"{RUN}/psi/fig2.png",
     params:
-        root=dataset_root,
         **stage_params(
             "psi_fig2",
             class_names=CLASSES,
@@ -62,6 +61,7 @@ rule psi_fig2:
             steps=PSI["steps"],
             n_images=config["report"]["n_overlays"],
         ),
+        root=dataset_root,
     log:
         log_file("psi_fig2"),
     benchmark:
@@ -76,5 +76,9 @@ segmentation_network("psi", "psi")
 segmentation_network("psi", "psi_ms", train_log=False)  # psi's model
 for net in plan.PSI_ABLATION:
     segmentation_network("psi", net, ablation=True)
-OUT.add("psi", "figure", rules.psi_fig2.output.png,
-        "PSI Fig. 2: the supervision of training images at each label-diffusion step (t0: the scribbles; grey: unlabelled)")
+OUT.add(
+    "psi",
+    "figure",
+    rules.psi_fig2.output.png,
+    "PSI Fig. 2: the supervision of training images at each label-diffusion step (t0: the scribbles; grey: unlabelled)",
+)

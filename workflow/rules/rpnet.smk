@@ -16,8 +16,8 @@ use rule train_cam as table2_train_cam with:
         method="irnet|rpnet",
         fraction=r"[0-9.]+",
     params:
-        root=dataset_root,
         **{**stage_params("train_cam"), "json": table2_train_params},
+        root=dataset_root,
     log:
         log_file("table2_train_cam_{method}_{fraction}"),
     benchmark:
@@ -45,7 +45,6 @@ use rule eval_cam as table2_eval_cam with:
         metrics=f"{TABLE2}/eval_cam.csv",
         sweep=f"{TABLE2}/threshold_sweep.csv",
     params:
-        root=dataset_root,
         **stage_params(
             "eval_cam",
             class_names=CLASSES,
@@ -53,6 +52,7 @@ use rule eval_cam as table2_eval_cam with:
             thresholds=config["cam"]["eval_thresholds"],
             method=wildcard("method"),
         ),
+        root=dataset_root,
     log:
         log_file("table2_eval_cam_{method}_{fraction}"),
     benchmark:
@@ -81,6 +81,10 @@ rule cam_vs_fraction:
         )
 
 
-OUT.add("rpnet", "figure", TABLE2_PLOT,
-        "RPNet Table II: CAM mIoU of the plain CAM network and RPNet against the share of training images",
-        ablation=True)
+OUT.add(
+    "rpnet",
+    "figure",
+    TABLE2_PLOT,
+    "RPNet Table II: CAM mIoU of the plain CAM network and RPNet against the share of training images",
+    ablation=True,
+)

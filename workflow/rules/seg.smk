@@ -16,7 +16,6 @@ rule train_seg:
     wildcard_constraints:
         seg="|".join([cam_chain.seg_net for cam_chain in CHAINS] + ["dsrg_retrain"]),
     params:
-        root=dataset_root,
         **stage_params(
             "train_seg",
             **{**plan.seg_params(config), "batch_size": retrain_or_seg("batch_size")},
@@ -26,6 +25,7 @@ rule train_seg:
             lr=config["seg"]["lr"],
             power=0.9,
         ),
+        root=dataset_root,
         init=init_arg,
     threads: JOB_THREADS
     resources:
@@ -54,7 +54,6 @@ rule infer_seg:
     wildcard_constraints:
         net="[^/]+",
     params:
-        root=dataset_root,
         **stage_params(
             "infer_seg",
             split=wildcard("split"),
@@ -65,6 +64,7 @@ rule infer_seg:
             crf=infer_setting("crf", config["seg"]["infer_crf"]),
             shard=shard(),
         ),
+        root=dataset_root,
     threads: JOB_THREADS
     resources:
         gpu=1,
@@ -89,8 +89,8 @@ rule eval_seg:
     wildcard_constraints:
         net="[^/]+",
     params:
-        root=dataset_root,
         **stage_params("eval_seg", class_names=CLASSES, split=EVAL, method=method_name),
+        root=dataset_root,
     log:
         log_file("eval_seg_{net}"),
     benchmark:
