@@ -2,7 +2,7 @@
 
 The page (`summary`), top to bottom: flags (from an optional flags CSV, in red), one table per stage of
 metrics.csv (percentages; the papers' numbers beside ours when `paper_numbers` is set, wsss/pipeline/papers.py),
-RPNet's Table I when the run has more than one CAM network (CHAINS), every table the rule lists (CSV files,
+RPNet's Table I when the run has more than one CAM network (`chains`), every table the rule lists (CSV files,
 e.g. ablations), the plots (loss curves from each trainer's train_log.csv, the CAM threshold sweep, every figure the rule
 lists), one gallery of overlays per split (image, ground truth, then one column per pseudo-label or
 prediction folder the rule lists), and the run time of every rule. Images are embedded (data URIs), so the
@@ -48,10 +48,8 @@ PARAMS = {
 STAGE_TITLES = {"cam": "Class activation maps", "ir_label": "IRNet inter-pixel relation labels",
                 "sem_seg": "Semantic pseudo-labels", "ins_seg": "Instance pseudo-labels",
                 "boundary": "IRNet boundaries against the ground-truth boundaries", "seg": "Segmentation networks"}
-# RPNet Table I: each CAM network's chain through IRNet, as (stage, method) of its CAMs, random-walk labels and
-# segmentation network in metrics.csv
-CHAINS = {"Base + BR (IRNet)": [("cam", "cam"), ("sem_seg", "irnet_rw"), ("seg", "seg_irnet")],
-          "Base + RPNet + BR": [("cam", "rpnet"), ("sem_seg", "rpnet_rw"), ("seg", "seg_rpnet")]}
+# RPNet Table I: each CAM network's chain through IRNet (wsss/pipeline/plan.py Chain), named as in the paper
+CHAIN_NAMES = {"irnet": "Base + BR (IRNet)", "rpnet": "Base + RPNet + BR"}
 OVERLAY_SIZE = 160  # px, the long side of an overlay cell
 LOSS_COLUMNS = 4  # loss-curve panels per row
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222}
@@ -133,16 +131,28 @@ def stage_table(stage: str, rows: pd.DataFrame, paper_numbers: bool) -> str:
     return title + html_rows(header, body) + detail
 
 
+def chains(table: pd.DataFrame) -> dict:
+    """name -> [(stage, method)] of the CAMs, random-walk labels and segmentation network of every CAM network
+    in the metrics (rows cam / irnet_rw / seg_irnet for IRNet's, <m> / <m>_rw / seg_<m> for CAM method m)."""
+    out = {}
+    for cam in table[table.stage == "cam"].method.unique():
+        method = "irnet" if cam == "cam" else cam
+        out[CHAIN_NAMES.get(method, f"Base + {method} + BR")] = [("cam", cam), ("sem_seg", f"{method}_rw"),
+                                                                  ("seg", f"seg_{method}")]
+    return out
+
+
 def chain_table(table: pd.DataFrame) -> str:
-    """RPNet Table I: a row per CAM network of CHAINS in the run, its CAM, random-walk label and segmentation
-    mIoU side by side (each on the split it is scored on); empty unless two networks or more ran."""
+    """RPNet Table I: a row per CAM network of the run, its CAM, random-walk label and segmentation mIoU side by
+    side (each on the split it is scored on); empty unless two networks or more ran."""
     means = table[(table["class"] == "") & (table.metric == "iou")]
     value = {(r.stage, r.method): (r.value, r.split) for r in means.itertuples()}
+    found = chains(means)
     rows = [[name, *(_percent(value[key][0]) if key in value else "–" for key in chain)]
-            for name, chain in CHAINS.items() if chain[0] in value]
+            for name, chain in found.items() if chain[0] in value]
     if len(rows) < 2:
         return ""
-    splits = [next((value[key][1] for key in (chain[i] for chain in CHAINS.values()) if key in value), "")
+    splits = [next((value[key][1] for key in (chain[i] for chain in found.values()) if key in value), "")
               for i in range(3)]
     header = ["CAM network", *(f"{what} mIoU ({split})" for what, split in
                                zip(("CAM", "random-walk labels", "segmentation"), splits))]
