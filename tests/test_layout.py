@@ -1,5 +1,7 @@
 """One package per method: each rule of workflow/rules/<method>.smk runs the stage of its own name,
-wsss/<method>/<rule>.py, whose `run` takes exactly the paths the rule's command passes."""
+wsss/<method>/<rule>.py, whose `run` takes exactly the paths the rule's command passes. IRNet's chain
+(workflow/rules/chain.smk) is made once per CAM method in a loop: its rules are named by the stage (train_cam,
+or rpnet_train_cam for RPNet's) and run stages of wsss/cam and wsss/irnet."""
 import importlib
 import inspect
 import io
@@ -15,14 +17,22 @@ from wsss import cli, joblog
 
 REPO = Path(__file__).resolve().parents[1]
 RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+# rule files without a package of their own: helpers, and IRNet's chain (stages of wsss/cam and wsss/irnet)
+SHARED_FILES = {"common": (), "chain": ("cam", "irnet")}
 
 
 def rules_with_commands():
-    """(rule file, rule name, stage, the --options of its command) for every rule that runs a stage."""
+    """(rule file, rule name, stage, the --options of its command) for every rule that runs a stage; a rule
+    made in chain.smk's loop (`name: cam_chain.rule("train_cam")`) by its stage's name."""
     found = []
     for file in RULE_FILES:
-        for block in re.split(r"^\s*rule ", file.read_text(), flags=re.M)[1:]:
+        for block in re.split(r"^\s*rule\b", file.read_text(), flags=re.M)[1:]:
             name = block.split(":", 1)[0].strip()
+            if not name:
+                named = re.search(r'name:\s*cam_chain\.rule\("(\w+)"\)', block)
+                if named is None:
+                    continue
+                name = named.group(1)
             command = re.search(r'^\s+wsss\(\s*"(\w+)",(.*?)\n\n', block + "\n\n", re.S | re.M)
             if command is None:
                 continue
@@ -39,14 +49,15 @@ RULES = rules_with_commands()
 
 def test_every_rule_file_has_its_package():
     for file in RULE_FILES:
-        if file.stem != "common":
+        if file.stem not in SHARED_FILES:
             assert (REPO / "wsss" / file.stem / "__init__.py").is_file(), f"{file.name}: no package wsss/{file.stem}/"
 
 
 @pytest.mark.parametrize("method, rule, stage, options", RULES, ids=[r[1] for r in RULES])
 def test_rule_runs_the_stage_of_its_name_in_its_package(method, rule, stage, options):
     assert stage == rule, f"rule {rule} runs stage {stage}"
-    assert cli.STAGES[stage] == f"wsss.{method}.{stage}"
+    packages = SHARED_FILES.get(method) or (method,)
+    assert cli.STAGES[stage] in {f"wsss.{package}.{stage}" for package in packages}
     run = importlib.import_module(cli.STAGES[stage]).run
     parameters = inspect.signature(run).parameters
     required = {n for n, p in parameters.items() if p.default is inspect.Parameter.empty} - {"params"}
@@ -86,6 +97,20 @@ def test_job_log_begins_with_a_header(tmp_path):
                             str(tmp_path / "out"))
     assert head[2] == "params: {}" and re.fullmatch(r"commit: [0-9a-f]{12}( \+changes)?", head[3])
     assert re.match(r"versions: torch \S+, numba \S+, numpy \S+, python 3", head[4]) and head[5].startswith("device:")
+    assert head[6] == "kernels: numba CPU kernels on the CPU"
+
+
+def test_gpu_job_header_says_which_kernel_backend_runs(monkeypatch):
+    """issue 24: a GPU job without numba's CUDA toolchain says that its kernels run on torch, and how to fix it."""
+    from kernels import _backend
+    monkeypatch.setattr(_backend, "numba_cuda_usable", lambda: True)
+    assert joblog.kernel_backends("auto", on_gpu=True) == "numba.cuda kernels on the GPU"
+    monkeypatch.setattr(_backend, "numba_cuda_usable", lambda: False)
+    monkeypatch.setattr(_backend, "numba_cuda_problem", lambda: "NVVM, the CUDA compiler library, not found")
+    line = joblog.kernel_backends("auto", on_gpu=True)
+    assert line.startswith("torch on the GPU; numba cannot compile CUDA kernels (NVVM") and "make env CUDA=1" in line
+    monkeypatch.setenv("WSSS_KERNEL_BACKEND", "torch")
+    assert joblog.kernel_backends("cpu") == "torch on the CPU (WSSS_KERNEL_BACKEND)"
 
 
 def test_progress_in_a_log_is_one_line_per_redraw():
@@ -126,6 +151,14 @@ def test_help_lists_every_stage_with_a_line():
 def test_snakemake_lint_is_clean():
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr, result.stdout
+
+
+def test_snakefmt_check_is_clean():
+    """`snakefmt --check workflow` (settings in pyproject.toml [tool.snakefmt]: line length 120, directives kept
+    in their order): run `snakefmt workflow` to format."""
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "workflow"], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dry_run_prints_a_runnable_command_per_job(tmp_path):

@@ -67,3 +67,14 @@ def test_metrics_stage_warns_and_report_html_is_red(tmp_path, capsys):
     stream = io.StringIO()
     regressions.warn(_table({}), stream)
     assert stream.getvalue() == ""
+
+
+def test_flags_of_a_run_reach_the_console(tmp_path):
+    """The Snakefile's onsuccess prints them at the end of a run (issue 24); no metrics.csv, no lines."""
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("stage,method,split,metric,class,value\ncam,cam,train,iou,,0.6\nsem_seg,irnet_rw,train,iou,,0.5\n")
+    lines = []
+    regressions.print_flags(csv, lines.append)
+    assert lines == ["WARNING: random walk below CAM on train: sem_seg/irnet_rw mIoU 50.0 < cam/cam 60.0"]
+    regressions.print_flags(tmp_path / "absent.csv", lines.append)
+    assert len(lines) == 1

@@ -146,3 +146,97 @@ def test_listed_csv_tables_show_miou_columns_in_percent(tmp_path):
     text = report.csv_table(tmp_path / "t.csv", "CDSP Table 2")
     assert text.startswith("<h3>CDSP Table 2</h3>")
     assert "<td class=name>cdsp_segs</td><td>1</td><td>67.9</td>" in text
+
+
+# Every network the demo trains (with every ablation): a loss curve each, and a val overlay column each that is
+# scored on val (issue 24: the report left out psi, cdsp, RPNet's networks).
+LOSS_CURVES = {"cam", "irn", "rpnet/cam", "rpnet/irn", "seg_irnet", "seg_rpnet", "dsrg", "dsrg_nogrowth",
+               "dsrg_retrain", "psi", "psi_baseline", "psi_cpp", "psi_sld", "cdsp"}
+VAL_OVERLAYS = {"seg_irnet", "seg_rpnet", "dsrg", "dsrg_nogrowth", "dsrg_retrain", "psi", "psi_ms", "psi_baseline",
+                "psi_cpp", "psi_sld", "cdsp"}
+
+
+@pytest.fixture(scope="module")
+def demo_report_params(tmp_path_factory):
+    """The report rule's params in the demo's plan with every ablation (`snakemake -n -p`)."""
+    import json
+    import shlex
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[1]
+    work = tmp_path_factory.mktemp("plan")
+    (work / "config.yaml").write_text((repo / "config.yaml").read_text())
+    planned = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(repo / "workflow" / "Snakefile"),
+                              "--directory", str(work), "-n", "-p", "--cores", "1", "report", "--config",
+                              "ablations=True"], capture_output=True, text=True)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    line = next(line for line in planned.stdout.splitlines() if "-m wsss.cli report " in line)
+    words = shlex.split(line.split("Shell command: ", 1)[1])
+    return json.loads(words[words.index("--params") + 1])
+
+
+def test_the_workflow_reports_every_network(demo_report_params):
+    params = demo_report_params
+    assert LOSS_CURVES <= set(params["train_log_names"])
+    assert VAL_OVERLAYS <= {name for name, split in params["overlay_columns"] if split == "val"}
+    for names in ("train_log_names", "overlay_columns", "figure_captions", "table_captions"):
+        labels = [str(n) for n in params[names]]
+        assert len(labels) == len(set(labels)), f"{names}: a name twice"
+
+
+def test_report_page_of_every_network_in_a_browser(tiny_voc, tmp_path, demo_report_params):
+    """The page with the demo's every loss curve, overlay column, figure and table in headless chromium: it loads,
+    every image decodes, no console errors, it fits the window's width, thresholds are not percentages."""
+    from playwright.sync_api import sync_playwright
+    root, names = tiny_voc
+    paths = _run_outputs(root, names, tmp_path)
+    params = {**demo_report_params, "class_names": names, "n_overlays": 2}
+    rng = np.random.default_rng(0)
+    palette = voc.voc_palette()
+    overlays = []
+    for column, split in params["overlay_columns"]:
+        folder = tmp_path / "overlays" / column.replace("/", "_")
+        for image_id in voc.read_ids(root, split)[:2]:
+            h, w = voc.load_image(voc.path(root, "image", image_id)).shape[:2]
+            if column.endswith("CAM"):
+                save_npz(folder / f"{image_id}.npz", keys=np.array([1]), high_res=rng.random((1, h, w), np.float32))
+            elif column == "instances":
+                save_npz(folder / f"{image_id}.npz", instance_map=rng.integers(0, 3, (h, w)).astype(np.uint16),
+                         classes=np.array([1, 2]), scores=np.array([0.9, 0.8], np.float32))
+            else:
+                save_png(folder / f"{image_id}.png", rng.integers(0, len(names), (h, w)).astype(np.uint8), palette)
+        overlays.append(folder)
+    figures = [paths["train_logs"][0].with_name(f"figure{i}.png") for i in range(len(params["figure_captions"]))]
+    for png in figures:
+        report.plot_sweep(pd.read_csv(paths["sweep"]), png)
+    tables = [tmp_path / f"table{i}.csv" for i in range(len(params["table_captions"]))]
+    for csv in tables:
+        pd.DataFrame(dict(net=["cdsp"], miou=[0.5])).to_csv(csv, index=False)
+    metrics.write(paths["metrics_csv"], metrics.read(paths["metrics_csv"]).to_dict("records") + [
+        dict(stage="cam", method="cam", split="train", metric="fixed_threshold", value=0.15, **{"class": ""}),
+        dict(stage="boundary", method="irnet", split="train", metric="f1", value=0.5, **{"class": ""})])
+    page_file = tmp_path / "summary.html"
+    report.run(params, root=root, summary=page_file, sweep_plot=tmp_path / "sweep.png", loss_plot=tmp_path / "loss.png",
+               **{**paths, "train_logs": paths["train_logs"] * len(params["train_log_names"]), "overlays": overlays,
+                  "figures": figures, "tables": tables})
+    text = page_file.read_text()
+    assert "<td>0.15</td>" in text and "<td>15.0</td>" not in text  # fixed_threshold as it is
+    assert "(boundary)</small>" in text and "boundary <small>(boundary)" not in text
+    errors = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_file.as_uri(), wait_until="load")
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+        headers = page.eval_on_selector_all(".gallery th", "els => els.map(e => e.textContent)")
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        page.screenshot(path=tmp_path / "report.png", full_page=True)
+        browser.close()
+    assert errors == []
+    assert images and all(done and w > 0 for done, w in images)
+    assert VAL_OVERLAYS <= set(headers)
+    assert width[0] <= width[1], f"the page scrolls sideways: {width}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp_path / "report.png", ARTIFACTS / "report_page_every_network.png")

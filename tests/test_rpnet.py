@@ -437,7 +437,7 @@ def test_train_cam_rpnet_saves_the_main_branch_and_make_cam_reads_it(tiny_voc, t
 
 def test_workflow_rpnet_keys_are_the_networks():
     """cam.rpnet in the schema: the schedule, neck_channels and exactly the keys wsss/rpnet/net.py declares
-    (workflow/rules/cam.smk passes those), with the same defaults."""
+    (wsss/pipeline/plan.py train_cam_values passes them on), with the same defaults."""
     schema = yaml.safe_load(SCHEMA.read_text())["properties"]["cam"]["properties"]["rpnet"]["properties"]
     schedule = {"crop", "resize_long", "batch_size", "epochs", "lr", "weight_decay", "neck_channels"}
     assert set(schema) == schedule | set(rpnet.PARAMS)

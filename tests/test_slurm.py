@@ -2,8 +2,8 @@
 
 Starts a one-node SLURM with fake GPUs (tests/slurm/start.sh: munged, slurmctld, slurmd inside a
 network namespace that has only loopback), runs the CAM slice of the tiny demo DAG (demo_dataset ->
-train_cam -> make_cam -> eval_cam) through it (the cheap rules gather_shards and eval_cam run
-locally), and checks the outputs equal a local run's: the metrics
+train_cam -> make_cam -> eval_cam) through it (the cheap rule eval_cam runs locally; one shard: no
+gather_shards job), and checks the outputs equal a local run's: the metrics
 and sweep CSVs byte for byte, every CAM array exactly. Every daemon is stopped afterwards
 (tests/slurm/stop.sh), also when the test fails.
 
@@ -179,7 +179,7 @@ def test_cam_slice_on_slurm_equals_local(slurm_cluster, tmp_path):
     # the cheap rules (`localrule: True`) ran in Snakemake's process, every other job went through sbatch;
     # the GPU rules to the gpu partition with --gpus=1
     local_jobs = re.findall(r"^localrule (\w+):", log, re.M)
-    assert sorted(local_jobs) == ["eval_cam", "gather_shards"], local_jobs
+    assert sorted(local_jobs) == ["eval_cam"], local_jobs
     n_jobs = int(re.findall(r"(\d+) of \1 steps \(100%\) done", log)[-1]) - len(local_jobs)
     gpu_rules = {rule for rule, res in yaml.safe_load(PROFILE.read_text())["set-resources"].items() if res.get("gpu")}
     jobs = subprocess.run([*slurm_cluster, "scontrol", "show", "job", "--oneliner"], capture_output=True,

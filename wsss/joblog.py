@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,7 @@ def header(stage: str, argv: list[str], params: dict) -> str:
         "versions: " + ", ".join(f"{name} {_version(name)}" for name in ("torch", "numba", "numpy")) +
         f", python {platform.python_version()}",
         f"device: {device_summary(params.get('device', 'auto'))}",
+        f"kernels: {kernel_backends(params.get('device', 'auto'))}",
         "==",
     ]
     return "\n".join(lines)
@@ -71,6 +73,24 @@ def device_summary(preference: str) -> str:
         return f"{preference}; CUDA build {torch.version.cuda}, no GPU visible (CUDA_VISIBLE_DEVICES={visible})"
     names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
     return f"{preference}; CUDA {torch.version.cuda}, GPUs {names} (CUDA_VISIBLE_DEVICES={visible})"
+
+
+def kernel_backends(preference: str, on_gpu: bool | None = None) -> str:
+    """The backend the kernels (kernels/: line_max_affinity, random_walk, region_grow, neighborhood_aggregate)
+    run on this job's device, as kernels._backend.pick chooses it, and why when a GPU job falls back to torch."""
+    import torch
+    from kernels import _backend
+    if on_gpu is None:
+        on_gpu = preference != "cpu" and torch.cuda.is_available()
+    probe = types.SimpleNamespace(is_cuda=on_gpu)  # what pick reads of a tensor
+    forced = os.environ.get("WSSS_KERNEL_BACKEND")
+    choice = _backend.pick(probe)
+    names = {"cuda": "numba.cuda kernels", "numba": "numba CPU kernels", "torch": "torch"}
+    line = f"{names[choice]} on the {'GPU' if on_gpu else 'CPU'}" + (" (WSSS_KERNEL_BACKEND)" if forced else "")
+    if on_gpu and choice == "torch" and not forced:
+        line += (f"; numba cannot compile CUDA kernels ({_backend.numba_cuda_problem()}): install the [cuda] extra "
+                 "(make env CUDA=1, or pip install -e '.[cuda]')")
+    return line
 
 
 class LineStream:

@@ -1,9 +1,10 @@
 """Code versions of stages, so that editing a stage's code reruns that stage and what follows, only.
 
-`code_version("wsss.train_cam")` hashes the source of the module and of every project module it
-imports, transitively (wsss.* and kernels.*; names re-exported by a package resolve to the module that
-defines them). The Snakefile passes it to each rule as the param `code`, and Snakemake's params rerun
-trigger does the rest."""
+`code_version("wsss.train_cam")` hashes the code of the module and of every project module it imports,
+transitively (wsss.* and kernels.*; names re-exported by a package resolve to the module that defines them).
+It hashes what runs, the module's syntax tree without docstrings (`_code`), so a comment, a docstring or a
+reformat reruns nothing while any change of code reruns the stages that import it. The Snakefile passes it to
+each rule as the param `code`, and Snakemake's params rerun trigger does the rest."""
 import ast
 import functools
 import hashlib
@@ -16,8 +17,21 @@ PACKAGES = ("wsss", "kernels")
 def code_version(module: str) -> str:
     digest = hashlib.sha256()
     for name in sorted(_closure(module)):
-        digest.update(name.encode() + b"\0" + _file(name).read_bytes())
+        digest.update(name.encode() + b"\0" + _code(name).encode())
     return digest.hexdigest()[:16]
+
+
+@functools.cache
+def _code(module: str) -> str:
+    """The module's syntax tree without docstrings, as text: comments and formatting are not in the tree."""
+    tree = ast.parse(_file(module).read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
 
 
 @functools.cache

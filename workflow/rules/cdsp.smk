@@ -1,34 +1,29 @@
 # CDSP (Zhang et al., AAAI 2024): pseudo-labels from the scribbles' classes, distance maps, and a DeepLab
 # trained with L_segs + L_segc + LoRM + DEL (wsss/cdsp/). Networks live in {RUN}/<net>/ and are inferred and
-# evaluated by infer_seg / eval_seg (seg.smk). `rule all` trains only `cdsp` (config cdsp.losses, on
-# cdsp.pseudo_labels and the original scribbles); `cdsp_ablation` adds Table 2's rows, Table 3's pseudo-label
-# sources and Fig. 7's dropped / shrunk scribbles (CDSP, the scribble-only baseline and PSI) and their tables;
-# with `--config ablations=True` the tables and the figure also go into the report.
+# evaluated by infer_seg / eval_seg (seg.smk). The method trains `cdsp` (config cdsp.losses, on
+# cdsp.pseudo_labels and the original scribbles); its ablation adds Table 2's rows, Table 3's pseudo-label
+# sources and Fig. 7's dropped / shrunk scribbles (CDSP, the scribble-only baseline and PSI) and their tables.
 CDSP = config["cdsp"]
 ALL_LOSSES = ["segs", "segc", "lorm", "ds", "dc"]
-
-
-CDSP_NETS = cdsp_nets()
-# predicted as released: multi-scale + flip, no CRF (not seg's settings)
-INFER_NETS.update({net: dict(scales=CDSP["infer_scales"], flip=True, crf=False) for net in CDSP_NETS})
+CDSP_NETS = plan.cdsp_nets(config)
 # Table 3: the main source first, then the others (no duplicates)
 CDSP_TABLE3 = list(dict.fromkeys([CDSP["pseudo_labels"], *CDSP["table3_pseudo_labels"]]))
 # Fig. 7's PSI curve: PSI (CPP + SLD, rules/psi.smk) on each scribble set (net -> set), predicted like `psi`
-CDSP_PSI_NETS = {"psi": "original", **{f"psi_{tag}": tag for tag in robustness_sets()}}
-INFER_NETS.update({net: INFER_NETS["psi"] for net in CDSP_PSI_NETS})
+CDSP_PSI_NETS = plan.cdsp_psi_nets(config)
 
 
 rule cdsp_pseudo_labels:
     """CDSP Eq. 4-6: the CAMs of the scribbles' classes, thresholded and merged into one label map."""
     input:
         split=split_file(TRAIN),
-        cams=f"{RUN}/cam/maps",
+        scribble_list=SCRIBBLE_LIST,
+        cams=IRNET.cams,
         scribbles=[],  # the root's; cdsp_pseudo_labels_scribbles: a Fig. 7 set's
     output:
         labels=directory(f"{RUN}/cdsp/pseudo_labels"),
     params:
-        root=dataset_root,
         **stage_params("cdsp_pseudo_labels", class_names=CLASSES, split=TRAIN, threshold=CDSP["cam_threshold"]),
+        root=dataset_root,
         scribbles=scribbles_arg,
     log:
         log_file("cdsp_pseudo_labels"),
@@ -46,7 +41,8 @@ rule cdsp_pseudo_labels:
 use rule cdsp_pseudo_labels as cdsp_pseudo_labels_scribbles with:
     input:
         split=split_file(TRAIN),
-        cams=f"{RUN}/cam/maps",
+        scribble_list=SCRIBBLE_LIST,
+        cams=IRNET.cams,
         scribbles=f"{RUN}/cdsp/scribbles/{{scribbles}}",
     output:
         labels=directory(f"{RUN}/cdsp/pseudo_labels_{{scribbles}}"),
@@ -62,13 +58,13 @@ rule cdsp_scribbles:
     """Fig. 7: scribbles with each object stroke dropped (probability r) or each stroke shrunk (ratio r)."""
     input:
         split=split_file(TRAIN),
+        scribble_list=SCRIBBLE_LIST,
     output:
         scribbles=directory(f"{RUN}/cdsp/scribbles/{{mode}}{{pct}}"),
     wildcard_constraints:
         mode="drop|shrink",
         pct=r"\d+",
     params:
-        root=dataset_root,
         **stage_params(
             "cdsp_scribbles",
             class_names=CLASSES,
@@ -77,6 +73,7 @@ rule cdsp_scribbles:
             ratio=lambda wc: int(wc.pct) / 100,
             seed=config["seed"],
         ),
+        root=dataset_root,
     log:
         log_file("cdsp_scribbles_{mode}{pct}"),
     benchmark:
@@ -94,7 +91,8 @@ rule cdsp_distance_maps:
     """Eq. 14 / 16 distance maps (uint8 PNGs) of the scribbles and of the pseudo-label boundaries."""
     input:
         split=split_file(TRAIN),
-        pseudo=lambda wc: pseudo_folder(wc.source, wc.scribbles),
+        scribble_list=SCRIBBLE_LIST,
+        pseudo=lambda wc: plan.pseudo_folder(config, wc.source, wc.scribbles),
         scribbles=lambda wc: scribble_folder(wc.scribbles),
     output:
         scribble=directory(f"{RUN}/cdsp/maps/{{source}}/{{scribbles}}/scribble"),
@@ -103,7 +101,6 @@ rule cdsp_distance_maps:
         source="[^/]+",
         scribbles="[^/]+",
     params:
-        root=dataset_root,
         **stage_params(
             "cdsp_distance_maps",
             class_names=CLASSES,
@@ -111,6 +108,7 @@ rule cdsp_distance_maps:
             lambda_s=CDSP["lambda_s"],
             lambda_c=CDSP["lambda_c"],
         ),
+        root=dataset_root,
         scribbles=scribbles_arg,
     log:
         log_file("cdsp_distance_maps_{source}_{scribbles}"),
@@ -131,12 +129,13 @@ rule train_cdsp:
     input:
         unpack(train_cdsp_input),
         split=split_file(TRAIN),
+        scribble_list=SCRIBBLE_LIST,  # a real data set's scribbles, converted first (rule scribble_pngs)
     output:
         model=f"{RUN}/{{net}}/model.pt",
+        train_log=f"{RUN}/{{net}}/train_log.csv",  # written by wsss.training.fit beside the model
     wildcard_constraints:
         net="|".join(CDSP_NETS),
     params:
-        root=dataset_root,
         **stage_params(
             "train_cdsp",
             class_names=CLASSES,
@@ -161,6 +160,7 @@ rule train_cdsp:
             checkpoint_every=CDSP["checkpoint_every"],
             losses=lambda wc: CDSP_NETS[wc.net][0],
         ),
+        root=dataset_root,
         init=init_arg,
         scribbles=scribbles_arg,
     threads: JOB_THREADS
@@ -185,14 +185,17 @@ rule train_cdsp:
 use rule train_psi as train_psi_scribbles with:
     input:
         split=split_file(TRAIN),
+        checked=DATA_CHECKED,
+        scribble_list=SCRIBBLE_LIST,
         init=CAM_MODEL if INIT_FROM_CAM else [],
         scribbles=f"{RUN}/cdsp/scribbles/{{scribbles}}",
     output:
         model=f"{RUN}/{{psi}}_{{scribbles}}/model.pt",
+        train_log=f"{RUN}/{{psi}}_{{scribbles}}/train_log.csv",
         supervision=directory(f"{RUN}/{{psi}}_{{scribbles}}/supervision"),
         scores=f"{RUN}/{{psi}}_{{scribbles}}/supervision.csv",
     wildcard_constraints:
-        psi="|".join(PSI_NETS),
+        psi="|".join(plan.PSI_NETS),
         scribbles=r"(drop|shrink)\d+",
     log:
         log_file("train_psi_{psi}_{scribbles}"),
@@ -205,14 +208,13 @@ rule cdsp_tables:
     input:
         split=split_file(TRAIN),
         metrics=[f"{RUN}/metrics/seg_{net}.csv" for net in [*CDSP_NETS, *CDSP_PSI_NETS]],
-        pseudo=[pseudo_folder(s) for s in CDSP_TABLE3],
+        pseudo=[plan.pseudo_folder(config, s) for s in CDSP_TABLE3],
     output:
         table2=f"{RUN}/cdsp/table2.csv",
         table3=f"{RUN}/cdsp/table3.csv",
         fig7=f"{RUN}/cdsp/fig7.csv",
         plot=report(f"{RUN}/cdsp/fig7.png", caption="../report/cdsp_fig7.rst", category="CDSP"),
     params:
-        root=dataset_root,
         **stage_params(
             "cdsp_tables",
             class_names=CLASSES,
@@ -223,6 +225,7 @@ rule cdsp_tables:
             sources=CDSP_TABLE3,
             all_losses=ALL_LOSSES,
         ),
+        root=dataset_root,
     log:
         log_file("cdsp_tables"),
     benchmark:
@@ -238,20 +241,25 @@ rule cdsp_tables:
         )
 
 
-rule cdsp_ablation:
-    """Target: every CDSP network of Table 2, Table 3 and Fig. 7, and their tables."""
-    input:
-        rules.cdsp_tables.output,
-
-
-if SCRIBBLES:
-    METRIC_FILES.append(f"{RUN}/metrics/seg_cdsp.csv")
-ABLATIONS.extend(rules.cdsp_tables.output)
-if SCRIBBLES and config["ablations"]:
-    REPORT_TABLES.extend([
-        (f"CDSP Table 2: loss terms (1 = used), mIoU on {EVAL}", rules.cdsp_tables.output.table2),
-        (f"CDSP Table 3: pseudo-label sources (pseudo_miou on {TRAIN}), mIoU on {EVAL}",
-         rules.cdsp_tables.output.table3),
-    ])
-    REPORT_FIGURES.append((f"CDSP Fig. 7: mIoU on {EVAL} vs scribble drop / shrink ratio (CDSP, PSI, scribble-only)",
-                           rules.cdsp_tables.output.plot))
+segmentation_network("cdsp", "cdsp")
+OUT.add(
+    "cdsp",
+    "table",
+    rules.cdsp_tables.output.table2,
+    f"CDSP Table 2: loss terms (1 = used), mIoU on {EVAL}",
+    ablation=True,
+)
+OUT.add(
+    "cdsp",
+    "table",
+    rules.cdsp_tables.output.table3,
+    f"CDSP Table 3: pseudo-label sources (pseudo_miou on {TRAIN}), mIoU on {EVAL}",
+    ablation=True,
+)
+OUT.add(
+    "cdsp",
+    "figure",
+    rules.cdsp_tables.output.plot,
+    f"CDSP Fig. 7: mIoU on {EVAL} vs scribble drop / shrink ratio (CDSP, PSI, scribble-only)",
+    ablation=True,
+)

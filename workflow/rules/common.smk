@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import shlex
 import sys
@@ -11,7 +12,7 @@ from snakemake.logging import logger
 
 from wsss import run_config
 from wsss.cli import STAGES
-from wsss.models import weights
+from wsss.pipeline import plan, regressions
 from wsss.provenance import code_version
 
 RUN = config["run_dir"]
@@ -19,10 +20,9 @@ DATA = config["dataset"]["root"]
 CLASSES = config["dataset"]["class_names"]
 TAGS_FROM = config["dataset"]["tags_from"]
 TRAIN = config["dataset"]["train_split"]
-CAM_MODEL = f"{RUN}/cam/model.pt"
+EVAL = config["dataset"]["eval_split"]
 # Without ImageNet weights (the demo), later networks start from the trained CAM network's backbone.
 INIT_FROM_CAM = config["model"]["pretrained"] is None
-EVAL = config["dataset"]["eval_split"]
 
 # Splits (docs/architecture.md "Splits"): networks train on TRAIN (VOC: train_aug), pseudo-labels are
 # scored on LABEL (VOC: train, as IRNet), networks on EVAL. The per-image label stages (CAMs, IR labels,
@@ -32,20 +32,29 @@ LABEL = config["dataset"]["label_split"]
 LABELLED = TRAIN if LABEL == TRAIN else f"{TRAIN}+{LABEL}"
 # ImageNet weights (wsss/models/weights.py): `download` is the torch.hub cache file. The segmentation
 # networks have their own backbone; without weights they start from the CAM network (same backbone).
-CAM_PRETRAINED = weights.resolve(config["model"]["backbone"], config["model"]["pretrained"])
-SEG_PRETRAINED = weights.resolve(config["seg"]["backbone"], config["seg"]["pretrained"])
+CAM_PRETRAINED = plan.cam_pretrained(config)
 SEG_FROM_CAM = config["seg"]["pretrained"] is None
 if SEG_FROM_CAM and config["seg"]["backbone"] != config["model"]["backbone"]:
-    raise WorkflowError("seg.pretrained is null, so the segmentation networks start from the CAM network: "
-                        "seg.backbone must equal model.backbone")
-METRIC_FILES = []  # every evaluation rule adds its metrics CSV; rule `metrics` gathers them
+    raise WorkflowError(
+        "seg.pretrained is null, so the segmentation networks start from the CAM network: "
+        "seg.backbone must equal model.backbone"
+    )
+
+# IRNet's chain from a CAM network to a segmentation network, once per CAM method (rules/chain.smk);
+# IRNET is the plain CAM network's, whose CAMs DSRG and CDSP also read.
+CHAINS = plan.chains(config)
+IRNET = plan.Chain("irnet", RUN)
+CAM_MODEL = IRNET.cam_model
+# What each method produces for metrics.csv, the report and its target (wsss/pipeline/plan.py Outputs): the
+# rule files add their outputs; the default target shows config `methods` (and their ablation rows when
+# config `ablations` names them), `snakemake <method>` builds one method.
+OUT = plan.Outputs()
+SHOWN = dict(methods=config["methods"], ablations=plan.ablation_methods(config))
 SHARDED = []  # output folders of sharded per-image stages; rule gather_shards merges each
-# What the report page shows besides the metrics (wsss/pipeline/report.py), added by each method file.
-REPORT_FIGURES = []  # (caption, PNG file)
-REPORT_TABLES = []  # (caption, CSV file), e.g. an ablation's table when config `ablations` is true
-TRAIN_LOGS = []  # (network, train_log.csv): loss curves
-OVERLAY_COLUMNS = []  # (column name, split, folder of <id>.png label maps or <id>.npz CAMs / instances)
-ABLATIONS = []  # outputs of the methods' ablation targets (e.g. cdsp_ablation); rule `ablations` builds them
+# Prediction settings of every network whose differ from seg's (infer_seg)
+INFER_NETS = plan.infer_nets(config)
+# The scribble list the converter writes (rule scribble_pngs); the scribble methods wait for it.
+SCRIBBLE_LIST = [f"{DATA}/ImageSets/Segmentation/scribble.txt"] if config["dataset"]["scribbles"] else []
 
 # Every rule runs `<Python> -m wsss.cli <stage> --params JSON --<path> PATH ...` with Snakemake's own
 # Python, so jobs need no activated environment (`make demo` calls .venv/bin/snakemake with .venv/bin not
@@ -67,20 +76,19 @@ def wsss(stage, paths, gpu=False):
 ENV = "../../environment.yml"
 
 
-# Threads of a heavy job (torch intra-op threads: Snakemake sets OMP_NUM_THREADS to it): half the cores, at
-# most 8, so that two jobs of the DAG's parallel branches share a machine: on the demo's 2 cores two 1-thread
-# jobs keep both busy, where one 2-thread job left them 40 % idle (single-threaded data loading, CRF, Python).
 def _job_threads():
+    """Threads of a heavy job: wsss.pipeline.plan.job_threads of --cores, --resources gpu=N, config
+    job_threads, and SLURM's cpus_per_task inside a SLURM job."""
     try:
-        return max(1, min(8, workflow.cores // 2))
-    except WorkflowError:  # no --cores: a cluster run, where each job gets its node's cores (the profile's)
-        return 8
+        cores = workflow.cores
+    except WorkflowError:  # no --cores: a cluster run
+        cores = None
+    gpus = workflow.global_resources.get("gpu")
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK") if workflow.remote_exec else None
+    return plan.job_threads(cores, getattr(gpus, "value", gpus), config["job_threads"], slurm)
 
 
 JOB_THREADS = _job_threads()
-# The scribble methods (PSI, CDSP) join the default target when the data set has scribbles: the built-in sets write
-# them; a real one says so with dataset.scribbles (ScribbleSup's XML converted, or PNGs already there).
-SCRIBBLES = bool(config["dataset"]["demo"]) or config["dataset"]["scribbles"]
 
 
 def split_file(split):
@@ -101,25 +109,37 @@ def dataset_root(wildcards, input, output):
     raise WorkflowError(f"no split file among the rule's inputs or outputs: {[*input, *output]}")
 
 
+# Per-image stages (make_cam, ...) run as config `shards` jobs, each writing a shard folder that rule gather_shards
+# merges; with one shard the stage writes the folder itself (no gather job).
+SHARDS = config["shards"]
+
+
 def log_file(rule, sharded=False):
-    return f"{RUN}/logs/{rule}/{{scatteritem}}.log" if sharded else f"{RUN}/logs/{rule}.log"
+    return f"{RUN}/logs/{rule}/{{scatteritem}}.log" if sharded and SHARDS > 1 else f"{RUN}/logs/{rule}.log"
 
 
 def bench(rule, sharded=False):
     """The rule's benchmark file; the report reads every file under {RUN}/benchmarks/ (shards summed)."""
-    return f"{RUN}/benchmarks/{rule}/{{scatteritem}}.tsv" if sharded else f"{RUN}/benchmarks/{rule}.tsv"
+    return f"{RUN}/benchmarks/{rule}/{{scatteritem}}.tsv" if sharded and SHARDS > 1 else f"{RUN}/benchmarks/{rule}.tsv"
 
 
 def shard_folder(folder):
-    """Output folder of one shard of a per-image stage whose gathered result is {RUN}/<folder>
-    (`folder` may hold wildcards, each matching one path component)."""
+    """Output of one shard of a per-image stage whose result is {RUN}/<folder> (`folder` may hold wildcards,
+    each matching one path component), or the folder itself with one shard."""
+    if SHARDS == 1:
+        return directory(f"{RUN}/{folder}")
     SHARDED.append(re.sub(r"\{\w+\}", "[^/]+", folder))
     return directory(f"{RUN}/{folder}.shards/{{scatteritem}}")
 
 
 def wildcard(name):
-    """A param whose value is the job's wildcard `name` (e.g. the shard, `{scatteritem}`)."""
+    """A param whose value is the job's wildcard `name`."""
     return lambda wildcards: wildcards[name]
+
+
+def shard():
+    """A per-image stage's `shard` param: the job's scatter item i-of-n."""
+    return wildcard("scatteritem") if SHARDS > 1 else "1-of-1"
 
 
 def stage_params(stage, /, **values):
@@ -141,53 +161,25 @@ for problem in run_config.weight_problems(config):
     logger.warning(f"WARNING (a run stops before any job): {problem}")
 
 
-# Helpers of the method files (functions live here, not next to the rules they serve: snakemake --lint).
-def walk_params():
-    """The random walk's settings (Eq. 12-13), shared by the semantic and the instance labels."""
-    return dict(radius=IRN["rw_radius"], beta=IRN["beta"], steps=IRN["steps"], bg_thres=IRN["sem_bg_thres"],
-                input_scale=IRN["input_scale"])
-
-
-def seg_params():
-    """What every segmentation network's architecture and training depends on."""
-    c = config["seg"]
-    return dict(
-        class_names=CLASSES,
-        seed=config["seed"],
-        device=config["device"],
-        split=TRAIN,
-        arch=c["arch"],
-        backbone=config["seg"]["backbone"],
-        pretrained=SEG_PRETRAINED,
-        crop=c["crop"],
-        batch_size=c["batch_size"],
-        momentum=c["momentum"],
-        weight_decay=c["weight_decay"],
-        head_lr_mult=c["head_lr_mult"],
-        checkpoint_every=c["checkpoint_every"],
-        amp=config["train"]["amp"],
-    )
-
-
-def train_seg_input(wildcards):
-    """seg_irnet learns IRNet's random-walk labels; dsrg_retrain the DSRG model's train predictions."""
-    if wildcards.seg == "dsrg_retrain":
-        return dict(labels=f"{RUN}/dsrg/pred/{TRAIN}", init=f"{RUN}/dsrg/model.pt")
-    return dict(labels=f"{RUN}/irn/sem_seg", **({"init": CAM_MODEL} if SEG_FROM_CAM else {}))
-
-
-DSRG_NETS = ("dsrg", "dsrg_nogrowth", "dsrg_retrain")
-
-
+# Helpers of the method files (functions live here, not next to the rules they serve, for snakemake --lint).
 def retrain_or_seg(key):
     """A train_seg setting: DSRG's released retrain value (dsrg.retrain_<key>) for dsrg_retrain, else seg's."""
     return lambda wc: config["dsrg"][f"retrain_{key}"] if wc.get("seg") == "dsrg_retrain" else config["seg"][key]
 
 
+def train_seg_input(wildcards):
+    """A chain's segmentation network (seg_irnet, seg_rpnet) learns its random-walk labels; dsrg_retrain the
+    DSRG model's train predictions."""
+    if wildcards.seg == "dsrg_retrain":
+        return dict(labels=f"{RUN}/dsrg/pred/{TRAIN}", init=f"{RUN}/dsrg/model.pt")
+    cam_chain = plan.chain_of_seg(config, wildcards.seg)
+    return dict(labels=cam_chain.sem_seg, **({"init": cam_chain.cam_model} if SEG_FROM_CAM else {}))
+
+
 def method_name(wildcards):
     """The metrics rows' method: the network, marked `_cambg` for DSRG networks whose seed cues took their
     background from the CAMs because no saliency maps were given (the paper uses DRFI saliency)."""
-    cam_bg = wildcards.net in DSRG_NETS and config["dsrg"]["saliency_dir"] is None
+    cam_bg = wildcards.net in plan.DSRG_NETS and config["dsrg"]["saliency_dir"] is None
     return wildcards.net + ("_cambg" if cam_bg else "")
 
 
@@ -196,119 +188,45 @@ def init_arg(wildcards, input):
     return f"--init {shlex.quote(input.init)}" if "init" in input.keys() and input.init else ""
 
 
-# Helpers of rules/cam.smk (here for snakemake --lint: no functions beside rules).
-def train_cam_values(method, train_fraction=None):
-    """train_cam's params for the CAM network `method`: irnet with cam's schedule; rpnet with cam.rpnet's
-    schedule and keys (rules/rpnet.smk). Trained on dataset.train_fraction unless given (RPNet Table II)."""
-    c = config["cam"]["rpnet"] if method == "rpnet" else config["cam"]
-    values = dict(
-        class_names=CLASSES,
-        tags_from=TAGS_FROM,
-        seed=config["seed"],
-        device=config["device"],
-        split=TRAIN,
-        backbone=config["model"]["backbone"],
-        pretrained=CAM_PRETRAINED,
-        train_fraction=config["dataset"]["train_fraction"] if train_fraction is None else train_fraction,
-        checkpoint_every=config["train"]["checkpoint_every"],
-        amp=config["train"]["amp"],
-        **{k: c[k] for k in ("crop", "resize_long", "batch_size", "epochs", "lr", "weight_decay")},
-    )
-    if method == "rpnet":
-        values.update(method="rpnet", neck_channels=c["neck_channels"], **{k: c[k] for k in RPNET_KEYS})
-    return values
-
-
-
-# Helpers of rules/seg.smk (here for snakemake --lint: no functions beside rules).
-def infer_setting(key, default):
-    """An infer_seg param: the network's INFER_NETS entry, else `default`."""
-    return lambda wc: INFER_NETS.get(wc.get("net"), {}).get(key, default)  # rpnet_infer_seg has no {net}
-
-
-
-# Helpers of rules/psi.smk (here for snakemake --lint: no functions beside rules).
-def psi_values(wildcards):
-    """train_psi's params for one row: the CPP keys only with CPP, the SLD keys only with SLD (so an SLD
-    key reruns the networks that diffuse, and only those). Every row trains on Eq. 11's L_seg with the same
-    lambda_1: Table 3's rows differ only in their ticks (CPP, SLD), so each adds exactly its component."""
-    cpp, sld = PSI_NETS[wildcards.psi]
-    values = dict(
-        class_names=CLASSES,
-        seed=config["seed"],
-        device=config["device"],
-        split=TRAIN,
-        backbone=config["model"]["backbone"],
-        pretrained=config["model"]["pretrained"],
-        **{k: PSI[k] for k in ("crop", "scale", "rotation", "batch_size", "epochs", "lr", "momentum")},
-        **{k: PSI[k] for k in ("weight_decay", "head_lr_mult", "head_channels", "lambda_1")},
-        cpp=cpp,
-        sld=sld,
-    )
-    if cpp:
-        values.update({k: PSI[k] for k in ("cpp_width", "cpp_radii", "cpp_destination", "cpp_bn")})
-    if sld:
-        values.update({k: PSI[k] for k in ("steps", "k", "lambda_2", "sld_radius", "sld_hidden", "sld_lr", "sld_epochs")})
-    return values
-
-
-def psi_metrics(nets):
-    return expand(f"{RUN}/metrics/seg_{{net}}.csv", net=nets)
-
-
-
-# Helpers of rules/cdsp.smk (here for snakemake --lint: no functions beside rules).
-def cdsp_nets():
-    """net name -> (losses, pseudo-label source, scribble set) of every CDSP network the workflow can train."""
-    full, source = CDSP["losses"], CDSP["pseudo_labels"]
-    nets = {"cdsp": (full, source, "original")}
-    table2 = {"segs": ["segs"], "segc": ["segc"], "seg": ["segs", "segc"], "seg_dc": ["segs", "segc", "dc"],
-              "seg_lorm": ["segs", "segc", "lorm"], "seg_ds": ["segs", "segc", "ds"]}
-    nets.update({f"cdsp_{name}": (losses, source, "original") for name, losses in table2.items()})
-    nets.update({f"cdsp_pl_{s}": (full, s, "original") for s in CDSP["table3_pseudo_labels"] if s != source})
-    for tag in robustness_sets():
-        nets[f"cdsp_{tag}"] = (full, source, tag)
-        nets[f"cdsp_segs_{tag}"] = (["segs"], source, tag)  # the scribble-only baseline
-    return nets
-
-
-def robustness_sets():
-    """Fig. 7's derived scribble sets (cdsp_scribbles), e.g. drop50: each mode at each ratio above 0."""
-    return [f"{mode}{round(ratio * 100)}" for mode in ("drop", "shrink") for ratio in CDSP["robustness_ratios"]
-            if ratio > 0]
-
-
-def pseudo_folder(source, scribbles="original"):
-    """The pseudo-label folder of a source: cam (cdsp_pseudo_labels, of the classes drawn in the scribble set
-    `scribbles`: CDSP Eq. 4), irnet_rw (IRNet's random walk), or a name in cdsp.pseudo_folders (a folder of
-    <id>.png the user brings, e.g. BMP / SEAM / AFA labels); the last two are the same for every scribble set."""
-    if source == "cam":
-        return f"{RUN}/cdsp/pseudo_labels" + ("" if scribbles == "original" else f"_{scribbles}")
-    if source == "irnet_rw":
-        return f"{RUN}/irn/sem_seg"
-    if source in CDSP["pseudo_folders"]:
-        return CDSP["pseudo_folders"][source]
-    raise ValueError(f"cdsp: pseudo-label source {source!r} is not cam, irnet_rw or a key of cdsp.pseudo_folders")
-
-
-def scribble_folder(scribbles):
-    """[] for the original scribbles (the stage reads the root's), else the derived set's folder."""
-    return [] if scribbles == "original" else f"{RUN}/cdsp/scribbles/{scribbles}"
-
-
 def scribbles_arg(wildcards, input):
     return f"--scribbles {shlex.quote(input.scribbles)}" if input.scribbles else ""
 
 
+def infer_setting(key, default):
+    """An infer_seg param: the network's INFER_NETS entry, else `default`."""
+    return lambda wc: INFER_NETS.get(wc.net, {}).get(key, default)
+
+
+def shown(kind):
+    """What metrics.csv and the report show of one kind (wsss.pipeline.plan.Outputs)."""
+    return OUT.select(SHOWN["methods"], SHOWN["ablations"], kind)
+
+
+def segmentation_network(method, net, train_log=True, ablation=False):
+    """Registers a network that infer_seg and eval_seg score: its metrics, its loss curve, its overlays."""
+    OUT.add(method, "metrics", f"{RUN}/metrics/seg_{net}.csv", ablation=ablation)
+    if train_log:
+        OUT.add(method, "train_log", f"{RUN}/{net}/train_log.csv", net, ablation=ablation)
+    OUT.add(method, "overlay", f"{RUN}/{net}/pred/{EVAL}", net, EVAL, ablation=ablation)
+
+
+def scribble_folder(scribbles):
+    """[] for the original scribbles (the stage reads the root's), else CDSP's derived set's folder (Fig. 7)."""
+    return [] if scribbles == "original" else f"{RUN}/cdsp/scribbles/{scribbles}"
+
+
 def train_cdsp_input(wildcards):
-    losses, source, scribbles = CDSP_NETS[wildcards.net]
+    losses, source, scribbles = plan.cdsp_nets(config)[wildcards.net]
     maps = f"{RUN}/cdsp/maps/{source}/{scribbles}"
-    return dict(pseudo=pseudo_folder(source, scribbles), scribbles=scribble_folder(scribbles),
-                dist_scribble=f"{maps}/scribble", dist_pseudo=f"{maps}/pseudo", init=CAM_MODEL if INIT_FROM_CAM else [])
+    return dict(
+        pseudo=plan.pseudo_folder(config, source, scribbles),
+        scribbles=scribble_folder(scribbles),
+        dist_scribble=f"{maps}/scribble",
+        dist_pseudo=f"{maps}/pseudo",
+        init=CAM_MODEL if INIT_FROM_CAM else [],
+    )
 
 
-
-# Helpers of rules/rpnet.smk (here for snakemake --lint: no functions beside rules).
 def table2_train_params(wildcards):
-    return shlex.quote(json.dumps(train_cam_values(wildcards.method, float(wildcards.fraction))))
-
+    """RPNet Table II's train_cam params: the CAM network of the job's method on the job's share of the images."""
+    return shlex.quote(json.dumps(plan.train_cam_values(config, wildcards.method, float(wildcards.fraction))))

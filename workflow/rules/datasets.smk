@@ -11,8 +11,8 @@ if DEMO == "shapes":
             train=split_file(TRAIN),
             val=split_file(EVAL),
         params:
-            root=dataset_root,
             **stage_params("demo_dataset", class_names=CLASSES, **config["demo"]),
+            root=dataset_root,
         log:
             log_file("demo_dataset"),
         benchmark:
@@ -32,8 +32,8 @@ if DEMO == "photos":
             train=split_file(TRAIN),
             val=split_file(EVAL),
         params:
-            root=dataset_root,
             **stage_params("photos_dataset", class_names=CLASSES, **config["photos"]),
+            root=dataset_root,
         log:
             log_file("photos_dataset"),
         benchmark:
@@ -62,9 +62,14 @@ rule validate_data:
     output:
         report=DATA_CHECKED,
     params:
+        **stage_params(
+            "validate_data",
+            splits=list(dict.fromkeys(VALIDATED_SPLITS)),
+            scored=[LABEL, EVAL],
+            class_names=CLASSES,
+            tags_from=TAGS_FROM,
+        ),
         root=dataset_root,
-        **stage_params("validate_data", splits=list(dict.fromkeys(VALIDATED_SPLITS)), scored=[LABEL, EVAL],
-                       class_names=CLASSES, tags_from=TAGS_FROM),
     threads: JOB_THREADS
     log:
         log_file("validate_data"),
@@ -89,8 +94,8 @@ if config["dataset"]["sbd_root"]:
         output:
             split=split_file("train_aug"),
         params:
-            root=dataset_root,
             **stage_params("sbd_train_aug", class_names=CLASSES),
+            root=dataset_root,
             sbd=config["dataset"]["sbd_root"],
         log:
             log_file("sbd_train_aug"),
@@ -100,6 +105,8 @@ if config["dataset"]["sbd_root"]:
             ENV
         shell:
             wsss("sbd_train_aug", "--root {params.root:q} --sbd {params.sbd:q} --out {output.split:q}")
+
+
 if config["dataset"]["scribbles"]:
 
     rule scribble_pngs:
@@ -109,8 +116,8 @@ if config["dataset"]["scribbles"]:
         output:
             split=split_file("scribble"),
         params:
-            root=dataset_root,
             **stage_params("scribble_pngs", class_names=CLASSES),
+            root=dataset_root,
         log:
             log_file("scribble_pngs"),
         benchmark:
@@ -119,6 +126,8 @@ if config["dataset"]["scribbles"]:
             ENV
         shell:
             wsss("scribble_pngs", "--root {params.root:q} --out {output.split:q}")
+
+
 if config["dataset"]["context_root"]:
 
     rule context_dataset:
@@ -127,8 +136,8 @@ if config["dataset"]["context_root"]:
             train=split_file("train"),
             val=split_file("val"),
         params:
-            root=dataset_root,
             **stage_params("context_dataset", class_names=CLASSES),
+            root=dataset_root,
             context=config["dataset"]["context_root"],
             voc2010=config["dataset"]["voc2010_root"] or "VOC2010 root not set (dataset.voc2010_root)",
         log:
@@ -154,8 +163,8 @@ if config["dataset"]["coco_root"]:
         wildcard_constraints:
             coco_split="train2014|val2014",
         params:
-            root=dataset_root,
             **stage_params("coco_dataset", class_names=CLASSES),
+            root=dataset_root,
             annotations=lambda wc: f"{config['dataset']['coco_root']}/annotations/instances_{wc.coco_split}.json",
             images=lambda wc: f"{config['dataset']['coco_root']}/{wc.coco_split}",
         log:

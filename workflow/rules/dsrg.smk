@@ -1,5 +1,6 @@
 # DSRG (Huang et al. 2018): seed cues and training with seeded region growing (wsss/dsrg/). The networks
-# share seg_params() with seg.smk; dsrg_retrain is a train_seg job there.
+# share plan.seg_params with seg.smk; dsrg_retrain is a train_seg job there. The method: dsrg and its retrain;
+# its ablation (Table 2): dsrg_nogrowth, the same training without growth.
 DSRG = config["dsrg"]
 
 
@@ -7,11 +8,10 @@ rule dsrg_seeds:
     """DSRG Sec. 3.1: seed cues from the CAMs (foreground) and saliency or a low CAM (background)."""
     input:
         split=split_files(LABELLED),
-        cams=f"{RUN}/cam/maps",
+        cams=IRNET.cams,
     output:
         seeds=directory(f"{RUN}/dsrg/seeds"),
     params:
-        root=dataset_root,
         **stage_params(
             "dsrg_seeds",
             split=LABELLED,
@@ -21,6 +21,7 @@ rule dsrg_seeds:
             bg_saliency=DSRG["bg_saliency"],
             saliency_dir=DSRG["saliency_dir"],
         ),
+        root=dataset_root,
     log:
         log_file("dsrg_seeds"),
     benchmark:
@@ -41,14 +42,18 @@ rule train_dsrg:
         model=f"{RUN}/{{dsrg}}/model.pt",
         train_log=f"{RUN}/{{dsrg}}/train_log.csv",  # written by wsss.training.fit beside the model
         supervision=f"{RUN}/{{dsrg}}/supervision.csv",
-        plot=report(f"{RUN}/{{dsrg}}/supervision.png", caption="../report/supervision.rst", category="DSRG"),
+        plot=report(
+            f"{RUN}/{{dsrg}}/supervision.png",
+            caption="../report/supervision.rst",
+            category="DSRG",
+            labels={"network": "{dsrg}", "figure": "supervision (Fig. 4)"},
+        ),
     wildcard_constraints:
         dsrg="dsrg|dsrg_nogrowth",
     params:
-        root=dataset_root,
         **stage_params(
             "train_dsrg",
-            **seg_params(),
+            **plan.seg_params(config),
             tags_from=TAGS_FROM,
             growth=lambda wc: wc.dsrg == "dsrg",
             saliency_background=DSRG["saliency_dir"] is not None,
@@ -64,6 +69,7 @@ rule train_dsrg:
             crf_scale=DSRG["crf_scale"],
             crf_log_unary=DSRG["crf_log_unary"],
         ),
+        root=dataset_root,
         init=init_arg,
     threads: JOB_THREADS
     resources:
@@ -81,7 +87,18 @@ rule train_dsrg:
             " --out {output.model:q} --supervision {output.supervision:q} --plot {output.plot:q}",
             gpu=True,
         )
-REPORT_FIGURES.extend((f"DSRG Fig. 4: supervision of {d} against the ground truth per epoch (epoch 0: the seeds)",
-                       f"{RUN}/{d}/supervision.png") for d in ("dsrg", "dsrg_nogrowth"))
-TRAIN_LOGS.extend((d, f"{RUN}/{d}/train_log.csv") for d in ("dsrg", "dsrg_nogrowth"))
-OVERLAY_COLUMNS.extend([("DSRG seeds", TRAIN, f"{RUN}/dsrg/seeds"), ("DSRG", TRAIN, f"{RUN}/dsrg/pred/{TRAIN}")])
+
+
+for net, ablation in (("dsrg", False), ("dsrg_nogrowth", True)):
+    OUT.add(
+        "dsrg",
+        "figure",
+        f"{RUN}/{net}/supervision.png",
+        f"DSRG Fig. 4: supervision of {net} against the ground truth per epoch (epoch 0: the seeds)",
+        ablation=ablation,
+    )
+OUT.add("dsrg", "overlay", rules.dsrg_seeds.output.seeds, "DSRG seeds", TRAIN)
+OUT.add("dsrg", "overlay", f"{RUN}/dsrg/pred/{TRAIN}", "DSRG", TRAIN)
+segmentation_network("dsrg", "dsrg")
+segmentation_network("dsrg", "dsrg_nogrowth", ablation=True)
+segmentation_network("dsrg", "dsrg_retrain")

@@ -1,32 +1,36 @@
-# The pipeline's own rules (wsss/pipeline/): merging shards, the metrics table, the report.
+# The pipeline's own rules (wsss/pipeline/): merging shards, the metrics table, the report. metrics.csv and the
+# report show what the rule files registered (OUT) for config `methods`, with the ablation rows of the methods
+# config `ablations` names (SHOWN).
 
 
-rule gather_shards:
-    """Merges the shard folders of a per-image stage into one folder (config `shards`)."""
-    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
-    input:
-        lambda wc: gather.shard(f"{RUN}/{{folder}}.shards/{{scatteritem}}", folder=wc.folder),
-    output:
-        directory(f"{RUN}/{{folder}}"),
-    wildcard_constraints:
-        folder="|".join(SHARDED),
-    params:
-        **stage_params("gather_shards"),
-    log:
-        f"{RUN}/logs/gather_shards/{{folder}}.log",
-    benchmark:
-        f"{RUN}/benchmarks/gather_shards/{{folder}}.tsv"
-    conda:
-        ENV
-    shell:
-        wsss("gather_shards", "--inputs {input:q} --out {output:q}")
+if SHARDED:
+
+    rule gather_shards:
+        """Merges the shard folders of a per-image stage into one folder (config `shards`)."""
+        localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
+        input:
+            lambda wc: gather.shard(f"{RUN}/{{folder}}.shards/{{scatteritem}}", folder=wc.folder),
+        output:
+            directory(f"{RUN}/{{folder}}"),
+        wildcard_constraints:
+            folder="|".join(SHARDED),
+        params:
+            **stage_params("gather_shards"),
+        log:
+            f"{RUN}/logs/gather_shards/{{folder}}.log",
+        benchmark:
+            f"{RUN}/benchmarks/gather_shards/{{folder}}.tsv"
+        conda:
+            ENV
+        shell:
+            wsss("gather_shards", "--inputs {input:q} --out {output:q}")
 
 
 rule metrics:
     """One long table of every evaluation: stage, method, split, metric, class, value."""
     localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
     input:
-        METRIC_FILES,
+        [e.file for e in shown("metrics")],
     output:
         table=report(f"{RUN}/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
     params:
@@ -49,28 +53,28 @@ rule report:
         split=split_file(LABEL),
         eval_split=split_file(EVAL),
         metrics=rules.metrics.output.table,
-        sweep=rules.eval_cam.output.sweep,
-        figures=[png for _, png in REPORT_FIGURES],
-        train_logs=[log for _, log in TRAIN_LOGS],
-        overlays=[folder for _, _, folder in OVERLAY_COLUMNS],
-        tables=[csv for _, csv in REPORT_TABLES],
+        sweep=f"{IRNET.dir}/cam/threshold_sweep.csv",
+        figures=[e.file for e in shown("figure")],
+        train_logs=[e.file for e in shown("train_log")],
+        overlays=[e.file for e in shown("overlay")],
+        tables=[e.file for e in shown("table")],
     output:
         summary=report(f"{RUN}/report/summary.html", caption="../report/summary.rst", category="Report"),
         sweep_plot=report(f"{RUN}/report/cam_threshold_sweep.png", caption="../report/sweep.rst", category="CAM"),
         loss_plot=report(f"{RUN}/report/loss_curves.png", caption="../report/losses.rst", category="Training"),
     params:
-        root=dataset_root,
         **stage_params(
             "report",
             class_names=CLASSES,
             n_overlays=config["report"]["n_overlays"],
             shards=config["shards"],  # benchmarks of shards of another count are old runs' (not summed)
             paper_numbers=config["report"]["paper_numbers"],
-            figure_captions=[caption for caption, _ in REPORT_FIGURES],
-            train_log_names=[name for name, _ in TRAIN_LOGS],
-            overlay_columns=[[name, split] for name, split, _ in OVERLAY_COLUMNS],
-            table_captions=[caption for caption, _ in REPORT_TABLES],
+            figure_captions=[e.label for e in shown("figure")],
+            train_log_names=[e.label for e in shown("train_log")],
+            overlay_columns=[[e.label, e.split] for e in shown("overlay")],
+            table_captions=[e.label for e in shown("table")],
         ),
+        root=dataset_root,
         benchmarks=f"{RUN}/benchmarks",
         config=f"{RUN}/config.yaml",  # written before any job (common.smk); not an input: no rerun for it
     log:

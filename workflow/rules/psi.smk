@@ -1,33 +1,31 @@
 # PSI (Xu et al., ICCV 2021): scribble-supervised DeepLab-v3+ with contextual pattern propagation (CPP) and
-# semantic label diffusion (SLD) (wsss/psi/). Table 3's rows are networks of the one stage train_psi:
-# psi (CPP + SLD), psi_baseline (neither: DeepLab-v3+), psi_cpp, psi_sld, all on Eq. 11's L_seg (partial
-# cross-entropy + lambda_1 L_p), so each row adds exactly its component; psi_ms is psi's model predicted
-# multi-scale + flip. Single-scale rows predict without flip; no CRF (Sec. 5.2).
-# `rule all` trains psi only; `snakemake psi_ablation` trains and scores the other rows, and with
-# `--config ablations=True` they also go into metrics.csv and the report.
+# semantic label diffusion (SLD) (wsss/psi/). Table 3's rows are networks of the one stage train_psi
+# (plan.PSI_NETS): psi (CPP + SLD; the method), psi_baseline (neither: DeepLab-v3+), psi_cpp, psi_sld (its
+# ablation), all on Eq. 11's L_seg (partial cross-entropy + lambda_1 L_p), so each row adds exactly its
+# component; psi_ms is psi's model predicted multi-scale + flip. Single-scale rows predict without flip; no CRF
+# (Sec. 5.2; plan.infer_nets).
 PSI = config["psi"]
-PSI_NETS = {"psi": (True, True), "psi_baseline": (False, False), "psi_cpp": (True, False), "psi_sld": (False, True)}
-PSI_ABLATION = ["psi_baseline", "psi_cpp", "psi_sld"]
-INFER_NETS.update({net: dict(scales=[1.0], flip=False, crf=False) for net in PSI_NETS})
-INFER_NETS["psi_ms"] = dict(model=f"{RUN}/psi/model.pt", scales=PSI["infer_scales"], flip=True, crf=False)
 
 
 rule train_psi:
     """PSI Sec. 3-4: DeepLab-v3+ (+ CPP) on scribbles, alternating with label diffusion (+ SLD)."""
     input:
         split=split_file(TRAIN),
+        checked=DATA_CHECKED,  # validate_data: nothing trains on bad data
+        scribble_list=SCRIBBLE_LIST,  # a real data set's scribbles, converted first (rule scribble_pngs)
         init=CAM_MODEL if INIT_FROM_CAM else [],
         scribbles=[],  # the root's; cdsp.smk's train_psi_scribbles gives a dropped / shrunk set (Fig. 7)
     output:
         model=f"{RUN}/{{psi}}/model.pt",
+        train_log=f"{RUN}/{{psi}}/train_log.csv",  # written by wsss.training.fit beside the model
         supervision=directory(f"{RUN}/{{psi}}/supervision"),
         scores=f"{RUN}/{{psi}}/supervision.csv",
     wildcard_constraints:
-        psi="|".join(PSI_NETS),
+        psi="|".join(plan.PSI_NETS),
     params:
         # as stage_params("train_psi", ...), with a set of keys that depends on the row
         code=code_version(STAGES["train_psi"]),
-        json=lambda wc: shlex.quote(json.dumps(psi_values(wc))),
+        json=lambda wc: shlex.quote(json.dumps(plan.psi_values(config, wc.psi))),
         init=init_arg,
         scribbles=scribbles_arg,
         root=dataset_root,
@@ -57,9 +55,14 @@ rule psi_fig2:
     output:
         png=f"{RUN}/psi/fig2.png",
     params:
+        **stage_params(
+            "psi_fig2",
+            class_names=CLASSES,
+            split=TRAIN,
+            steps=PSI["steps"],
+            n_images=config["report"]["n_overlays"],
+        ),
         root=dataset_root,
-        **stage_params("psi_fig2", class_names=CLASSES, split=TRAIN, steps=PSI["steps"],
-                       n_images=config["report"]["n_overlays"]),
     log:
         log_file("psi_fig2"),
     benchmark:
@@ -70,14 +73,13 @@ rule psi_fig2:
         wsss("psi_fig2", "--root {params.root:q} --supervision {input.supervision:q} --out {output.png:q}")
 
 
-if SCRIBBLES:
-    METRIC_FILES.extend(psi_metrics(["psi", "psi_ms"] + (PSI_ABLATION if config["ablations"] else [])))
-    REPORT_FIGURES.append(("PSI Fig. 2: the supervision of training images at each label-diffusion step "
-                           "(t0: the scribbles; grey: unlabelled)", f"{RUN}/psi/fig2.png"))
-
-
-rule psi_ablation:
-    """PSI Table 3: baseline / + CPP / + SLD / both / both + multi-scale, mIoU on the evaluation split."""
-    input:
-        psi_metrics(PSI_ABLATION + ["psi", "psi_ms"]),
-ABLATIONS.extend(rules.psi_ablation.input)
+segmentation_network("psi", "psi")
+segmentation_network("psi", "psi_ms", train_log=False)  # psi's model
+for net in plan.PSI_ABLATION:
+    segmentation_network("psi", net, ablation=True)
+OUT.add(
+    "psi",
+    "figure",
+    rules.psi_fig2.output.png,
+    "PSI Fig. 2: the supervision of training images at each label-diffusion step (t0: the scribbles; grey: unlabelled)",
+)

@@ -1,6 +1,8 @@
-# Segmentation networks trained on pseudo-labels (wsss/seg/). Each network lives in {RUN}/<net>/:
-# seg_irnet (on IRNet's random-walk labels), dsrg and dsrg_nogrowth (DSRG Table 2 ablation; rules in
-# dsrg.smk), dsrg_retrain (DSRG Sec. 4.4: trained on the DSRG model's predictions).
+# Segmentation networks trained on pseudo-labels, predicted and scored (wsss/seg/). Each network lives in
+# {RUN}/<net>/: seg_<method> for each CAM method's chain (seg_irnet, seg_rpnet: on its random-walk labels,
+# chain.smk) and dsrg_retrain (DSRG Sec. 4.4: on the DSRG model's predictions) are trained here; every network
+# (those and DSRG's, PSI's, CDSP's) is predicted by infer_seg, with its own settings from INFER_NETS, and scored
+# by eval_seg.
 
 
 rule train_seg:
@@ -12,18 +14,18 @@ rule train_seg:
         model=f"{RUN}/{{seg}}/model.pt",
         train_log=f"{RUN}/{{seg}}/train_log.csv",  # written by wsss.training.fit beside the model
     wildcard_constraints:
-        seg="seg_irnet|dsrg_retrain",
+        seg="|".join([cam_chain.seg_net for cam_chain in CHAINS] + ["dsrg_retrain"]),
     params:
-        root=dataset_root,
         **stage_params(
             "train_seg",
-            **{**seg_params(), "batch_size": retrain_or_seg("batch_size")},
+            **{**plan.seg_params(config), "batch_size": retrain_or_seg("batch_size")},
             scale=retrain_or_seg("scale"),
             label_grid=lambda wc: wc.get("seg") == "dsrg_retrain" and config["dsrg"]["retrain_label_grid"],
             iterations=config["seg"]["iterations"],
             lr=config["seg"]["lr"],
             power=0.9,
         ),
+        root=dataset_root,
         init=init_arg,
     threads: JOB_THREADS
     resources:
@@ -37,19 +39,9 @@ rule train_seg:
     shell:
         wsss(
             "train_seg",
-            "--root {params.root:q} --labels {input.labels:q} {params.init}"
-            " --out {output.model:q}",
+            "--root {params.root:q} --labels {input.labels:q} {params.init} --out {output.model:q}",
             gpu=True,
         )
-
-
-# Predictions whose settings differ from config["seg"]'s: name -> dict with any of model (file), scales,
-# sizes, flip, crf (rules/psi.smk adds its networks, e.g. psi_ms = psi's model, multi-scale + flip).
-# DSRG's step-1 networks warp to squares (test-ms.py), the retrained one rescales (test-ms-f.py); the
-# released test scripts do not flip.
-INFER_NETS = {net: dict(flip=config["dsrg"]["infer_flip"]) for net in DSRG_NETS}
-for net in ("dsrg", "dsrg_nogrowth"):
-    INFER_NETS[net]["sizes"] = config["dsrg"]["infer_sizes"]
 
 
 rule infer_seg:
@@ -59,8 +51,9 @@ rule infer_seg:
         model=lambda wc: INFER_NETS.get(wc.net, {}).get("model", f"{RUN}/{wc.net}/model.pt"),
     output:
         pred=shard_folder("{net}/pred/{split}"),
+    wildcard_constraints:
+        net="[^/]+",
     params:
-        root=dataset_root,
         **stage_params(
             "infer_seg",
             split=wildcard("split"),
@@ -69,8 +62,9 @@ rule infer_seg:
             sizes=infer_setting("sizes", None),
             flip=infer_setting("flip", config["seg"]["infer_flip"]),
             crf=infer_setting("crf", config["seg"]["infer_crf"]),
-            shard=wildcard("scatteritem"),
+            shard=shard(),
         ),
+        root=dataset_root,
     threads: JOB_THREADS
     resources:
         gpu=1,
@@ -92,9 +86,11 @@ rule eval_seg:
         pred=f"{RUN}/{{net}}/pred/{EVAL}",
     output:
         metrics=f"{RUN}/metrics/seg_{{net}}.csv",
+    wildcard_constraints:
+        net="[^/]+",
     params:
-        root=dataset_root,
         **stage_params("eval_seg", class_names=CLASSES, split=EVAL, method=method_name),
+        root=dataset_root,
     log:
         log_file("eval_seg_{net}"),
     benchmark:
@@ -105,7 +101,5 @@ rule eval_seg:
         wsss("eval_seg", "--root {params.root:q} --pred {input.pred:q} --out {output.metrics:q}")
 
 
-SEG_NETS = ["seg_irnet", "dsrg", "dsrg_nogrowth", "dsrg_retrain"]
-METRIC_FILES.extend(expand(f"{RUN}/metrics/seg_{{net}}.csv", net=SEG_NETS))
-TRAIN_LOGS.extend((net, f"{RUN}/{net}/train_log.csv") for net in ("seg_irnet", "dsrg_retrain"))
-OVERLAY_COLUMNS.extend((net, EVAL, f"{RUN}/{net}/pred/{EVAL}") for net in SEG_NETS)
+for cam_chain in CHAINS:
+    segmentation_network(cam_chain.method, cam_chain.seg_net)

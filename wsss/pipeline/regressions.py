@@ -6,7 +6,11 @@ DSRG's growth adds to its seeds, the retrain improves on its teacher) hold on th
 masks have scores, so only those are compared); the `metrics` stage warns in its log and the report
 shows the rows in red (wsss.pipeline.report.regression_flags).
 """
+from pathlib import Path
+
 import pandas as pd
+
+from wsss import metrics
 
 # (what, (stage, method) of the result, (stage, method) of its input): compared on their common splits.
 PAIRS = [
@@ -46,3 +50,11 @@ def warn(table: pd.DataFrame, stream) -> None:
     """One 'WARNING: ...' line per regression on `stream` (the metrics stage's log)."""
     for found in regressions(table):
         print(f"WARNING: {describe(found)}", file=stream)
+
+
+def print_flags(metrics_csv, emit=print) -> None:
+    """One 'WARNING: ...' line per regression of a run's metrics.csv through `emit` (the Snakefile's onsuccess:
+    the console at the end of a run); nothing when the file is absent."""
+    if Path(metrics_csv).is_file():
+        for found in regressions(metrics.read(metrics_csv)):
+            emit(f"WARNING: {describe(found)}")

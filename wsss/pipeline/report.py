@@ -2,16 +2,16 @@
 
 The page (`summary`), top to bottom: flags (from an optional flags CSV, in red), one table per stage of
 metrics.csv (percentages; the papers' numbers beside ours when `paper_numbers` is set, wsss/pipeline/papers.py),
-RPNet's Table I when the run has more than one CAM network (CHAINS), every table the rule lists (CSV files,
+RPNet's Table I when the run has more than one CAM network (`chains`), every table the rule lists (CSV files,
 e.g. ablations), the plots (loss curves from each trainer's train_log.csv, the CAM threshold sweep, every figure the rule
 lists), one gallery of overlays per split (image, ground truth, then one column per pseudo-label or
 prediction folder the rule lists), and the run time of every rule. Images are embedded (data URIs), so the
 file can be mailed or opened from `snakemake --report`'s bundle.
 
-Extending it (a new method): add its metrics CSV to METRIC_FILES (its stage gets a table; add paper numbers
-to papers.py), append `(caption, png)` to REPORT_FIGURES, `(name, train_log.csv)` to TRAIN_LOGS and
-`(name, split, folder)` to OVERLAY_COLUMNS, `(caption, csv)` to REPORT_TABLES in its rule file
-(workflow/rules/common.smk). An overlay folder
+Extending it (a new method): its rule file registers its outputs with `OUT.add(method, kind, file, label, split)`
+(wsss/pipeline/plan.py Outputs; kinds metrics (its stage gets a table; add paper numbers to papers.py), figure,
+table, train_log, overlay; `ablation=True` for its ablation rows), or `segmentation_network(method, net)` for a
+network that infer_seg and eval_seg score (workflow/rules/common.smk). An overlay folder
 holds `<id>.png` label maps (palette indices, 255 = none), or `<id>.npz` CAMs (`high_res`) or instances
 (`instance_map`)."""
 import base64
@@ -48,17 +48,17 @@ PARAMS = {
 }
 STAGE_TITLES = {"cam": "Class activation maps", "ir_label": "IRNet inter-pixel relation labels",
                 "sem_seg": "Semantic pseudo-labels", "ins_seg": "Instance pseudo-labels",
-                "seg": "Segmentation networks"}
-# RPNet Table I: each CAM network's chain through IRNet, as (stage, method) of its CAMs, random-walk labels and
-# segmentation network in metrics.csv
-CHAINS = {"Base + BR (IRNet)": [("cam", "cam"), ("sem_seg", "irnet_rw"), ("seg", "seg_irnet")],
-          "Base + RPNet + BR": [("cam", "rpnet"), ("sem_seg", "rpnet_rw"), ("seg", "seg_rpnet")]}
+                "boundary": "IRNet boundaries against the ground-truth boundaries", "seg": "Segmentation networks"}
+# RPNet Table I: each CAM network's chain through IRNet (wsss/pipeline/plan.py Chain), named as in the paper
+CHAIN_NAMES = {"irnet": "Base + BR (IRNet)", "rpnet": "Base + RPNet + BR"}
 OVERLAY_SIZE = 160  # px, the long side of an overlay cell
+LOSS_COLUMNS = 4  # loss-curve panels per row
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td.name{text-align:left}.paper{color:#777}.flag{color:#b00;font-weight:bold}
 .gallery td{padding:2px}.gallery img{display:block}figure{display:inline-block;margin:0 1em 1em 0}
-figcaption{font-size:90%;color:#555;max-width:520px}"""
+figcaption{font-size:90%;color:#555;max-width:520px}figure img{max-width:100%;height:auto}
+.gallery{display:block;overflow-x:auto;max-width:100%}"""
 
 
 def run(params: dict, *, root, metrics_csv, sweep, benchmarks, summary, sweep_plot, loss_plot, figures: list = (),
@@ -122,7 +122,8 @@ def stage_table(stage: str, rows: pd.DataFrame, paper_config: dict | None, notes
     header = ["method", "split"]
     for metric in wide.columns:
         header += [metric] + ([f"{metric} (paper)"] if metric in compared else [])
-    title = f"<h3>{html.escape(STAGE_TITLES.get(stage, stage))} <small>({html.escape(stage)})</small></h3>"
+    title = f"<h3>{html.escape(STAGE_TITLES[stage])} <small>({html.escape(stage)})</small></h3>" if (
+        stage in STAGE_TITLES) else f"<h3>{html.escape(stage)}</h3>"
     per_class = rows[(rows["class"] != "") & (rows.metric == "iou")]
     detail = ""
     if len(per_class):
@@ -135,16 +136,28 @@ def stage_table(stage: str, rows: pd.DataFrame, paper_config: dict | None, notes
     return title + html_rows(header, body) + note + detail
 
 
+def chains(table: pd.DataFrame) -> dict:
+    """name -> [(stage, method)] of the CAMs, random-walk labels and segmentation network of every CAM network
+    in the metrics (rows cam / irnet_rw / seg_irnet for IRNet's, <m> / <m>_rw / seg_<m> for CAM method m)."""
+    out = {}
+    for cam in table[table.stage == "cam"].method.unique():
+        method = "irnet" if cam == "cam" else cam
+        out[CHAIN_NAMES.get(method, f"Base + {method} + BR")] = [("cam", cam), ("sem_seg", f"{method}_rw"),
+                                                                  ("seg", f"seg_{method}")]
+    return out
+
+
 def chain_table(table: pd.DataFrame) -> str:
-    """RPNet Table I: a row per CAM network of CHAINS in the run, its CAM, random-walk label and segmentation
-    mIoU side by side (each on the split it is scored on); empty unless two networks or more ran."""
+    """RPNet Table I: a row per CAM network of the run, its CAM, random-walk label and segmentation mIoU side by
+    side (each on the split it is scored on); empty unless two networks or more ran."""
     means = table[(table["class"] == "") & (table.metric == "iou")]
     value = {(r.stage, r.method): (r.value, r.split) for r in means.itertuples()}
+    found = chains(means)
     rows = [[name, *(_percent(value[key][0]) if key in value else "–" for key in chain)]
-            for name, chain in CHAINS.items() if chain[0] in value]
+            for name, chain in found.items() if chain[0] in value]
     if len(rows) < 2:
         return ""
-    splits = [next((value[key][1] for key in (chain[i] for chain in CHAINS.values()) if key in value), "")
+    splits = [next((value[key][1] for key in (chain[i] for chain in found.values()) if key in value), "")
               for i in range(3)]
     header = ["CAM network", *(f"{what} mIoU ({split})" for what, split in
                                zip(("CAM", "random-walk labels", "segmentation"), splits))]
@@ -160,7 +173,8 @@ def csv_table(csv, caption: str) -> str:
 
 
 def _number(metric, value) -> str:
-    return f"{value:g}" if metric in papers.NOT_FRACTIONS else _percent(value)
+    """A threshold as it is (0.15), any other value in percent."""
+    return f"{value:g}" if metric in papers.NOT_FRACTIONS or metric.endswith("threshold") else _percent(value)
 
 
 def _percent(value) -> str:
@@ -217,15 +231,17 @@ def plot_sweep(sweep: pd.DataFrame, out):
 
 
 def plot_losses(logs: dict[str, pd.DataFrame], out):
-    """One panel per network: loss per iteration and its running mean over ~2 % of the run."""
-    fig, axes = plt.subplots(1, max(len(logs), 1), figsize=(3.2 * max(len(logs), 1), 2.8), squeeze=False)
-    for ax, (name, log) in zip(axes[0], logs.items()):
+    """One panel per network, LOSS_COLUMNS to a row: loss per iteration and its running mean over ~2 % of the run."""
+    n = max(len(logs), 1)
+    rows, columns = -(-n // LOSS_COLUMNS), min(n, LOSS_COLUMNS)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(logs):]:
+        ax.set_axis_off()
+    for ax, (name, log) in zip(axes.flat, logs.items()):
         window = max(1, len(log) // 50)
         ax.plot(log.iteration, log.loss, lw=0.5, alpha=0.4, color="C0")
         ax.plot(log.iteration, log.loss.rolling(window, min_periods=1).mean(), lw=1.5, color="C0")
         ax.set(title=name, xlabel="iteration", ylabel="loss")
-    if not logs:
-        axes[0, 0].set_axis_off()
     _save(fig, out)
 
 

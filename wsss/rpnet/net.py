@@ -36,7 +36,7 @@ from wsss.cam.net import CAMNet, NonLocal
 from wsss.params import Param
 
 # What the RPNet network and loss depend on, part of train_cam's PARAMS (ignored by method irnet); the
-# workflow's cam.rpnet keys beside the schedule and neck_channels (workflow/rules/cam.smk RPNET_KEYS).
+# workflow's cam.rpnet keys beside the schedule (wsss/pipeline/plan.py train_cam_values passes them on).
 PARAMS = {
     "references": Param(int, 1, "rpnet: reference images per training image (RPNet Table VII: 1-4; release 1)"),
     "levels": Param(list, [2, 4], "rpnet: backbone levels whose features give prototypes (RPNet Table IV; "
