@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from wsss import distributed
 from wsss.datasets import voc
-from wsss.io import atomic_path, save_csv
+from wsss.io import save_csv, save_torch
 from wsss.params import Param
 from wsss.provenance import code_version
 from wsss.runtime import DEVICE, device, threads
@@ -202,9 +202,8 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     if distributed.is_main():
         if finish is not None:
             finish(model)
-        with atomic_path(out) as tmp:
-            torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "params": params,
-                        "history": history.summary()}, tmp)
+        save_torch(out, {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "params": params,
+                         "history": history.summary()})
         history.write_log(out)  # after the network: a run that failed to save it leaves no complete log
         ckpt.unlink(missing_ok=True)
 
@@ -276,8 +275,7 @@ def save_checkpoint(file, iteration, key, model, optimizer, history, tracker):
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     if tracker is not None:
         state["tracker"] = tracker.state_dict()
-    with atomic_path(file) as tmp:
-        torch.save(state, tmp)
+    save_torch(file, state)
 
 
 def resume(file: Path, key: dict, model, optimizer, history, tracker) -> int:

@@ -13,10 +13,8 @@ script 5) then cosine per iteration, crop 465, scale [0.5, 2.0], flip, label_smo
 the release's random rotation [-10, 10] and Gaussian blur, and AMP.
 """
 import random
-from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -24,7 +22,7 @@ from wsss import distributed
 from wsss.cdsp.losses import LoRM, distance_entropy
 from wsss.datasets import voc
 from wsss.errors import DataError
-from wsss.io import atomic_path, load_torch
+from wsss.io import load_torch, save_torch
 from wsss.models import deeplab
 from wsss.params import Param, resolve
 from wsss.runtime import seed_everything
@@ -145,5 +143,4 @@ def keep_segmentation_network(out):
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise DataError(f"{out}: not a model file")
     ckpt["state_dict"] = {k[len("seg."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("seg.")}
-    with atomic_path(Path(out)) as tmp:
-        torch.save(ckpt, tmp)
+    save_torch(out, ckpt)
