@@ -72,13 +72,16 @@ def adopt():
     if not value.isdigit() or start_time(os.getpid()) is None:  # no /proc (not Linux): nothing to watch by
         return
     snakemake, shell = int(value), os.getppid()
-    OWNERS = identities([snakemake, shell])
-    os.environ[OWNER] = ",".join(f"{pid}:{start}" for pid, start in OWNERS if start is not None)
+    owners = identities([snakemake, shell])
+    if any(start is None for _, start in owners):  # Snakemake outside this pid namespace (a container): unseen
+        return
+    OWNERS = owners
+    os.environ[OWNER] = ",".join(f"{pid}:{start}" for pid, start in OWNERS)
     if shell != snakemake:  # a parent-death signal follows the forking thread: only a one-thread shell's
         try:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
-            pass  # not Linux: the watcher below still ends the stage
+            pass  # no prctl: the watcher below still ends the stage
     if not owned() or os.getppid() != shell:
         _end()
     threading.Thread(target=_watch, name="wsss-job-owner", daemon=True).start()

@@ -180,25 +180,27 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     autocast, scaler = mixed_precision(params["amp"], dev)
     step_net = ReducedPrecision(net, autocast) if params["amp"] else net
     bar = tqdm(total=n_iters, initial=start, desc=desc, disable=not distributed.is_main())
-    for it, batch in enumerate(loader, start):
-        for group, (_, mult, *_wd) in zip(optimizer.param_groups, groups):
-            group["lr"] = params["lr"] * mult * lr_factor(params, it, n_iters)
-        started = time.perf_counter()
-        loss = loss_fn(step_net, {k: _to(v, dev) for k, v in batch.items()}, it)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        # item() waits for the GPU, so the times below are real
-        history.end_iteration(it, loss.item(), optimizer.param_groups[0]["lr"])
-        if tracker is not None:
-            tracker.end_iteration(it, time.perf_counter() - started)
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if params["checkpoint_every"] and (it + 1) % params["checkpoint_every"] == 0 and it + 1 < n_iters:
-            save_checkpoint(ckpt, it + 1, key, model, optimizer, history, tracker)
-            history.write_log(out)
-    bar.close()
+    try:  # a failure (a full disk, say) closes the bar: a process that goes on keeps no stale one
+        for it, batch in enumerate(loader, start):
+            for group, (_, mult, *_wd) in zip(optimizer.param_groups, groups):
+                group["lr"] = params["lr"] * mult * lr_factor(params, it, n_iters)
+            started = time.perf_counter()
+            loss = loss_fn(step_net, {k: _to(v, dev) for k, v in batch.items()}, it)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            # item() waits for the GPU, so the times below are real
+            history.end_iteration(it, loss.item(), optimizer.param_groups[0]["lr"])
+            if tracker is not None:
+                tracker.end_iteration(it, time.perf_counter() - started)
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if params["checkpoint_every"] and (it + 1) % params["checkpoint_every"] == 0 and it + 1 < n_iters:
+                save_checkpoint(ckpt, it + 1, key, model, optimizer, history, tracker)
+                history.write_log(out)
+    finally:
+        bar.close()
     if distributed.is_main():
         if finish is not None:
             finish(model)

@@ -304,7 +304,7 @@ class VOCDataset(torch.utils.data.Dataset):
 # Images wsss reads at most (WSSS_MAX_PIXELS, default 64 MP): a header claiming more is refused before any
 # pixel is decoded (a 100 MP image needs 1.1 GiB as float32 RGB; a 60000 x 60000 header is a decompression
 # bomb). It replaces PIL's own limit, which raises without the file name.
-MAX_PIXELS = int(os.environ.get("WSSS_MAX_PIXELS", 64 * 2 ** 20))
+MAX_PIXELS = int(os.environ.get("WSSS_MAX_PIXELS", 64_000_000))
 Image.MAX_IMAGE_PIXELS = None
 
 
