@@ -150,6 +150,7 @@ def test_gpu_lock_folder_is_named_by_the_uid_and_never_empty_or_relative(monkeyp
 
 # 8. a stage dies with its job and publishes nothing once its job is gone
 
+@pytest.mark.slow  # a stage in a subprocess: about 10 s
 def test_a_stage_ends_when_its_job_ends_and_publishes_nothing(tiny_voc, tmp_path):
     root, names = tiny_voc
     owner = subprocess.Popen(["sleep", "300"])  # stands for the job's Snakemake
@@ -255,6 +256,7 @@ def test_full_disk_while_checkpointing_names_the_checkpoint(tiny_voc, tmp_path, 
                       labels=root / "SegmentationClass", out=out)
 
 
+@pytest.mark.slow  # a stage in a subprocess: about 10 s
 def test_a_file_size_limit_while_checkpointing_is_one_line_naming_the_checkpoint(tiny_voc, tmp_path):
     root, names = tiny_voc
     params = dict(seed=0, device="cpu", class_names=names, split="train", arch="deeplab_v2", backbone="small",

@@ -1,6 +1,7 @@
-"""Issue 11 at the workflow level, on a copy of the tiny set (dataset.demo false): a bad setting stops the run at
-start naming its key, validate_data runs before the first training and evaluation job and its error shows on the
-console, and SIGTERM to Snakemake ends the running stage."""
+"""Issues 11 and 25 at the workflow level, on a copy of the tiny set (dataset.demo false): a bad setting stops the
+run at start naming its key (a typo in one line), the run never replaces the config file it reads, validate_data
+runs before the first training and evaluation job and its error shows on the console, and SIGTERM to Snakemake,
+a kill -9 of Snakemake or of the job's shell ends the running stage."""
 import copy
 import os
 import signal
@@ -17,7 +18,7 @@ from wsss import jobs
 from wsss.datasets import voc
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow  # three small Snakemake runs: about 20 s
+pytestmark = pytest.mark.slow  # small Snakemake runs: 5 min on the shared 2 cores at load ~23 (2026-12-07)
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--cores", "2"]
 CONFIG = {
     "run_dir": "results/tiny", "seed": 0, "device": "cpu",
