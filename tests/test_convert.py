@@ -231,6 +231,86 @@ def test_coco_to_voc_layout(tmp_path):
                          "instances_train2014.json", images=coco / "train2014", root=root, out=out)
 
 
+# ---- ids that would leave the root (issue 25 items 6, 10, 11): every converter refuses them, naming the file
+
+
+def test_a_voc2010_list_id_that_leaves_the_root_is_refused(tmp_path, context_release):
+    release, voc2010 = context_release
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"precious")
+    listing = voc2010 / "ImageSets" / "Main" / "train.txt"
+    listing.write_text(listing.read_text() + "../../../../victim\n")
+    root = tmp_path / "deep" / "er" / "context"
+    with pytest.raises(DataError, match=f"{listing}: line 4: image id '../../../../victim'"):
+        context_dataset.run({"class_names": ["background", "aeroplane", "grass", "sky"]}, context=release,
+                            voc2010=voc2010, root=root, train=voc.path(root, "split", "train"),
+                            val=voc.path(root, "split", "val"))
+    assert victim.read_bytes() == b"precious"
+
+
+def test_an_sbd_list_id_that_leaves_the_root_is_refused(voc_with_sbd, tmp_path):
+    root, sbd, _, _ = voc_with_sbd
+    (sbd / "val.txt").write_text("s3\n../../outside/evil\n")
+    with pytest.raises(DataError, match=f"{sbd / 'val.txt'}: line 2: image id '../../outside/evil'"):
+        sbd_train_aug.run({"class_names": VOC_NAMES}, root=root, sbd=sbd, out=voc.path(root, "split", "train_aug"))
+    assert not (tmp_path / "outside").exists() and not voc.path(root, "split", "train_aug").exists()
+
+
+@pytest.mark.parametrize("file_name", ["../../../etc/passwd", "sub/COCO_1.jpg", ".hidden.jpg"])
+def test_a_coco_file_name_that_is_not_a_plain_name_is_refused(tmp_path, file_name):
+    coco, root = tmp_path / "coco", tmp_path / "coco_voc"
+    (coco / "annotations").mkdir(parents=True)
+    annotations = coco / "annotations" / "instances_train2014.json"
+    _coco_json(annotations)
+    data = json.loads(annotations.read_text())
+    data["images"][0]["file_name"] = file_name
+    annotations.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=f"{annotations}: image 9: image id '{file_name}'"):
+        coco_dataset.run({"class_names": ["background", "person", "dog"]}, annotations=annotations,
+                         images=coco / "train2014", root=root, out=voc.path(root, "split", "train2014"))
+    assert not (root / "JPEGImages").exists()
+
+
+def test_a_coco_annotations_file_that_is_not_json_is_named(tmp_path):
+    annotations = tmp_path / "instances_train2014.json"
+    for text in ("<html>not json</html>", "[1, 2]", '{"images": []}'):
+        annotations.write_text(text)
+        with pytest.raises(DataError, match=f"^{annotations}: not a COCO instances json"):
+            coco_dataset.run({"class_names": ["background", "person", "dog"]}, annotations=annotations,
+                             images=tmp_path, root=tmp_path / "out", out=tmp_path / "out" / "list.txt")
+
+
+def _scribble_root(tmp_path, xmls: dict):
+    root = tmp_path / "VOC2012"
+    xml_dir = voc.path(root, "scribble_xml", "x").parent
+    xml_dir.mkdir(parents=True)
+    for image_id, text in xmls.items():
+        (xml_dir / f"{image_id}.xml").write_text(text)
+        _jpeg(voc.path(root, "image", image_id))
+    return root, xml_dir
+
+
+@pytest.mark.parametrize("point, problem", [((40, 2), "point \\(40, 2\\) is outside"),
+                                            (("1e400", 2), "<X> is '1e400', not a number"),
+                                            (("nan", 2), "<X> is 'nan', not a number")])
+def test_a_scribble_point_outside_the_image_or_not_a_number_is_named(tmp_path, point, problem):
+    root, xml_dir = _scribble_root(tmp_path, {"a": scribble_xml([("bird", [(1, 2), point])], (W, H))})
+    with pytest.raises(DataError, match=f"^{xml_dir / 'a.xml'}: .*{problem}"):
+        scribble_pngs.run({"class_names": VOC_NAMES}, root=root, out=voc.path(root, "split", "scribble"))
+
+
+def test_a_scribble_xml_without_strokes_or_without_an_image_is_handled(tmp_path):
+    root, xml_dir = _scribble_root(tmp_path, {"a": scribble_xml([("bird", [(1, 2), (5, 2)])], (W, H)),
+                                              "empty": scribble_xml([], (W, H))})
+    out = voc.path(root, "split", "scribble")
+    scribble_pngs.run({"class_names": VOC_NAMES}, root=root, out=out)
+    assert voc.read_ids(root, "scribble") == ["a"]  # no all-unlabelled PNG, not listed
+    assert not voc.path(root, "scribble", "empty").exists()
+    (xml_dir / "lost.xml").write_text(scribble_xml([("bird", [(1, 2)])], (W, H)))
+    with pytest.raises(DataError, match=f"^{voc.path(root, 'image', 'lost')}: image not found"):
+        scribble_pngs.run({"class_names": VOC_NAMES}, root=root, out=out)
+
+
 # ---- ImageNet weights
 
 

@@ -251,17 +251,17 @@ def test_temporaries_of_dead_processes_are_swept(tmp_path):
     out = tmp_path / "run" / "cam"
     out.mkdir(parents=True)
     dead, host = _dead_pid(), socket.gethostname()
-    stale = [out / f".maps.tmp-{dead}", out / f".maps.tmp-{host}-{dead}"]
-    for folder in stale:
-        folder.mkdir()
-        (folder / "a.npz").write_bytes(b"x")
-    alive = out / f".model.pt.tmp-{host}-{os.getppid()}"  # a job still running
-    remote = out / f".maps.tmp-otherhost-{dead}"  # on a shared disk: not ours to judge
-    for keep in (alive, remote):
+    stale = out / f".maps.wsss.tmp-{host}-{dead}"  # a killed job's half-written folder
+    stale.mkdir()
+    (stale / "a.npz").write_bytes(b"x")
+    alive = out / f".maps.wsss.tmp-{host}-{os.getppid()}"  # a job still running
+    remote = out / f".maps.wsss.tmp-otherhost-{dead}"  # on a shared disk: not ours to judge
+    other = out / f".model.pt.wsss.tmp-{host}-{dead}"  # another output's: removed when that one is written
+    for keep in (alive, remote, other):
         keep.write_bytes(b"y")
-    io.save_csv(out / "table.csv", __import__("pandas").DataFrame({"a": [1]}))
-    assert not any(f.exists() for f in stale)
-    assert alive.exists() and remote.exists() and (out / "table.csv").is_file()
+    io.save_npz(out / "maps", a=np.zeros(1))
+    assert not stale.exists() and (out / "maps").is_file()
+    assert alive.exists() and remote.exists() and other.exists()
 
 
 def test_full_disk_while_saving_a_network_names_the_file(tiny_voc, tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from wsss import gpu_slots, joblog
+from wsss import gpu_slots, joblog, jobs
 from wsss.errors import DataError
 from wsss.params import describe, resolve
 
@@ -69,6 +69,7 @@ def main(argv=None):
     if argv[0] not in STAGES:
         sys.exit(f"wsss: unknown stage {argv[0]!r}\n\n{usage()}")
     stage, rest = argv[0], argv[1:]
+    jobs.adopt()  # under the workflow: the stage lives and publishes only while its job does
     console = os.environ.pop("WSSS_CONSOLE_FD", None)  # this process's only: children may reuse the number
     module = importlib.import_module(STAGES[stage])
     fn = module.run

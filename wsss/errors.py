@@ -2,4 +2,5 @@
 
 
 class DataError(ValueError):
-    """Bad input data; the message names the file and the problem."""
+    """Bad input (a file, an id, a setting such as device cuda without a GPU); the message names it and the
+    problem."""

@@ -6,15 +6,16 @@ crashed job releases its GPUs with its last file descriptor) and sets CUDA_VISIB
 It does nothing inside a SLURM allocation (SLURM sets the variable itself) or where no GPU is visible.
 
 The GPU ids come from WSSS_GPU_IDS (comma-separated; tests use fake ids), else from
-CUDA_VISIBLE_DEVICES, else from `nvidia-smi -L`. Locks live in WSSS_GPU_LOCK_DIR (default
-/tmp/wsss-gpu-locks-<user>), shared by every job of every run of the user on the machine. The folder
+CUDA_VISIBLE_DEVICES, else from `nvidia-smi -L`. Locks live in WSSS_GPU_LOCK_DIR (an absolute path; default
+/tmp/wsss-gpu-locks-<user>, the name of the process's uid in the password database, never $USER, which any
+shell can set to `../..`), shared by every job of every run of the user on the machine. The folder
 must be the user's own, not writable by others and not a link (another user could otherwise hold the locks
 or plant links); it is created 0700, and lock files are opened without following links or truncating.
 A job that waits longer than WSSS_GPU_WAIT_WARN seconds (default 600) says so in its log, once;
 WSSS_GPU_TIMEOUT (seconds, default: none) makes it give up with an error."""
 import fcntl
-import getpass
 import os
+import pwd
 import stat
 import subprocess
 import sys
@@ -35,7 +36,20 @@ def visible_gpus() -> list[str]:
 
 def lock_dir() -> Path:
     # not $XDG_RUNTIME_DIR: a shell without it (cron, some ssh) would lock in another folder, the same GPUs
-    return Path(os.environ.get("WSSS_GPU_LOCK_DIR", f"/tmp/wsss-gpu-locks-{getpass.getuser()}"))
+    folder = os.environ.get("WSSS_GPU_LOCK_DIR")
+    if folder is None:
+        return Path(f"/tmp/wsss-gpu-locks-{_user()}")
+    if not os.path.isabs(folder):  # empty or relative: each job's working directory would hold other locks
+        raise RuntimeError(f"WSSS_GPU_LOCK_DIR={folder!r}: must be an absolute folder path (unset: "
+                           f"/tmp/wsss-gpu-locks-{_user()})")
+    return Path(folder)
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid without an entry (containers)
+        return str(os.getuid())
 
 
 def private_dir(folder: Path) -> Path:

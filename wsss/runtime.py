@@ -5,18 +5,20 @@ import random
 import numpy as np
 import torch
 
+from wsss.errors import DataError
 from wsss.params import Param
 
 DEVICE = Param(str, "auto", "auto (a GPU when one is visible) | cpu | cuda")
 
 
 def device(preference: str = "auto") -> torch.device:
-    """`auto` takes the first visible GPU and falls back to the CPU; `cpu` / `cuda` force one."""
+    """`auto` takes the first visible GPU and falls back to the CPU; `cpu` / `cuda` force one (`cuda` without
+    a GPU: a one-line DataError)."""
     if preference == "auto":
         preference = "cuda" if torch.cuda.is_available() else "cpu"
     if preference == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but no GPU is visible (CUDA_VISIBLE_DEVICES="
-                           f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+        raise DataError("device 'cuda' requested but no GPU is visible (CUDA_VISIBLE_DEVICES="
+                        f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); use device cpu or auto")
     return torch.device(preference)
 
 

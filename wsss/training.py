@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from wsss import distributed
 from wsss.datasets import voc
-from wsss.io import atomic_path, save_csv
+from wsss.io import save_csv, save_torch
 from wsss.params import Param
 from wsss.provenance import code_version
 from wsss.runtime import DEVICE, device, threads
@@ -193,32 +193,33 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     autocast, scaler = mixed_precision(params["amp"], dev)
     step_net = ReducedPrecision(net, autocast) if params["amp"] else net
     bar = tqdm(total=stop, initial=start, desc=desc, disable=not distributed.is_main())
-    for it, batch in enumerate(loader, start):
-        for group, (_, mult, *_wd) in zip(optimizer.param_groups, groups):
-            group["lr"] = params["lr"] * mult * lr_factor(params, it, n_iters)
-        started = time.perf_counter()
-        loss = loss_fn(step_net, {k: _to(v, dev) for k, v in batch.items()}, it)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        # item() waits for the GPU, so the times below are real
-        history.end_iteration(it, loss.item(), optimizer.param_groups[0]["lr"])
-        if tracker is not None:
-            tracker.end_iteration(it, time.perf_counter() - started)
-        bar.update()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if params["checkpoint_every"] and (it + 1) % params["checkpoint_every"] == 0 and it + 1 < stop:
-            save_checkpoint(ckpt, it + 1, key, model, optimizer, history, tracker)
-            history.write_log(out)
-    bar.close()
+    try:  # a failure (a full disk, say) closes the bar: a process that goes on keeps no stale one
+        for it, batch in enumerate(loader, start):
+            for group, (_, mult, *_wd) in zip(optimizer.param_groups, groups):
+                group["lr"] = params["lr"] * mult * lr_factor(params, it, n_iters)
+            started = time.perf_counter()
+            loss = loss_fn(step_net, {k: _to(v, dev) for k, v in batch.items()}, it)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            # item() waits for the GPU, so the times below are real
+            history.end_iteration(it, loss.item(), optimizer.param_groups[0]["lr"])
+            if tracker is not None:
+                tracker.end_iteration(it, time.perf_counter() - started)
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if params["checkpoint_every"] and (it + 1) % params["checkpoint_every"] == 0 and it + 1 < stop:
+                save_checkpoint(ckpt, it + 1, key, model, optimizer, history, tracker)
+                history.write_log(out)
+    finally:
+        bar.close()
     if distributed.is_main():
         if finish is not None:
             finish(model)
-        with atomic_path(out) as tmp:
-            weights = (model if saved is None else saved).state_dict()
-            torch.save({"state_dict": {k: v.cpu() for k, v in weights.items()}, "params": params,
-                        "history": history.summary()}, tmp)
+        weights = (model if saved is None else saved).state_dict()
+        save_torch(out, {"state_dict": {k: v.cpu() for k, v in weights.items()}, "params": params,
+                         "history": history.summary()})
         history.write_log(out)  # after the network: a run that failed to save it leaves no complete log
         ckpt.unlink(missing_ok=True)
     return history
@@ -291,8 +292,7 @@ def save_checkpoint(file, iteration, key, model, optimizer, history, tracker):
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     if tracker is not None:
         state["tracker"] = tracker.state_dict()
-    with atomic_path(file) as tmp:
-        torch.save(state, tmp)
+    save_torch(file, state)
 
 
 def resume(file: Path, key: dict, model, optimizer, history, tracker) -> int:

@@ -5,6 +5,7 @@ background); crowd regions are void (255) where no object lies. Objects are draw
 object on a large one stays visible; SegmentationObject numbers them 1..N in that order (N <= 254; further
 ones are void). Images without a non-crowd object are left out (no image-level label to learn).
 Writes SegmentationClass/<id>.png, SegmentationObject/<id>.png, JPEGImages/<id>.jpg (links) and the list."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -49,18 +50,38 @@ def image_masks(coco, image: dict, index: dict[int, int]):
     return classes, instances
 
 
-def run(params: dict, *, annotations, images, root, out):
-    """Converts the instances json `annotations` of the images in folder `images` into `root`; `out`: the list."""
+def read_annotations(file):
+    """The instances json as a pycocotools COCO index; DataError naming the file if it is not one."""
     from pycocotools.coco import COCO
 
+    file = Path(file)
+    if not file.is_file():
+        raise DataError(f"{file}: COCO instances json not found")
+    try:
+        data = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{file}: not a COCO instances json ({e})") from e
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations",
+                                                                                       "categories")):
+        raise DataError(f"{file}: not a COCO instances json (expected an object with the lists images, annotations "
+                        "and categories)")
+    coco = COCO()
+    coco.dataset = data
+    coco.createIndex()
+    return coco
+
+
+def run(params: dict, *, annotations, images, root, out):
+    """Converts the instances json `annotations` of the images in folder `images` into `root`; `out`: the list."""
     params = resolve(params, PARAMS, "coco_dataset")
-    if not Path(annotations).is_file():
-        raise DataError(f"{annotations}: COCO instances json not found")
-    coco = COCO(str(annotations))
+    coco = read_annotations(annotations)
     index = class_index(coco, params["class_names"])
+    listed = coco.loadImgs(sorted(coco.getImgIds()))
+    for image in listed:  # every file name is one plain name (no path out of `images`), before anything is written
+        voc.check_id(image.get("file_name"), f"{annotations}: image {image['id']}")
     palette = voc.voc_palette()
     kept = []
-    for image in tqdm(coco.loadImgs(sorted(coco.getImgIds())), desc="coco_dataset"):
+    for image in tqdm(listed, desc="coco_dataset"):
         masks = image_masks(coco, image, index)
         if masks is None:
             continue

@@ -1,19 +1,16 @@
 """Shared steps of the converters that write a release (SBD, ScribbleSup, PASCAL-Context, COCO) into the
 PASCAL VOC 2012 layout the stages read (wsss/datasets/voc.py LAYOUT)."""
-import os
 from pathlib import Path
 
+from wsss import io
 from wsss.datasets import voc
 from wsss.errors import DataError
 from wsss.io import atomic_path
 
 
 def read_list(file) -> list[str]:
-    """Ids of a release's list file (first token of each non-blank line)."""
-    file = Path(file)
-    if not file.is_file():
-        raise DataError(f"{file}: list file not found")
-    return [line.split()[0] for line in file.read_text().splitlines() if line.strip()]
+    """Ids of a release's list file (first token of each non-blank line), checked as every id (voc.check_id)."""
+    return voc.read_id_list(file, "list file")
 
 
 def write_list(file, ids) -> Path:
@@ -30,11 +27,7 @@ def link_image(source, root, image_id: str):
     source = Path(source).resolve()
     if not source.is_file():
         raise DataError(f"{source}: image not found")
-    target = voc.path(root, "image", image_id)
+    target = voc.path(root, "image", voc.check_id(image_id, root))
     if target.resolve() == source:
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(source)
-    os.replace(tmp, target)
+    io.link(target, source)

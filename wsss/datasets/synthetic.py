@@ -60,19 +60,37 @@ FOLDERS = sorted({str(Path(pattern).parent) for pattern in LAYOUT.values()})
 
 
 def _check_owned(root: Path):
-    """DataError unless `root` is missing, empty or the generator's (MARKER, or only files it writes)."""
-    if not root.exists() or (root / MARKER).is_file():
+    """DataError unless `root` is missing, empty or the generator's: it holds MARKER or only files a generator
+    writes, and its generator's folders (which a run replaces) hold nothing else, marker or not."""
+    if not root.exists():
         return
     if not root.is_dir():
         raise DataError(f"{root}: generated data set root exists and is not a folder; refusing to replace it")
+    marked = (root / MARKER).is_file()
     tops = {folder.split("/")[0] for folder in FOLDERS}
-    foreign = [f for f in root.iterdir() if f.name not in tops]
-    foreign += [f for top in tops if (root / top).exists() for f in (root / top).rglob("*")
-                if f.is_file() and not (DEMO_ID.fullmatch(f.stem) or f.name in ("train.txt", "val.txt"))]
+    foreign = [] if marked else [f for f in sorted(root.iterdir()) if f.name not in tops]
+    for top in sorted(tops):
+        if (root / top).exists() or (root / top).is_symlink():
+            foreign += [f for f in [root / top, *sorted((root / top).rglob("*"))] if not _generated(root, f)]
+    if foreign and marked:
+        raise DataError(f"{root}: holds {foreign[0]}, which the generator did not write, in a folder it replaces; "
+                        "move it out, or set dataset.root to a new folder")
     if foreign:
-        raise DataError(f"{root}: not a generated data set root (no {MARKER}; it holds {foreign[0]}), so the generator will not write there: set dataset.root to a new folder, or dataset.demo "
-                        "to false to use this data set")
+        raise DataError(f"{root}: not a generated data set root (no {MARKER}; it holds {foreign[0]}), so the generator "
+                        "will not write there: set dataset.root to a new folder, or dataset.demo to false to use "
+                        "this data set")
 
+
+def _generated(root: Path, entry: Path) -> bool:
+    """Whether `entry` (below `root`) is one the generator writes: one of its folders, or a sample's file or a
+    split list in one of them."""
+    relative = entry.relative_to(root)
+    if entry.is_symlink():
+        return False
+    if entry.is_dir():
+        return any(folder == str(relative) or folder.startswith(f"{relative}/") for folder in FOLDERS)
+    return str(relative.parent) in FOLDERS and bool(DEMO_ID.fullmatch(entry.stem) or entry.name in ("train.txt",
+                                                                                                   "val.txt"))
 
 
 def background_strokes(rng, classes, n_strokes, size):

@@ -3,6 +3,8 @@
 Every loader checks what it reads and raises `DataError` naming the file and the problem, so a bad file
 stops a stage with a message a user can act on instead of a shape error deep inside a trainer.
 Class indices are label-space everywhere: 0 = background, 1..K objects, 255 = void / unlabelled."""
+import math
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -83,36 +85,47 @@ def voc_palette(n: int = 256) -> np.ndarray:
 IMAGE_ID = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]*")
 
 
-def read_ids(root, split: str) -> list[str]:
-    """Image ids listed in ImageSets/Segmentation/<split>.txt (first token of each non-blank line).
-    `a+b` is the union of splits a and b in order, each id once (the images the label stages cover:
-    dataset.train_split + dataset.label_split)."""
-    ids = []
-    for name in split.split("+"):
-        ids.extend(_split_ids(path(root, "split", name)))
-    return list(dict.fromkeys(ids))
+def check_id(name: str, where, what: str = "image id") -> str:
+    """`name` if it is one plain file name (IMAGE_ID), else DataError `<where>: <what> 'name' is not ...`. The one
+    validator of every id that enters wsss: split lists, the converters' lists and COCO file names, predict's
+    image names, split names (so no `/`, `..` or hidden name can put an output outside its folder)."""
+    if not isinstance(name, str) or not IMAGE_ID.fullmatch(name):
+        raise DataError(f"{where}: {what} {name!r} is not a plain file name (allowed: letters, digits, _ + - . and "
+                        "no leading . or -)")
+    return name
 
 
-def _split_ids(file: Path) -> list[str]:
-    """The ids of one split file. The one place ids enter wsss: each must match IMAGE_ID (so no `/`, `..` or
-    hidden name can put an output outside its folder) and appear once (a repeat would count an image twice)."""
+def read_id_list(file, what: str = "split list") -> list[str]:
+    """The ids of a list file (first token of each non-blank line), each checked by `check_id` and listed once
+    (a repeat would count an image twice); DataError naming the file and the line."""
+    file = Path(file)
     if not file.is_file():
-        raise DataError(f"{file}: split list not found")
+        raise DataError(f"{file}: {what} not found")
     ids, lines = [], {}
     for number, line in enumerate(file.read_text().splitlines(), 1):
         if not line.strip():
             continue
-        image_id = line.split()[0]
-        if not IMAGE_ID.fullmatch(image_id):
-            raise DataError(f"{file}: line {number}: image id {image_id!r} is not a plain file name (allowed: "
-                            "letters, digits, _ + - . and no leading . or -)")
+        image_id = check_id(line.split()[0], f"{file}: line {number}")
         if image_id in lines:
             raise DataError(f"{file}: line {number}: image id {image_id!r} repeats line {lines[image_id]}")
         lines[image_id] = number
         ids.append(image_id)
     if not ids:
-        raise DataError(f"{file}: split list is empty")
+        raise DataError(f"{file}: {what} is empty")
     return ids
+
+
+def read_ids(root, split: str) -> list[str]:
+    """Image ids listed in ImageSets/Segmentation/<split>.txt (first token of each non-blank line).
+    `a+b` is the union of splits a and b in order, each id once (the images the label stages cover:
+    dataset.train_split + dataset.label_split); a split file whose own name holds `+` is refused."""
+    if "+" in split and path(root, "split", split).is_file():
+        raise DataError(f"{path(root, 'split', split)}: the split name {split!r} holds '+', which wsss reads as the "
+                        f"union of the splits {split.split('+')}; rename the file")
+    ids = []
+    for name in split.split("+"):
+        ids.extend(read_id_list(path(root, "split", check_id(name, path(root, "split", name).parent, "split name"))))
+    return list(dict.fromkeys(ids))
 
 
 def scored_ids(root, split: str, kinds=("mask",)) -> list[str]:
@@ -130,8 +143,22 @@ def scored_ids(root, split: str, kinds=("mask",)) -> list[str]:
 
 
 def load_image(file) -> np.ndarray:
-    """uint8 HxWx3 RGB (grey or palette JPEGs are converted)."""
-    return np.asarray(_open(file, "image").convert("RGB"))
+    """uint8 HxWx3 RGB (grey or palette images are converted; a 16-bit grey PNG is scaled to 8 bits, where
+    PIL's conversion would clip every value above 255 to white)."""
+    img = open_image(file, "image")
+    if img.mode.startswith("I"):  # I;16, I;16B: 16-bit grey PNGs (I: older PIL's reading of them)
+        grey = np.asarray(img).astype(np.float64)
+        if grey.min(initial=0) < 0 or grey.max(initial=0) > 65535:
+            raise DataError(f"{file}: image holds values outside 0..65535 (mode {img.mode})")
+        grey = np.round(grey * (255 / 65535)).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
+
+
+def image_shape(file, what: str = "image") -> tuple[int, int]:
+    """(height, width) from the file's header, without decoding it (checked as `open_image` checks it)."""
+    with _header(file, what) as img:
+        return img.height, img.width
 
 
 def load_mask(file, n_classes: int, shape=None) -> np.ndarray:
@@ -170,10 +197,13 @@ def load_scribble_xml(file, class_names, shape, width: int = 3) -> np.ndarray:
     file = Path(file)
     xml = _parse_xml(file, "scribble XML")
     _check_xml_size(xml, shape, file)
-    strokes = []
+    strokes, half = [], width // 2
     for polygon in xml.iter("polygon"):
         label = _scribble_label(_text(polygon, "tag", file), class_names, file)
         points = [(_int(p, "X", file), _int(p, "Y", file)) for p in polygon.iter("point")]
+        for x, y in points:  # a point far outside would draw a stroke across the image towards it
+            if not (-half <= x < shape[1] + half and -half <= y < shape[0] + half):
+                raise DataError(f"{file}: point ({x}, {y}) is outside the {shape[1]}x{shape[0]} (WxH) image")
         if points:
             strokes.append((label, points))
     return rasterise_scribbles(strokes, shape, width)
@@ -271,17 +301,39 @@ class VOCDataset(torch.utils.data.Dataset):
         return item
 
 
-def _open(file, what: str) -> Image.Image:
-    """Opens and fully decodes an image, turning every failure into a DataError naming the file."""
+# Images wsss reads at most (WSSS_MAX_PIXELS, default 64 MP): a header claiming more is refused before any
+# pixel is decoded (a 100 MP image needs 1.1 GiB as float32 RGB; a 60000 x 60000 header is a decompression
+# bomb). It replaces PIL's own limit, which raises without the file name.
+MAX_PIXELS = int(os.environ.get("WSSS_MAX_PIXELS", 64_000_000))
+Image.MAX_IMAGE_PIXELS = None
+
+
+def _header(file, what: str) -> Image.Image:
+    """The opened, not yet decoded image: present, of a known format, not larger than MAX_PIXELS, stored
+    upright; else a DataError naming the file."""
     file = Path(file)
     if not file.is_file():
         raise DataError(f"{file}: {what} not found")
     try:
         img = Image.open(file)
-        img.load()  # decode now: a truncated file fails here, not later inside a trainer
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{file}: unreadable {what} ({e})") from e
+    if img.width * img.height > MAX_PIXELS:
+        img.close()
+        raise DataError(f"{file}: {what} is {img.width}x{img.height} pixels ({img.width * img.height / 1e6:.0f} MP), "
+                        f"more than wsss reads ({MAX_PIXELS / 1e6:.0f} MP, WSSS_MAX_PIXELS); downscale it")
     _check_orientation(img, file, what)
+    return img
+
+
+def open_image(file, what: str) -> Image.Image:
+    """Opens and fully decodes an image (`_header`'s checks), turning every failure into a DataError naming
+    the file."""
+    img = _header(file, what)
+    try:
+        img.load()  # decode now: a truncated file fails here, not later inside a trainer
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{file}: unreadable {what} ({e})") from e
     return img
 
 
@@ -301,7 +353,7 @@ def _check_orientation(img: Image.Image, file, what: str):
 
 def _read_indices(file, what: str, shape) -> np.ndarray:
     """Raw indices of a palette or grey PNG; converting a palette PNG to RGB would lose them."""
-    img = _open(file, what)
+    img = open_image(file, what)
     if img.mode not in ("P", "L"):
         raise DataError(f"{file}: {what} has mode {img.mode}; expected a palette (P) or grey (L) PNG "
                         "holding class indices")
@@ -383,6 +435,9 @@ def _text(element, tag: str, file) -> str:
 def _int(element, tag: str, file) -> int:
     text = _text(element, tag, file)
     try:
-        return int(round(float(text)))
-    except ValueError as e:
-        raise DataError(f"{file}: <{tag}> is {text!r}, not a number") from e
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise DataError(f"{file}: <{tag}> is {text!r}, not a number")
+    return int(round(value))

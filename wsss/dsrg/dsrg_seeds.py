@@ -15,7 +15,6 @@ Output: `<out>/<id>.png` (VOC palette, image size): 0 background cue, c = 1..K c
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from wsss.cam import calibration, make_cam
@@ -85,14 +84,7 @@ def foreground_cues(cams: np.ndarray, fg_rule: str, fraction: float) -> np.ndarr
 
 def load_saliency(file: Path, shape) -> np.ndarray:
     """float32 [H, W] in [0, 1] from a grey saliency PNG (value / 255)."""
-    if not file.is_file():
-        raise voc.DataError(f"{file}: saliency map not found")
-    try:
-        img = Image.open(file)
-        img.load()
-    except (UnidentifiedImageError, OSError) as e:
-        raise voc.DataError(f"{file}: unreadable saliency map ({e})") from e
-    sal = np.asarray(img.convert("L"), np.float32) / 255
+    sal = np.asarray(voc.open_image(file, "saliency map").convert("L"), np.float32) / 255
     if sal.shape != tuple(shape):
         raise voc.DataError(f"{file}: saliency map is {sal.shape[0]}x{sal.shape[1]} but its image is "
                              f"{shape[0]}x{shape[1]}")

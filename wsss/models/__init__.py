@@ -23,18 +23,40 @@ def read_checkpoint(path) -> dict:
 
 def load_trained(path, build, device="cpu") -> torch.nn.Module:
     """The network saved at `path`, rebuilt by `build(params)` from its saved params, in eval mode."""
-    ckpt = read_checkpoint(path)
+    return _rebuild(path, read_checkpoint(path), build, device)
+
+
+def _rebuild(path, ckpt: dict, build, device) -> torch.nn.Module:
+    """The network of checkpoint `ckpt` (read from `path`); a mismatch is one line naming the file."""
     model = build(ckpt["params"])
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise DataError(f"{path}: weights do not match the network its params describe ({e})") from e
+    own, saved = model.state_dict(), ckpt["state_dict"]
+    missing, unexpected = [k for k in own if k not in saved], [k for k in saved if k not in own]
+    wrong = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
+    if missing or unexpected or wrong:
+        example = (missing or unexpected or wrong)[0]
+        raise DataError(f"{path}: weights do not match the network its params describe ({len(missing)} tensors "
+                        f"missing, {len(unexpected)} unexpected, {len(wrong)} of another shape; e.g. {example})")
+    model.load_state_dict(saved)
     return model.to(device).eval()
 
 
+# Networks wsss trains that are not segmenters, known by a tensor only they hold: what predict says of them.
+NOT_SEGMENTERS = {
+    "classifier.weight": "this is a classifier (train_cam's CAM network), not a segmentation network",
+    "mean_displacement": "this is IRNet's boundary and displacement network (train_irn), not a segmentation network",
+}
+
+
 def load_segmenter(path, device="cpu") -> torch.nn.Module:
-    """Any trained segmentation network (train_seg, train_dsrg, train_psi, ...), rebuilt by the module
-    SEGMENTERS names for its params' `arch` (deeplab_v2 when absent), in eval mode."""
+    """Any trained segmentation network (train_seg, train_dsrg, train_psi, train_cdsp), rebuilt by the module
+    SEGMENTERS names for its params' `arch` (deeplab_v2 when absent), in eval mode; a CAM network or IRNet is
+    a DataError saying what it is."""
+    ckpt = read_checkpoint(path)
+    if "arch" not in ckpt["params"]:
+        for key, what in NOT_SEGMENTERS.items():
+            if key in ckpt["state_dict"]:
+                raise DataError(f"{path}: {what}; give the model.pt of a segmentation network (seg_irnet, seg_rpnet, "
+                                "dsrg, dsrg_nogrowth, dsrg_retrain, psi, cdsp)")
 
     def build(params):
         arch = params.get("arch", "deeplab_v2")
@@ -43,4 +65,4 @@ def load_segmenter(path, device="cpu") -> torch.nn.Module:
         # the weights come from the checkpoint, not from the ImageNet file it started from
         return importlib.import_module(SEGMENTERS[arch]).build({**params, "pretrained": None})
 
-    return load_trained(path, build, device)
+    return _rebuild(path, ckpt, build, device)
