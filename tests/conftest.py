@@ -5,9 +5,11 @@ images at 64 px, every file kind wsss.datasets.voc reads). Each test gets its ow
 test bad input; the set itself is generated once per session."""
 import shutil
 
+import numba  # noqa: F401  before any fixture pins the threads: numba's pool keeps all cores for the kernel tests
 import pytest
 import torch
 
+from wsss import runtime
 from wsss.datasets import demo_dataset
 from wsss.seg import train_seg
 
@@ -37,11 +39,11 @@ def tiny_voc(tiny_voc_master, tmp_path):
 
 @pytest.fixture
 def one_thread():
-    """Tiny tensors: one torch thread is faster than two, and much faster on a busy machine."""
+    """Tiny tensors: one thread (torch and numba) is faster than two, and much faster on a busy machine."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    runtime.use_threads(1)
     yield
-    torch.set_num_threads(threads)
+    runtime.use_threads(threads)
 
 
 @pytest.fixture

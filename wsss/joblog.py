@@ -39,6 +39,7 @@ def header(stage: str, argv: list[str], params: dict) -> str:
         "versions: " + ", ".join(f"{name} {_version(name)}" for name in ("torch", "numba", "numpy")) +
         f", python {platform.python_version()}",
         f"device: {device_summary(params.get('device', 'auto'))}",
+        f"threads: {thread_summary()}",
         "==",
     ]
     return "\n".join(lines)
@@ -71,6 +72,13 @@ def device_summary(preference: str) -> str:
         return f"{preference}; CUDA build {torch.version.cuda}, no GPU visible (CUDA_VISIBLE_DEVICES={visible})"
     names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
     return f"{preference}; CUDA {torch.version.cuda}, GPUs {names} (CUDA_VISIBLE_DEVICES={visible})"
+
+
+def thread_summary() -> str:
+    """The CPU threads torch and numba compute on (wsss.runtime.use_threads set both to the job's)."""
+    import numba
+    import torch
+    return f"{torch.get_num_threads()} (torch), {numba.get_num_threads()} (numba)"
 
 
 class LineStream:
