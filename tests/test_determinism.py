@@ -1,9 +1,11 @@
-"""A stage computes on exactly the threads its job was given, in torch and in numba (issue 30).
+"""What determinism rests on (docs/reliability.md, Determinism): a stage computes on exactly the threads its job
+was given, in torch and in numba; the randomised tests draw the same examples every run.
 
-numba's `omp` threading layer, when it starts its pool, sets the process-wide OpenMP thread count, which is
+Threads (issue 30): numba's `omp` threading layer, when it starts its pool, sets the process-wide OpenMP thread count, which is
 torch's: a 1-thread job ran on every core after its first kernel call, and a resumed run differed from an
 uninterrupted one. `wsss.runtime.use_threads` (called by wsss.cli at a stage's start) pins both. Each case
 runs in a fresh process, as a stage does, since numba's pool starts once per process."""
+import importlib
 import json
 import os
 import subprocess
@@ -75,3 +77,18 @@ def test_child_processes_inherit_the_budget():
             "print(numba.config.NUMBA_NUM_THREADS)'], capture_output=True, text=True).stdout.strip(); "
             "assert child == '1', child")
     assert _counts(call, numba_first=False)["counts"] == [[1, 1], [1, 1]]
+
+
+def test_every_hypothesis_test_draws_the_same_examples_each_run():
+    """conftest's Hypothesis profile is derandomised (a failure reproduces, a pass is not luck) and no test's own
+    @settings undoes it."""
+    if os.environ.get("HYPOTHESIS_PROFILE", "wsss") != "wsss":
+        pytest.skip("exploring with another Hypothesis profile on purpose")
+    found = {}
+    for file in sorted(Path(__file__).parent.glob("test_*.py")):
+        if "from hypothesis import" in file.read_text():
+            module = importlib.import_module(file.stem)
+            found |= {f"{file.stem}.{name}": fn._hypothesis_internal_use_settings
+                      for name, fn in vars(module).items() if getattr(fn, "is_hypothesis_test", False)}
+    assert len(found) >= 8, sorted(found)  # the kernel tests' property tests
+    assert {name for name, chosen in found.items() if not chosen.derandomize or chosen.database is not None} == set()
