@@ -1,9 +1,9 @@
 """What determinism rests on (docs/reliability.md, Determinism): a stage computes on exactly the threads its job
 was given, in torch and in numba; the randomised tests draw the same examples every run.
 
-Threads (issue 30): numba's `omp` threading layer, when it starts its pool, sets the process-wide OpenMP thread count, which is
-torch's: a 1-thread job ran on every core after its first kernel call, and a resumed run differed from an
-uninterrupted one. `wsss.runtime.use_threads` (called by wsss.cli at a stage's start) pins both. Each case
+Threads (issue 30): numba's `omp` threading layer, when it starts its pool, sets the process-wide OpenMP thread
+count, which is torch's: a 1-thread job ran on every core after its first kernel call, and a resumed run differed
+from an uninterrupted one. `wsss.runtime.use_threads` (called by wsss.cli at a stage's start) pins both. Each case
 runs in a fresh process, as a stage does, since numba's pool starts once per process."""
 import importlib
 import json
@@ -29,7 +29,7 @@ KERNELS = {
 }
 
 PROGRAM = """
-import json, os, sys
+import json, sys
 if {numba_first}:
     import numba  # loaded before the stage pins its threads (as in a test process), its pool not started
 from wsss import runtime
