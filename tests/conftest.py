@@ -2,14 +2,26 @@
 
 `tiny_voc` -> (root, class_names): a demo data set in the real VOC / ScribbleSup formats (8 train and 4 val
 images at 64 px, every file kind wsss.datasets.voc reads). Each test gets its own copy, so it may damage files to
-test bad input; the set itself is generated once per session."""
+test bad input; the set itself is generated once per session.
+
+Hypothesis runs derandomised (profile "wsss"): every run draws the same examples, so a failure reproduces and a
+pass is not luck; `HYPOTHESIS_PROFILE=explore pytest ...` draws new random examples (by hand, to search).
+The profile is loaded here, before the test modules' @settings are made from it."""
+import os
 import shutil
 
+import numba  # noqa: F401  before any fixture pins the threads: numba's pool keeps all cores for the kernel tests
 import pytest
 import torch
+from hypothesis import settings
 
+from wsss import runtime
 from wsss.datasets import demo_dataset
 from wsss.seg import train_seg
+
+settings.register_profile("wsss", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "wsss"))
 
 TINY_DEMO = dict(seed=0, n_train=8, n_val=4, size=64, min_radius=0.14, max_radius=0.24)
 
@@ -37,11 +49,11 @@ def tiny_voc(tiny_voc_master, tmp_path):
 
 @pytest.fixture
 def one_thread():
-    """Tiny tensors: one torch thread is faster than two, and much faster on a busy machine."""
+    """Tiny tensors: one thread (torch and numba) is faster than two, and much faster on a busy machine."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    runtime.use_threads(1)
     yield
-    torch.set_num_threads(threads)
+    runtime.use_threads(threads)
 
 
 @pytest.fixture

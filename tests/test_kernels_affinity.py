@@ -104,7 +104,7 @@ def test_partner_outside_the_image_gets_zero():
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_gradcheck(backend):
-    boundary = torch.rand(1, 3, 4, dtype=torch.float64, requires_grad=True)
+    boundary = torch.rand(1, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
     assert torch.autograd.gradcheck(lambda x: line_max_affinity(x, 3, backend=backend), (boundary,))
 
 
@@ -124,7 +124,8 @@ def test_cuda_backend_under_the_simulator(tmp_path_factory, draws):
     for b, h, w, radius, levels, seed in draws:
         b, h, w = min(b, 2), min(h, 4), min(w, 5)  # the simulator runs every GPU thread as a Python thread
         boundary = random_boundary(seed, (b, h, w), levels, torch.float32)
-        weights = torch.randn(b, len(neighbor_offsets(radius)), h, w, dtype=torch.float64)
+        weights = torch.randn(b, len(neighbor_offsets(radius)), h, w, dtype=torch.float64,
+                              generator=torch.Generator().manual_seed(seed + 1))
         checks.append((boundary, radius, weights, *reference(boundary, radius, weights)))
     path = tmp_path_factory.mktemp("cudasim") / "cases.pt"
     torch.save(checks, path)

@@ -5,6 +5,7 @@ or rpnet_train_cam for RPNet's) and run stages of wsss/cam and wsss/irnet."""
 import importlib
 import inspect
 import io
+import os
 import re
 import subprocess
 import sys
@@ -84,12 +85,13 @@ def test_stage_help_lists_the_params_and_a_missing_one_is_named(tmp_path):
 
 
 def test_job_log_begins_with_a_header(tmp_path):
-    """A job's log (stderr to a file) begins with the command, params, commit and versions."""
+    """A job's log (stderr to a file) begins with the command, params, commit, versions, device and threads."""
     log, empty = tmp_path / "job.log", tmp_path / "shard"
     empty.mkdir()
     with log.open("w") as err:
         done = subprocess.run([sys.executable, "-m", "wsss.cli", "gather_shards", "--inputs", str(empty),
-                               "--out", str(tmp_path / "out")], stderr=err, cwd=REPO)
+                               "--out", str(tmp_path / "out")], stderr=err, cwd=REPO,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0
     head = log.read_text().splitlines()
     assert head[0].startswith("== wsss gather_shards:")
@@ -98,6 +100,7 @@ def test_job_log_begins_with_a_header(tmp_path):
     assert head[2] == "params: {}" and re.fullmatch(r"commit: [0-9a-f]{12}( \+changes)?", head[3])
     assert re.match(r"versions: torch \S+, numba \S+, numpy \S+, python 3", head[4]) and head[5].startswith("device:")
     assert head[6] == "kernels: numba CPU kernels on the CPU"
+    assert head[7] == "threads: 1 (torch), 1 (numba)"  # the job's OMP_NUM_THREADS, in both (issue 30)
 
 
 def test_gpu_job_header_says_which_kernel_backend_runs(monkeypatch):

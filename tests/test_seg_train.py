@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from wsss import training
+from wsss.crf import dense_crf
 from wsss.datasets import voc
 from wsss.io import save_png
+from wsss.models import deeplab, load_segmenter
 from wsss.seg import eval_seg, infer_seg, train_seg
 
 
@@ -151,18 +153,59 @@ def test_eval_seg_rejects_unlabelled_predictions(tiny_voc, tmp_path):
                      out=tmp_path / "m.csv")
 
 
-def test_infer_seg_writes_a_label_per_image(tiny_voc, tmp_path):
+def _random_segmenter(path, names):
+    """A DeepLab-v2 file with seeded random weights whose logits vary from pixel to pixel (a barely trained
+    network predicts background everywhere, and every way of fusing its outputs gives the same labels)."""
+    params = dict(arch="deeplab_v2", backbone="small", class_names=names, pretrained=None)
+    torch.manual_seed(0)
+    model = deeplab.build(params)
+    for conv in model.aspp:
+        torch.nn.init.normal_(conv.weight, std=0.05)
+        torch.nn.init.zeros_(conv.bias)
+    torch.save({"state_dict": model.state_dict(), "params": params}, path)
+    return load_segmenter(path)
+
+
+def _margin(probs):
+    top = np.sort(probs, 0)
+    return top[-1] - top[-2]
+
+
+def test_infer_seg_fuses_scales_and_flips_then_applies_the_crf(tiny_voc, tmp_path):
+    """Each label is the argmax of softmax(sum of the logits at every scale, of the image and of its mirror
+    mirrored back), after the dense CRF when asked: checked against the same sum built in float64 from
+    single-scale, unmirrored predictions (log-softmaxes differ from logits by a per-pixel constant, which the
+    softmax ignores). Leaving out the flip, a scale or the CRF changes many labels, so each is seen."""
     root, names = tiny_voc
-    train_seg.run(_params(names, iterations=2), root=root, labels=root / "SegmentationClass",
-                  out=tmp_path / "m.pt")
+    net = _random_segmenter(tmp_path / "m.pt", names)
+    scales = [0.75, 1.0]
     for crf in (False, True):
-        out = tmp_path / f"pred{crf}"
-        infer_seg.run(dict(split="val", scales=[0.75, 1.0], flip=True, crf=crf, device="cpu"), root=root,
-                      model=tmp_path / "m.pt", out=out)
-        for image_id in voc.read_ids(root, "val"):
-            shape = voc.load_image(voc.path(root, "image", image_id)).shape[:2]
-            label = voc.load_mask(out / f"{image_id}.png", len(names), shape)
-            assert label.max() < len(names)
+        infer_seg.run(dict(split="val", scales=scales, flip=True, crf=crf, device="cpu"), root=root,
+                      model=tmp_path / "m.pt", out=tmp_path / f"crf{crf}")
+
+    def log_probs(image, scale):
+        return np.log(infer_seg.predict(net, np.ascontiguousarray(image), [scale], False, "cpu").astype(np.float64))
+
+    def softmax(z):
+        e = np.exp(z - z.max(0))
+        return e / e.sum(0)
+
+    changed = dict(flip=[], scale=[], crf=[])
+    for image_id in voc.read_ids(root, "val"):
+        image = voc.load_image(voc.path(root, "image", image_id))
+        plain = {s: log_probs(image, s) for s in scales}
+        mirrored = {s: log_probs(image[:, ::-1], s)[..., ::-1] for s in scales}
+        fused = softmax(sum(plain.values()) + sum(mirrored.values()))
+        refined = dense_crf(image, fused.astype(np.float32))
+        for crf, expected in ((False, fused), (True, refined)):
+            label = voc.load_mask(tmp_path / f"crf{crf}" / f"{image_id}.png", len(names), image.shape[:2])
+            clear = _margin(expected) > 1e-4  # float32 (the stage) and float64 agree away from ties
+            assert clear.mean() > 0.99 and np.array_equal(label[clear], expected.argmax(0)[clear]), (image_id, crf)
+        labels = fused.argmax(0)
+        changed["flip"].append((softmax(sum(plain.values())).argmax(0) != labels).mean())
+        changed["scale"].append((softmax(plain[1.0] + mirrored[1.0]).argmax(0) != labels).mean())
+        changed["crf"].append((refined.argmax(0) != labels).mean())
+    assert all(np.mean(fraction) > 0.01 for fraction in changed.values()), changed
 
 
 def test_retrain_loss_on_the_output_grid():

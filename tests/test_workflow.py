@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from wsss import metrics
+from wsss.datasets import voc
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile")]
@@ -30,10 +31,11 @@ TINY = {
     "ablations": ["dsrg"],
     "dataset": {"root": "data/tiny", "demo": True, "train_split": "train",
                 "class_names": ["background", "disc", "square", "triangle", "ring", "cross"]},
-    "demo": {"seed": 0, "n_train": 10, "n_val": 4, "size": 64},
+    # 128 px and 20 CAM epochs: CAMs (stride 16) that localise, so that test_pipeline_outputs has a quality floor
+    "demo": {"seed": 0, "n_train": 10, "n_val": 4, "size": 128},
     "model": {"backbone": "small", "pretrained": None},
-    "cam": {"crop": 64, "resize_long": [48, 80], "batch_size": 5, "epochs": 1, "scales": [1.0, 0.5],
-            "eval_thresholds": [0.1, 0.2, 0.3]},
+    "cam": {"crop": 128, "resize_long": [96, 160], "batch_size": 5, "epochs": 20, "scales": [1.0, 0.5],
+            "eval_thresholds": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]},
     "irn": {"crop": 64, "batch_size": 5, "epochs": 1, "pair_radius": 5, "steps": 16, "dp_iterations": 5},
     "seg": {"backbone": "small", "crop": 64, "batch_size": 5, "iterations": 2, "checkpoint_every": 1,
             "infer_scales": [1.0]},
@@ -91,12 +93,26 @@ def test_printed_command_run_by_hand_gives_the_rule_output(tiny_run, tmp_path):
     assert out.read_bytes() == by_rule
 
 
+def all_background_miou(root: Path, split: str, n_classes: int) -> float:
+    """mIoU of labelling every pixel background: what a pipeline that learned nothing scores."""
+    masks = [voc.load_mask(voc.path(root, "mask", i), n_classes) for i in voc.read_ids(root, split)]
+    return float(np.nanmean(metrics.scores(sum(metrics.confusion(np.zeros_like(m), m, n_classes)
+                                               for m in masks))["iou"]))
+
+
 def test_pipeline_outputs(tiny_run):
     run = tiny_run / "results" / "tiny"
     table = metrics.read(run / "metrics.csv")
     assert list(table.columns) == ["stage", "method", "split", "metric", "class", "value"]
-    miou = table[(table.stage == "cam") & (table.metric == "iou") & (table["class"] == "")].value
-    assert len(miou) == 1 and 0 <= miou.iloc[0] <= 1
+    # Quality floors, against labelling everything background (train split: 0.13). TINY trains the CAM network
+    # long enough to localise (20 epochs on 128 px images; measured 2026-12-07: CAM 0.47, IR labels 0.46 on the
+    # 64 % confident pixels, random-walk labels 0.32 after IRNet's 2 iterations); the segmentation networks train
+    # 2 iterations and have no floor here (their own tests check that they learn).
+    trivial = all_background_miou(tiny_run / "data" / "tiny", "train", len(TINY["dataset"]["class_names"]))
+    mean = table[(table["class"] == "") & (table.split == "train")].set_index(["stage", "method", "metric"]).value
+    assert mean["cam", "cam", "iou"] >= 2 * trivial, (mean["cam", "cam", "iou"], trivial)
+    assert mean["ir_label", "irnet_crf", "iou"] >= 2 * trivial and 0.3 < mean["ir_label", "irnet_crf", "coverage"] < 1
+    assert mean["sem_seg", "irnet_rw", "iou"] >= 1.5 * trivial and mean["sem_seg", "irnet_rw", "coverage"] == 1
     page = (run / "report" / "summary.html").read_text()
     assert page.count("<h3>") == len(set(table.stage)) + 2  # a table per stage, a gallery per split
     assert (run / "report" / "loss_curves.png").stat().st_size > 0

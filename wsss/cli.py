@@ -4,7 +4,8 @@ A stage is a module `wsss/<package>/<stage>.py` that defines `run(params: dict, 
 of stages is found from the packages (STAGES), and each workflow rule runs the stage of its own name.
 The rule passes its params as one JSON object (types preserved) and its named inputs/outputs as
 --name PATH. `wsss --help` lists the stages, `wsss <stage> --help` its paths.
-WSSS_GPUS=n (set by the workflow from the rule's `gpu` resource) pins the job to n free GPUs."""
+WSSS_GPUS=n (set by the workflow from the rule's `gpu` resource) pins the job to n free GPUs; torch and numba
+compute on the job's threads (OMP_NUM_THREADS, which Snakemake sets to the rule's `threads`)."""
 import argparse
 import ast
 import importlib
@@ -63,6 +64,8 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return
+    from wsss import runtime  # here, not above: listing the stages stays fast (no torch)
+    runtime.use_threads()  # the job's threads in torch and numba, before a kernel can change them (issue 30)
     if argv[0] == "predict":  # a command for people, not a workflow stage
         from wsss.seg import predict
         return predict.main(argv[1:])

@@ -66,7 +66,7 @@ def _rank_main(rank_: int, n: int, backend: str, init_method: str, fn, params, p
     if backend == "nccl":
         torch.cuda.set_device(rank_)
     else:  # CPU ranks share the job's cores
-        torch.set_num_threads(max(1, runtime.threads() // n))
+        runtime.use_threads(max(1, runtime.threads() // n))
     dist.init_process_group(backend, init_method=init_method, rank=rank_, world_size=n)
     try:
         fn(params, **paths)

@@ -41,6 +41,7 @@ def header(stage: str, argv: list[str], params: dict) -> str:
         f", python {platform.python_version()}",
         f"device: {device_summary(params.get('device', 'auto'))}",
         f"kernels: {kernel_backends(params.get('device', 'auto'))}",
+        f"threads: {thread_summary()}",
         "==",
     ]
     return "\n".join(lines)
@@ -91,6 +92,11 @@ def kernel_backends(preference: str, on_gpu: bool | None = None) -> str:
         line += (f"; numba cannot compile CUDA kernels ({_backend.numba_cuda_problem()}): install the [cuda] extra "
                  "(make env CUDA=1, or pip install -e '.[cuda]')")
     return line
+def thread_summary() -> str:
+    """The CPU threads torch and numba compute on (wsss.runtime.use_threads set both to the job's)."""
+    import numba
+    import torch
+    return f"{torch.get_num_threads()} (torch), {numba.get_num_threads()} (numba)"
 
 
 class LineStream:

@@ -4,8 +4,8 @@ checkpoints to resume from, and data parallelism over the job's GPUs (wsss.distr
 
 Batches come from `BatchPlan`: epoch e visits a permutation drawn from (seed, e) and each batch slot gets its
 own augmentation seed, so an item's crop depends on (seed, epoch, slot), not on history. That makes a
-resumed run end with the weights of an uninterrupted one (on the CPU), and lets N ranks each take a slice
-of the same global batch.
+resumed run end with the weights of an uninterrupted one (bit for bit on the CPU with the same threads,
+docs/reliability.md), and lets N ranks each take a slice of the same global batch.
 
 Every `checkpoint_every` iterations (param, optional) rank 0 saves weights, optimizer, RNG state, the
 history and the iteration next to `out` (`<out>.ckpt`), keyed by `run_key`: the params, the trainer's code
