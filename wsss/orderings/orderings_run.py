@@ -27,7 +27,7 @@ from wsss.params import Param, resolve
 from wsss.provenance import ROOT
 
 PARAMS = {
-    "config": Param(dict, help="the run's whole configuration (wsss.orderings.run_config)"),
+    "config": Param(dict, help="the run's whole configuration (wsss.orderings.nested_config)"),
 }
 
 
