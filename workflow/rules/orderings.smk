@@ -7,6 +7,8 @@ from wsss.orderings import nested_config, workflow_version
 ORDERINGS = f"{RUN}/orderings"
 ORDERING_RUNS = [(b, s) for b in config["orderings"]["backbones"] or [config["model"]["backbone"]]
                  for s in config["orderings"]["seeds"]]
+for backbone, seed in ORDERING_RUNS:  # a backbone without weights to give it: an error naming the key, now
+    nested_config(config, backbone, seed, RUN)
 
 
 rule orderings_run:

