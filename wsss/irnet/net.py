@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels import random_walk
-from wsss.models import load_trained, read_checkpoint
-from wsss.models.resnet import ResNet, resnet
+from wsss.models import backbone as make_backbone, load_trained, read_checkpoint
+from wsss.models.backbone import Backbone
 
 EDGE_WIDTH = 32
 DP_WIDTHS = (64, 128, 256, 256, 256)
@@ -38,7 +38,7 @@ class IRNet(nn.Module):
     """forward(x [B, 3, H, W]) -> (boundary logits [B, 1, h, w], displacement [B, 2, h, w]) with
     h, w = ceil(H / 4), ceil(W / 4); displacement channel 0 is y, 1 is x, in stride-4 pixels."""
 
-    def __init__(self, backbone: ResNet):
+    def __init__(self, backbone: Backbone):
         super().__init__()
         if backbone.output_stride != 16:
             raise ValueError(f"IRNet needs an output-stride-16 backbone (strides (2, 2, 2, 1)), "
@@ -104,7 +104,7 @@ class IRNet(nn.Module):
 
 def build(backbone: str) -> IRNet:
     """An untrained IRNet on a randomly initialised `backbone` (the trainer loads its weights)."""
-    return IRNet(resnet(backbone, strides=(2, 2, 2, 1), frozen_bn=True))
+    return IRNet(make_backbone(backbone, strides=(2, 2, 2, 1), frozen_bn=True))
 
 
 def load(path, device="cpu") -> tuple[IRNet, int]:

@@ -1,13 +1,44 @@
-"""Networks: torchvision-compatible ResNet backbones and the heads of each method."""
+"""Networks: the backbones (torchvision-compatible ResNets, EfficientNet-Lite; one interface,
+wsss/models/backbone.py) and the heads of each method."""
 import importlib
 
 import torch
+from torch import nn
 
 from wsss.errors import DataError
 from wsss.io import load_torch
-from wsss.models.resnet import load_pretrained, resnet
+from wsss.models import weights
+from wsss.models.backbone import Backbone, FixedBatchNorm, load_state
+from wsss.models import efficientnet_lite
+from wsss.models.resnet import ARCHITECTURES, resnet
 
-__all__ = ["resnet", "load_pretrained", "read_checkpoint", "load_trained", "load_segmenter"]
+__all__ = ["BACKBONES", "backbone", "resnet", "load_pretrained", "read_checkpoint", "load_trained", "load_segmenter"]
+
+BACKBONES = (*ARCHITECTURES, *efficientnet_lite.VARIANTS)
+
+
+def backbone(name: str, strides=(2, 2, 2, 1), pretrained=None, frozen_bn: bool = False) -> Backbone:
+    """The backbone `name` (BACKBONES) laid out by `strides`, with ImageNet weights from `pretrained` (a file,
+    or `package` / `download`: wsss.models.weights) unless None; `frozen_bn`: IRNet's FixedBatchNorm."""
+    if name in efficientnet_lite.VARIANTS:
+        net = efficientnet_lite.build(name, strides, FixedBatchNorm if frozen_bn else nn.BatchNorm2d)
+    elif name in ARCHITECTURES:
+        net = resnet(name, strides, frozen_bn=frozen_bn)
+    else:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if pretrained is not None:
+        load_pretrained(net, pretrained)
+    return net
+
+
+def load_pretrained(model: Backbone, pretrained):
+    """Loads the ImageNet file `pretrained` (a path, or `package` / `download` for the backbone built by
+    `backbone`) into `model`; DataError naming the file or the missing package."""
+    try:
+        file = weights.local_file(getattr(model, "name", None), pretrained)
+    except ValueError as e:
+        raise DataError(str(e)) from e
+    load_state(model, file)
 
 # segmentation architectures (a saved network's params["arch"]) -> the module whose build(params) makes it
 SEGMENTERS = {"deeplab_v2": "wsss.models.deeplab", "deeplab_v3plus": "wsss.models.deeplab", "psi": "wsss.psi.net"}

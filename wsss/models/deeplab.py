@@ -15,31 +15,23 @@ from torch import nn
 
 from wsss.datasets import voc
 from wsss.errors import DataError
-from wsss.models import load_trained, read_checkpoint
-from wsss.models.resnet import Bottleneck, FixedBatchNorm, resnet
+from wsss.models import backbone as make_backbone, load_trained, read_checkpoint
+from wsss.models.backbone import FixedBatchNorm
 from wsss.params import Param
 
 # What the network depends on, part of the segmentation trainers' PARAMS.
 PARAMS = {
     "class_names": voc.CLASS_NAMES,
     "arch": Param(str, "deeplab_v2", "deeplab_v2 (DSRG, output stride 8) | deeplab_v3plus (output stride 16)"),
-    "backbone": Param(str, help="small (CPU demo) | resnet50 | resnet101"),
-    "pretrained": Param(str, None, "torchvision-format ImageNet state dict; null: from scratch"),
+    "backbone": Param(str, help="small (from scratch) | efficientnet_lite0..2 | resnet50 | resnet101"),
+    "pretrained": Param(str, None, "ImageNet state dict (a file; package / download: wsss.models.weights); "
+                                   "null: from scratch"),
 }
 
 
 ARCHS = ("deeplab_v2", "deeplab_v3plus")
-# (strides, dilations of layer3 / layer4) per architecture
+# (strides, dilations of levels 3 / 4, i.e. ResNet's layer3 / layer4) per architecture
 BACKBONE_LAYOUT = {"deeplab_v2": ((2, 2, 1, 1), (2, 4)), "deeplab_v3plus": ((2, 2, 2, 1), (1, 2))}
-
-
-def dilate(layer: nn.Sequential, dilation: int):
-    """Sets the dilation (and the padding keeping the size) of every 3x3 convolution of a ResNet layer,
-    the atrous form of a layer whose stride was removed (DeepLab-v2 Sec. 3.1)."""
-    for block in layer:
-        convs = [block.conv2] if isinstance(block, Bottleneck) else [block.conv1, block.conv2]
-        for conv in convs:
-            conv.dilation, conv.padding = (dilation, dilation), (dilation, dilation)
 
 
 class DeepLabV2(nn.Module):
@@ -120,16 +112,16 @@ def build(params: dict) -> nn.Module:
 
 
 def backbone(params: dict):
-    """The ResNet of `params` (backbone, pretrained) laid out for arch (BACKBONE_LAYOUT), BN statistics
-    fixed with ImageNet weights (see build)."""
+    """The backbone of `params` (backbone, pretrained) laid out for arch (BACKBONE_LAYOUT: strides, atrous
+    levels 3 and 4), BN statistics fixed with ImageNet weights (see build)."""
     strides, (d3, d4) = BACKBONE_LAYOUT[params.get("arch", PARAMS["arch"].default)]
     pretrained = params.get("pretrained")
-    net = resnet(params["backbone"], strides, pretrained, frozen_bn=pretrained is not None)
+    net = make_backbone(params["backbone"], strides, pretrained, frozen_bn=pretrained is not None)
     for m in net.modules():
         if isinstance(m, FixedBatchNorm):
             m.requires_grad_(False)
-    dilate(net.layer3, d3)
-    dilate(net.layer4, d4)
+    net.dilate(3, d3)
+    net.dilate(4, d4)
     return net
 
 

@@ -4,14 +4,12 @@ torchvision-format ImageNet state dict loads as-is.
 `strides` = (conv1, layer2, layer3, layer4) as in IRNet's net/resnet50.py; the max-pool always halves and
 layer1 keeps the size, so IRNet's (2, 2, 2, 1) gives output stride 16 (IRNet Sec. 3: "reduce the stride of
 its last downsampling layer from 2 to 1"). The last stride is reduced without dilation, as IRNet does.
-`forward_features` returns the five levels IRNet's branches read (IRNet Sec. 4.1 and footnote 1)."""
+`forward_features` returns the five levels IRNet's branches read (IRNet Sec. 4.1 and footnote 1); the interface
+every backbone shares is wsss/models/backbone.py."""
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
-from wsss.errors import DataError
-from wsss.io import load_torch
+from wsss.models.backbone import Backbone, FixedBatchNorm, load_state
 
 # name -> (block, blocks per layer, widths of layer1..4 before expansion, stem width)
 ARCHITECTURES = {
@@ -24,15 +22,6 @@ ARCHITECTURES = {
 }
 # ResNeXt (Xie et al. 2017; RPNet's release uses resnext101): name -> (groups, width per group) of the 3x3 convs
 GROUPS = {"resnext50": (32, 4), "resnext101": (32, 8)}
-
-
-class FixedBatchNorm(nn.BatchNorm2d):
-    """IRNet's FixedBatchNorm: normalises with the stored ImageNet statistics even in training mode
-    (batches of a few crops would give poor estimates). Same state-dict keys as nn.BatchNorm2d."""
-
-    def forward(self, x):
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            training=False, eps=self.eps)
 
 
 class BasicBlock(nn.Module):
@@ -77,7 +66,7 @@ class Bottleneck(nn.Module):
         return self.relu(self.bn3(self.conv3(out)) + identity)
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
     def __init__(self, block, layers, widths, stem, strides, norm, **block_options):
         super().__init__()
         self.block_options = block_options  # ResNeXt: groups, base_width
@@ -126,20 +115,18 @@ class ResNet(nn.Module):
         names = ("conv1", "bn1") if level == 0 else (f"layer{level}",)
         return [p for name in names for p in getattr(self, name).parameters()]
 
-    def forward_features(self, x, frozen_levels: int = 0):
-        """[x1..x5]: stem after max-pool, layer1, layer2, layer3, layer4 outputs.
+    def dilate(self, level: int, dilation: int):
+        """Atrous 3x3 convolutions in layer `level` (whose stride `strides` removed; DeepLab-v2 Sec. 3.1)."""
+        dilate_layer(getattr(self, f"layer{level}"), dilation)
 
-        The first `frozen_levels` levels run without building a graph (their outputs are detached), as IRNet
-        does for the levels it does not train on top of ImageNet weights."""
-        feats = []
-        for i, level in enumerate(self.levels()):
-            with torch.set_grad_enabled(torch.is_grad_enabled() and i >= frozen_levels):
-                x = level(x)
-            feats.append(x)
-        return feats
 
-    def forward(self, x):
-        return self.forward_features(x)[-1]
+def dilate_layer(layer: nn.Sequential, dilation: int):
+    """Sets the dilation (and the padding keeping the size) of every 3x3 convolution of a ResNet layer,
+    the atrous form of a layer whose stride was removed (DeepLab-v2 Sec. 3.1)."""
+    for block in layer:
+        convs = [block.conv2] if isinstance(block, Bottleneck) else [block.conv1, block.conv2]
+        for conv in convs:
+            conv.dilation, conv.padding = (dilation, dilation), (dilation, dilation)
 
 
 def resnet(name: str, strides=(2, 2, 2, 1), pretrained: str | None = None, frozen_bn: bool = False) -> ResNet:
@@ -153,29 +140,7 @@ def resnet(name: str, strides=(2, 2, 2, 1), pretrained: str | None = None, froze
     groups = dict(zip(("groups", "base_width"), GROUPS[name])) if name in GROUPS else {}
     model = ResNet(block, layers, widths, stem, tuple(strides), FixedBatchNorm if frozen_bn else nn.BatchNorm2d,
                    **groups)
+    model.name = name
     if pretrained is not None:
-        load_pretrained(model, pretrained)
+        load_state(model, pretrained)
     return model
-
-
-def load_pretrained(model: nn.Module, path):
-    """Loads a torchvision-format state dict (the classifier `fc.*` is ignored); raises DataError naming the
-    file and the first offending keys if the file is missing or does not match the architecture."""
-    state = load_torch(path, "pretrained weights file")
-    if not isinstance(state, dict):
-        raise DataError(f"{path}: expected a state dict (parameter name -> tensor), got {type(state).__name__}")
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    expected = model.state_dict()
-    # files saved before PyTorch 0.4.1 (torchvision's resnet50-19c8e357.pth) lack the BN step counters;
-    # load_state_dict fills them in
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    wrong_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    problems = [(what, keys) for what, keys in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", wrong_shape))
-                if keys]
-    if problems:
-        detail = "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} ({len(keys)})"
-                           for what, keys in problems)
-        raise DataError(f"{path}: does not match the backbone ({detail})")
-    model.load_state_dict(state)

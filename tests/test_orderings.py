@@ -1,0 +1,108 @@
+"""`snakemake orderings` (issue 22): the claims table over seeds and backbones, each run's configuration, and
+the plan (one nested run per backbone and seed, the data set made once, not in the default target)."""
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from wsss import metrics
+from wsss.orderings import nested_config, orderings_table
+
+from test_workflow import TINY as WORKFLOW_TINY  # the tiny demo of the workflow tests
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _metrics_file(path, values: dict):
+    """A metrics.csv of the means `values` {(stage, method, metric): percent}, on the demo's splits."""
+    rows = [dict(stage=s, method=m, split="train" if s in orderings_table.SCORED_ON_LABELS else "val", metric=k,
+                 **{"class": ""}, value=v / 100) for (s, m, k), v in values.items()]
+    rows.append(dict(stage="cam", method="cam", split="val", metric="iou", **{"class": ""}, value=0.99))  # other split
+    rows.append(dict(stage="cam", method="cam", split="train", metric="iou", **{"class": "disc"}, value=0.01))
+    metrics.write(path, rows)
+    return path
+
+
+def _run(seed_offset: float, **overrides) -> dict:
+    values = {("cam", "cam", "iou"): 50.0, ("sem_seg", "irnet_rw", "iou"): 60.0 + seed_offset,
+              ("ins_seg", "irnet", "ap50"): 30.0, ("seg", "dsrg_nogrowth_cambg", "iou"): 70.0,
+              ("seg", "dsrg_cambg", "iou"): 69.0 + seed_offset, ("seg", "dsrg_retrain_cambg", "iou"): 69.0 + seed_offset,
+              ("seg", "psi_baseline", "iou"): 60.0, ("seg", "psi_cpp", "iou"): 62.0, ("seg", "psi_sld", "iou"): 59.0,
+              ("seg", "psi", "iou"): 61.0}
+    values.update(overrides)
+    return values
+
+
+def test_claims_table_means_spreads_and_verdicts(tmp_path):
+    runs = [["efficientnet_lite0", 0], ["efficientnet_lite0", 1], ["efficientnet_lite0", 2], ["small", 0]]
+    files = [_metrics_file(tmp_path / f"{b}_{s}.csv", _run(2.0 * s)) for b, s in runs]
+    params = dict(runs=runs, label_split="train", eval_split="val")
+    orderings_table.run(params, metrics_csv=[str(f) for f in files], out=tmp_path / "claims.csv",
+                        markdown=tmp_path / "claims.md")
+    table = pd.read_csv(tmp_path / "claims.csv").set_index(["backbone", "claim"])
+    lite = table.loc["efficientnet_lite0"]
+    rw = lite.loc["random-walk labels above the CAMs"]
+    assert (rw.result_mean, rw.compared_mean, rw.margin_mean) == pytest.approx((62.0, 50.0, 12.0))
+    assert rw.result_sd == pytest.approx(2.0) and rw.seeds == "3/3" and rw.verdict == "holds"
+    assert (rw.paper_result, rw.paper_compared) == (66.5, 48.3)
+    # DSRG's _cambg rows count as the networks; the mean margin decides (-1 +1 +3 > 0), seeds say where it held
+    growth = lite.loc["growth above no growth"]
+    assert growth.margin_mean == pytest.approx(1.0) and growth.seeds == "2/3" and growth.verdict == "holds"
+    assert lite.loc["the retrain not below its teacher"].verdict == "holds"  # equal is not below
+    best = lite.loc["CPP + SLD the best"]  # compared with the best of baseline, + CPP, + SLD
+    assert best.compared_mean == pytest.approx(62.0) and best.verdict == "fails" and best.seeds == "0/3"
+    assert lite.loc["instance labels (AP50)"].verdict == "-"
+    assert table.loc[("small", "random-walk labels above the CAMs")].result_sd == 0  # one seed
+    assert not any("RPNet" in p or "CDSP" in p for p in table.paper)  # rows a run lacks are left out
+    lines = (tmp_path / "claims.md").read_text().splitlines()
+    assert len(lines) == 2 + len(table)
+    assert "| efficientnet_lite0 | IRNet Table 2: random-walk labels above the CAMs | 66.5 vs 48.3 | 62.0 ± 2.0 vs " \
+           "50.0 ± 0.0 | +12.0 ± 2.0 | 3/3 | holds |" in lines
+
+
+def test_nested_config_follows_the_backbone():
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    base.setdefault("seg", {})
+    base["model"] = {"backbone": "small", "pretrained": None}
+    base["seg"].update(backbone="small", pretrained=None)
+    base["orderings"] = {"seeds": [0, 1], "backbones": ["efficientnet_lite0", "small"]}
+    before = copy.deepcopy(base)
+    lite = nested_config(base, "efficientnet_lite0", 1, "results/x/orderings/efficientnet_lite0_s1")
+    assert base == before  # the outer configuration is left as it is
+    assert lite["model"] == {"backbone": "efficientnet_lite0", "pretrained": "package"}
+    assert lite["seg"]["backbone"] == "efficientnet_lite0" and lite["seg"]["pretrained"] == "package"
+    assert (lite["seed"], lite["ablations"], lite["run_dir"]) == (1, True, "results/x/orderings/efficientnet_lite0_s1")
+    assert lite["orderings"]["seeds"] == [] and lite["orderings"]["report"] is False  # no runs of its own
+    assert nested_config(lite, "small", 0, "r")["model"] == {"backbone": "small", "pretrained": None}
+    with pytest.raises(ValueError, match="resnet50 needs its ImageNet file"):
+        nested_config(base, "resnet50", 0, "r")
+
+
+TINY = {**WORKFLOW_TINY, "orderings": {"seeds": [0, 3], "backbones": ["efficientnet_lite0", "small"]}}
+
+
+def _plan(workdir: Path, config: dict, *targets) -> dict:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+                             "--directory", str(workdir), "--cores", "2", "--dry-run", *targets],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr + result.stdout
+    table = (result.stdout + result.stderr).split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def test_orderings_plans_one_run_per_backbone_and_seed(tmp_path):
+    """The data set is made once, by the outer run (each nested run finds it); the default target has no
+    orderings unless orderings.report asks for the table on the report page."""
+    planned = _plan(tmp_path, TINY, "orderings")
+    assert planned["orderings_run"] == 4 and planned["demo_dataset"] == 1 and planned["orderings_table"] == 1
+    assert "train_cam" not in planned  # the runs' own jobs are the nested Snakemakes'
+    assert "orderings_run" not in _plan(tmp_path, TINY)
+    reported = copy.deepcopy(TINY)
+    reported["orderings"]["report"] = True
+    assert _plan(tmp_path, reported)["orderings_run"] == 4
