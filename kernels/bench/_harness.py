@@ -32,6 +32,7 @@ class Case:
     fn: Callable[[], object]
     reference: str | None = None  # impl name of the row this one is compared with
     repeat: int = 3
+    flops: float | None = None  # floating-point operations of one call (a fused multiply-add counts 2)
 
 
 def _rss() -> int:
@@ -59,6 +60,15 @@ class _PeakRSS:
         self._thread.join()
         self.peak = max(self.peak, _rss())
         self.bytes = self.peak - self.base
+
+
+def matmul_flops(device: torch.device, size: int = 2048, repeat: int = 5) -> float:
+    """The machine's practical float32 peak: FLOP/s of the best of `repeat` size x size matrix products with
+    torch's threads (a BLAS matmul runs at 80-90 % of the FMA units' peak), so that a kernel's fraction of it
+    means the same on any machine."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    seconds, _ = measure(lambda: a @ b, device, repeat)
+    return 2 * size ** 3 / seconds
 
 
 def measure(fn: Callable[[], object], device: torch.device, repeat: int) -> tuple[float, int]:
