@@ -19,7 +19,9 @@ Edge weights below eps^2 of the dtype are set to 0 (`_graph`): they cannot chang
 CPUs a product with a subnormal number costs ~100 times a normal one (a^10 of an affinity below 1.6e-4 is
 subnormal in float32).
 """
+import functools
 import os
+import warnings
 
 import numba
 import torch
@@ -185,16 +187,16 @@ def _walk_numba(v, spare, weights, inv_colsum, offsets, lo, n, steps):
 
 
 # ---------------------------------------------------------------------------------------------- numba.cuda
+# Each step needs the whole previous one: either one launch per step (a launch costs ~10-30 us from Python,
+# more than a 128 x 128 step's work on a GPU) or one cooperative launch of a grid that is resident at once,
+# whose threads stride over the items and synchronise the grid between steps. The second is used where the
+# device and the toolchain allow it (grid sync links CUDA's device runtime); else the first, with a warning.
 
-@cuda.jit
-def _walk_cuda_step(src, dst, weights, inv_colsum, offsets, lo, n):
-    i = cuda.grid(1)
-    nb, nc, _ = src.shape
-    if i >= nb * nc * n:
-        return
+@cuda.jit(device=True)
+def _walk_item(src, dst, weights, inv_colsum, offsets, lo, n, i):
     q = lo + i % n
-    c = (i // n) % nc
-    b = i // (n * nc)
+    c = (i // n) % src.shape[1]
+    b = i // (n * src.shape[1])
     centre = src[b, c, q]
     acc = numba.float32(0)  # widens to float64 for float64 input
     for d in range(offsets.shape[0]):
@@ -203,14 +205,56 @@ def _walk_cuda_step(src, dst, weights, inv_colsum, offsets, lo, n):
     dst[b, c, q] = centre + acc * inv_colsum[b, q]
 
 
+@cuda.jit
+def _walk_cuda_step(src, dst, weights, inv_colsum, offsets, lo, n):
+    i = cuda.grid(1)
+    if i < src.shape[0] * src.shape[1] * n:
+        _walk_item(src, dst, weights, inv_colsum, offsets, lo, n, i)
+
+
+@cuda.jit
+def _walk_cuda_steps(v, spare, weights, inv_colsum, offsets, lo, n, steps):
+    grid = cuda.cg.this_grid()
+    for s in range(steps):
+        for i in range(cuda.grid(1), v.shape[0] * v.shape[1] * n, cuda.gridsize(1)):
+            if s % 2 == 0:
+                _walk_item(v, spare, weights, inv_colsum, offsets, lo, n, i)
+            else:
+                _walk_item(spare, v, weights, inv_colsum, offsets, lo, n, i)
+        grid.sync()
+
+
+@functools.cache
+def _cooperative_problem() -> str | None:
+    """Why the one-launch walk cannot run here (None when it can); probed once on a 1 x 1 image."""
+    try:
+        x = torch.zeros(1, 1, 2, device="cuda" if not _backend.cuda_simulator() else "cpu")
+        a = _backend.as_cuda_array
+        _walk_cuda_steps.specialize(a(x), a(x), a(x), a(x[0]), a(torch.zeros(1, dtype=torch.int64, device=x.device)),
+                                    0, 1, 1)
+    except Exception as e:  # a missing libcudadevrt, an old driver, MPS: the per-step launches still work
+        warnings.warn(f"random_walk: one cooperative launch for all steps is not possible ({type(e).__name__}: {e}); "
+                      "launching once per step", RuntimeWarning, stacklevel=4)
+        return str(e)
+    return None
+
+
 def _walk_cuda(v, spare, weights, inv_colsum, offsets, lo, n, steps):
     a = _backend.as_cuda_array
-    bufs = (a(v), a(spare))
-    fixed = (a(weights), a(inv_colsum), a(offsets), lo, n)
+    args = (a(v), a(spare), a(weights), a(inv_colsum), a(offsets), lo, n)
     total = v.shape[0] * v.shape[1] * n
+    if steps > 1 and _cooperative_problem() is None:
+        kernel = _walk_cuda_steps.specialize(*args, steps)
+        overloads = kernel.overloads  # the specialised kernel's one overload (the simulator's fake one)
+        resident = (next(iter(overloads.values()), None) or overloads[None]).max_cooperative_grid_blocks(
+            _backend.THREADS_PER_BLOCK)
+        blocks, threads, stream = _backend.launch(total)
+        kernel[min(blocks, resident), threads, stream](*args, steps)
+        return v if steps % 2 == 0 else spare
     launch = _walk_cuda_step[_backend.launch(total)]
-    for s in range(steps):  # one launch per step: the grid-wide barrier between steps
-        launch(bufs[s % 2], bufs[1 - s % 2], *fixed)
+    bufs = args[:2]
+    for s in range(steps):
+        launch(bufs[s % 2], bufs[1 - s % 2], *args[2:])
     return v if steps % 2 == 0 else spare
 
 
