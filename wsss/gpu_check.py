@@ -126,8 +126,8 @@ def time_kernels(device: torch.device, quick: bool) -> list[dict]:
                  q, keys, values, (1, 1, 1, 4), (0, 0, 0, 0), backend=b), None)]
     rows = []
     for name, fn, target_ms in cases:
-        fast, _ = measure(lambda: fn(backend), device, 1 if quick else 5)
-        slow, _ = measure(lambda: fn("torch"), device, 1 if quick else 3)
+        fast, *_ = measure(lambda: fn(backend), device, 1 if quick else 5)
+        slow, *_ = measure(lambda: fn("torch"), device, 1 if quick else 3)
         ok = target_ms is None or fast * 1e3 < target_ms
         rows.append(row("speed", f"{name}: {backend} vs torch", f"{fast * 1e3:.2f} ms vs {slow * 1e3:.2f} ms "
                         f"({slow / fast:.1f}x)", f"< {target_ms:g} ms" if target_ms else "", ok))

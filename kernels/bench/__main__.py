@@ -2,7 +2,8 @@
 
 Prints one table of time and peak memory for every kernel against its reference, with the ratios
 measured in the same run; where a case counts its floating-point work (the random walk), also GFLOP/s and
-the fraction of the machine's peak, measured in the same run by a float32 matmul. The header gives the
+the fraction of the machine's peak, measured in the same run by a float32 matmul (per wall second, and per CPU second, which a busy machine
+does not distort). The header gives the
 machine, the thread counts and the load average (other processes on the cores inflate absolute times, not
 the ratios). See docs/benchmarks.md for recorded results; `python -m wsss.bench` runs these with the
 stage benchmarks.
@@ -48,14 +49,16 @@ def main(argv=None):
         if counted:
             peaks.append(matmul_flops(device, 512 if args.quick else 2048))
         for case in cases:
-            seconds, peak = measure(case.fn, device, case.repeat)
+            seconds, peak, cpu_seconds = measure(case.fn, device, case.repeat)
             rows.append(dict(op=case.op, size=case.size, impl=case.impl, reference=case.reference or "",
                              ms=seconds * 1e3, peak_MiB=peak / 2**20,
-                             GFLOP_s=case.flops / seconds / 1e9 if case.flops else float("nan")))
+                             GFLOP_s=case.flops / seconds / 1e9 if case.flops else float("nan"),
+                             GFLOP_cpu_s=case.flops / cpu_seconds / 1e9 if case.flops else float("nan")))
             print(f"{case.op:24s} {case.size:22s} {case.impl:22s} {seconds * 1e3:10.2f} ms "
                   f"{peak / 2**20:9.1f} MiB", flush=True)
         if counted:  # the peak before and after the op's cases: the better of the two, as the load varies
-            peaks[-1] = max(peaks[-1], matmul_flops(device, 512 if args.quick else 2048))
+            after = matmul_flops(device, 512 if args.quick else 2048)
+            peaks[-1] = tuple(max(x, y) for x, y in zip(peaks[-1], after))
     table = pd.DataFrame(rows)
     ref = table.set_index(["op", "size", "impl"])
     speed, mem = [], []
@@ -70,14 +73,15 @@ def main(argv=None):
     table["speedup_vs_ref"] = speed
     table["mem_vs_ref"] = mem
     if peaks:
-        peak = max(peaks)
+        peak, peak_cpu = (max(p[i] for p in peaks) for i in (0, 1))
         table["of_peak"] = table.GFLOP_s * 1e9 / peak
-    else:
-        table = table.drop(columns="GFLOP_s")
+        table["of_peak_cpu"] = table.GFLOP_cpu_s * 1e9 / peak_cpu
+    table = table.drop(columns=["GFLOP_cpu_s"] + ([] if peaks else ["GFLOP_s"]))
     print("\n" + machine(device))
     if peaks:
-        print(f"peak: float32 matmul {peak / 1e9:.1f} GFLOP/s with {torch.get_num_threads()} threads (of_peak = "
-              "GFLOP_s / this; a fused multiply-add counts 2 flops)")
+        print(f"peak: float32 matmul {peak / 1e9:.1f} GFLOP/s wall, {peak_cpu / 1e9:.1f} GFLOP per CPU second, "
+              f"{torch.get_num_threads()} threads. of_peak = GFLOP_s / the first; of_peak_cpu = the same per CPU "
+              "second (all threads), which holds on a busy machine; a fused multiply-add counts 2 flops")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.csv:
         table.to_csv(args.csv, index=False)
