@@ -1,5 +1,7 @@
 """`python -m wsss.gpu_check`: every part that runs without a GPU (the CUDA kernels under numba's simulator,
 bfloat16 autocast, gloo, the DAG with --resources gpu=1 on the CPU). The GPU itself: README, docs/benchmarks.md."""
+import importlib
+
 import pandas as pd
 import pytest
 import torch
@@ -28,7 +30,7 @@ def test_kernel_and_speed_parts_run_the_cuda_kernels_under_the_simulator():
 
 
 def test_kernel_part_reports_a_wrong_kernel(monkeypatch):
-    from kernels import random_walk as walk
+    walk = importlib.import_module("kernels.random_walk")  # the module (kernels.random_walk is also the op)
     real = walk._WALK["torch"]
     monkeypatch.setitem(walk._WALK, "torch", lambda v, *a: real(v, *a) * 1.001)  # what the check runs on a CPU
     rows = {r["check"].split()[0]: r for r in gpu_check.check_kernels(CPU, quick=True)}
