@@ -21,7 +21,8 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 def test_finds_every_benchmark_of_the_repository():
     names = {b.name: b for b in bench.discover()}
     assert {"line_max_affinity", "random_walk", "region_grow", "neighborhood_aggregate"} <= set(names)
-    assert {"rpnet", "cdsp", "cpp"} <= set(names)  # wsss/{cam or rpnet}/bench*.py, cdsp/bench.py, psi/bench_cpp.py
+    assert {"rpnet", "cdsp", "cpp", "scaling"} <= set(names)  # wsss/{cam or rpnet}/bench*.py, ...
+    assert not names["scaling"].run_by_default
     assert names["random_walk"].command == ("-m", "kernels.bench", "--only", "random_walk")
     assert names["cdsp"].command == ("-m", "wsss.cdsp.bench")
 
@@ -66,3 +67,22 @@ def test_runs_the_walk_with_its_references_and_the_fraction_of_peak(tmp_path):
     assert 0 < of_peak < 1
     [summary] = list(csv.DictReader(open(tmp_path / "summary.csv")))
     assert summary["name"] == "random_walk" and summary["status"] == "ok"
+
+
+def test_cost_study_fits_the_exponent_and_extrapolates_from_it():
+    from wsss.pipeline import bench_scaling as study
+    sides = [128, 256, 512]
+    a, k = study.fit_exponent(sides, [3e-5 * s ** 2 for s in sides])
+    assert k == pytest.approx(2) and a == pytest.approx(3e-5)
+    assert study.fit_exponent(sides, [0.0, -1.0, 2.0])[1] != study.fit_exponent(sides, [0.0, -1.0, 2.0])[1]  # NaN
+    assert study.fit_exponent(sides, [-0.1, 1.0, 8.0])[1] == pytest.approx(3)  # a run below the noise is dropped
+    stages = {stage for rows in study.PRESETS.values() for stage, *_ in rows}
+    fits = {stage: (1e-6, 2.0) for stage in stages}
+    flops = {name: 1e9 for rows in study.PRESETS.values() for *_, name, _ in rows if name}
+    table = study.extrapolate(fits, flops, 512).set_index(["preset", "stage"])
+    row = table.loc[("voc12 (IRNet, RPNet, DSRG)", "train_cam")]
+    assert row.core_hours == pytest.approx(study.TRAIN_AUG * 5 * 1e-6 * 512 ** 2 / 3600)
+    assert row.gpu_hours == pytest.approx(study.TRAIN_AUG * 5 * 3 * 1e9 / (study.GPU_TFLOPS * 1e12) / 3600)
+    assert row.cpu_only_core_hours == 0
+    crf = table.loc[("voc12 (IRNet, RPNet, DSRG)", "cam_to_ir_label")]
+    assert crf.gpu_hours == 0 and crf.cpu_only_core_hours == crf.core_hours > 0
