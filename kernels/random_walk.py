@@ -149,7 +149,9 @@ def _split_pixels(groups: int, threads: int) -> bool:
     """Split pixels (a barrier a step) only where class groups cannot keep every thread busy and the cores are
     not oversubscribed; WSSS_WALK_SPLIT=pixels|groups overrides. Both give the same result."""
     choice = os.environ.get("WSSS_WALK_SPLIT")
-    if choice in ("pixels", "groups"):
+    if choice:
+        if choice not in ("pixels", "groups"):
+            raise ValueError(f"WSSS_WALK_SPLIT must be pixels or groups, got {choice!r}")
         return choice == "pixels"
     if threads == 1 or groups % threads == 0:
         return False

@@ -122,6 +122,9 @@ def test_result_independent_of_split_and_threads(monkeypatch, classes):
     assert all(torch.equal(results[0], r) for r in results[1:])
     alone = random_walk(scores[:, -1:], boundary, steps=16, backend="numba")  # a group of one class
     assert torch.equal(results[0][:, -1:], alone)
+    monkeypatch.setenv("WSSS_WALK_SPLIT", "rows")
+    with pytest.raises(ValueError, match="WSSS_WALK_SPLIT"):
+        random_walk(scores, boundary, steps=1, backend="numba")
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
