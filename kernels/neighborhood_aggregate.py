@@ -38,8 +38,13 @@ def neighborhood_aggregate(query: torch.Tensor, keys: list, values: list, radii:
     4 = a 7x7 window); strides[l]: log2 of level l's stride over the query grid's, i.e. S_k - S_l in Eq. 2
     where S is the paper's scale exponent (a finer map has a larger S): level l's grid is the query grid
     scaled by 2^-strides[l]. PSI (destination conv5 at output stride 16, levels conv2..conv5 at strides
-    4, 8, 16, 16): radii (1, 1, 1, 4), strides (-2, -1, 0, 0)."""
+    4, 8, 16, 16): radii (1, 1, 1, 4), strides (-2, -1, 0, 0). float16 / bfloat16 inputs (autocast) are
+    computed in float32 and give float32 outputs."""
     _check(query, keys, values, radii, strides)
+    if any(t.dtype in (torch.float16, torch.bfloat16) for t in (query, *keys, *values)):
+        # under autocast: one softmax over all levels in float32 (autocast runs softmax in float32 too); the
+        # kernels take float32 and float64, and the casts carry the gradients back
+        query, keys, values = query.float(), [k.float() for k in keys], [v.float() for v in values]
     impl = _IMPLS[pick(query, backend)]
     radii, strides = tuple(int(r) for r in radii), tuple(int(s) for s in strides)
     return list(_Aggregate.apply(impl, radii, strides, query, *keys, *values))

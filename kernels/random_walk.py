@@ -14,14 +14,22 @@ Layout shared by the backends: every map is zero-padded by r rows above and belo
 right and flattened, so the neighbour q + d of an interior pixel q is q + o_d with one flat offset
 o_d = dy * (W + 2r - 2) + dx, and each offset's terms for all pixels are contiguous runs of memory. The
 padding columns are computed along (their inverse column sum is 0, so they stay 0).
+
+Edge weights below eps^2 of the dtype are set to 0 (`_graph`): they cannot change a float result, and on x86
+CPUs a product with a subnormal number costs ~100 times a normal one (a^10 of an affinity below 1.6e-4 is
+subnormal in float32).
 """
+import functools
+import os
+import warnings
+
 import numba
-import numpy as np
 import torch
 import torch.nn.functional as F
 from numba import cuda, njit, prange
 
 from kernels import _backend
+from kernels._simd import VECTOR_BYTES, lanes, vaccumulate_rows, vload, vload_rows, vstore_step_rows, vzeros_like
 from kernels.line_max_affinity import line_max_affinity
 from kernels.offsets import neighbor_offsets
 
@@ -73,7 +81,10 @@ def _graph(affinity: torch.Tensor, radius: int, beta: float):
     lo, n = _span(h, w, radius)
     offsets = neighbor_offsets(radius)
     flat = (offsets[:, 0] * wp + offsets[:, 1]).to(affinity.device)
-    weights = _pad(affinity.pow_(beta), radius).view(b, len(flat), -1)
+    weights = affinity.pow_(beta)
+    # a weight below eps^2 cannot change a float result, but a subnormal product costs ~100x on x86 CPUs
+    weights.masked_fill_(weights < torch.finfo(weights.dtype).eps ** 2, 0)
+    weights = _pad(weights, radius).view(b, len(flat), -1)
     colsum = 1 + weights[..., lo:lo + n].sum(1)  # self weight 1 and the pairs (q, q + d)
     for k, o in enumerate(flat.tolist()):
         colsum += weights[:, k, lo - o:lo - o + n]  # the pairs (q - d, q)
@@ -82,53 +93,112 @@ def _graph(affinity: torch.Tensor, radius: int, beta: float):
 
 
 # ---------------------------------------------------------------------------------------------- numba CPU
+# The walk is a stencil of 2 D neighbours: per class and pixel, 2 D fused multiply-adds a step. The kernel
+# keeps a vector of LANES pixels of G classes in registers across all neighbours (explicit SIMD, kernels/_simd),
+# so each weight is loaded once for G classes: 2 + 2 G loads per 2 G multiply-adds. Classes are walked in
+# groups of G (`_class_groups`), pixels in chunks (one per thread). Each class's arithmetic is the same
+# whatever G and the chunks, so the result does not depend on the thread count or the split.
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _step_block(src, dst, weights, inv_colsum, offsets, plane, start, stop, rows):
+    """One step for the pixels [start, stop) of the classes src[:G] -> dst[:G] (G = len(rows)); weights flat
+    [D * plane], the pair (q, q + o_d) at d * plane + q."""
+    for q in range(start, stop, lanes(weights)):
+        centre = vload_rows(src, rows, q)
+        fwd, bwd = vzeros_like(centre), vzeros_like(centre)
+        for d in range(offsets.shape[0]):
+            o, k = offsets[d], d * plane + q
+            fwd = vaccumulate_rows(fwd, vload(weights, k), src, q + o, centre)
+            bwd = vaccumulate_rows(bwd, vload(weights, k - o), src, q - o, centre)
+        vstore_step_rows(dst, q, centre, fwd, bwd, vload(inv_colsum, q))
+
 
 @njit(parallel=True, cache=True, nogil=True)  # nogil: loader threads (and the bench's memory sampler) keep running
-def _walk_numba_steps(v, spare, weights, inv_colsum, offsets, lo, n, steps):
-    nb, nc, _ = v.shape
-    # one thread walks one channel through all steps: a single parallel region, no barrier per step (a
-    # barrier per step stalls for whole time slices when the cores are shared with other processes)
-    for bc in prange(nb * nc):
-        b = bc // nc
-        src, dst = v[b, bc % nc], spare[b, bc % nc]
-        acc = np.empty(n, v.dtype)
-        for _ in range(steps):
-            centre = src[lo:lo + n]
-            acc[:] = 0
-            for d in range(0, offsets.shape[0], 2):  # two offsets a pass; D is even (four-fold symmetric disc)
-                o, e = offsets[d], offsets[d + 1]
-                # runs starting at 0 keep the loop vectorisable (no negative-index checks)
-                fwd_o, bwd_o = weights[b, d, lo:lo + n], weights[b, d, lo - o:lo - o + n]
-                fwd_e, bwd_e = weights[b, d + 1, lo:lo + n], weights[b, d + 1, lo - e:lo - e + n]
-                up_o, down_o = src[lo + o:lo + o + n], src[lo - o:lo - o + n]
-                up_e, down_e = src[lo + e:lo + e + n], src[lo - e:lo - e + n]
-                for i in range(n):
-                    c = centre[i]
-                    acc[i] += (fwd_o[i] * (up_o[i] - c) + bwd_o[i] * (down_o[i] - c)
-                               + fwd_e[i] * (up_e[i] - c) + bwd_e[i] * (down_e[i] - c))
-            out, inv = dst[lo:lo + n], inv_colsum[b, lo:lo + n]
-            for i in range(n):
-                out[i] = centre[i] + acc[i] * inv[i]
-            src, dst = dst, src
+def _walk_split_pixels(v, spare, weights, inv_colsum, offsets, lo, n, steps, rows, chunks):
+    """Every class group and every pixel chunk is a task; a barrier after each step (the chunks need their
+    neighbours' previous step)."""
+    groups = v.shape[0]
+    size = -(-n // chunks // lanes(weights)) * lanes(weights)
+    plane = inv_colsum.shape[0]
+    for s in range(steps):
+        src, dst = (v, spare) if s % 2 == 0 else (spare, v)
+        for task in prange(groups * chunks):
+            g, start = task // chunks, lo + task % chunks * size
+            _step_block(src[g], dst[g], weights, inv_colsum, offsets, plane, start, min(start + size, lo + n),
+                        rows)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _walk_split_groups(v, spare, weights, inv_colsum, offsets, lo, n, steps, rows):
+    """Each class group walks all its steps in one task: no barrier (a barrier per step stalls for whole time
+    slices when other processes share the cores)."""
+    plane = inv_colsum.shape[0]
+    for g in prange(v.shape[0]):
+        for s in range(steps):
+            src, dst = (v[g], spare[g]) if s % 2 == 0 else (spare[g], v[g])
+            _step_block(src, dst, weights, inv_colsum, offsets, plane, lo, lo + n, rows)
+
+
+def _class_groups(c: int) -> int:
+    """Classes per group G <= 4: fewest loads per useful multiply-add, (2 + 2 G) / 2 G, with c padded to a
+    multiple of G by zero classes (G = 3 for c = 3 or 21, G = 4 for c = 4)."""
+    return min((4, 3, 2, 1), key=lambda g: (1 + g) / g * -(-c // g) * g)
+
+
+def _split_pixels(groups: int, threads: int) -> bool:
+    """Split pixels (a barrier a step) only where class groups cannot keep every thread busy and the cores are
+    not oversubscribed; WSSS_WALK_SPLIT=pixels|groups overrides. Both give the same result."""
+    choice = os.environ.get("WSSS_WALK_SPLIT")
+    if choice:
+        if choice not in ("pixels", "groups"):
+            raise ValueError(f"WSSS_WALK_SPLIT must be pixels or groups, got {choice!r}")
+        return choice == "pixels"
+    if threads == 1 or groups % threads == 0:
+        return False
+    return os.getloadavg()[0] <= os.cpu_count()
 
 
 def _walk_numba(v, spare, weights, inv_colsum, offsets, lo, n, steps):
-    _walk_numba_steps(v.numpy(), spare.numpy(), weights.numpy(), inv_colsum.numpy(), offsets.numpy(), lo, n,
-                      steps)
-    return v if steps % 2 == 0 else spare
+    b, c, length = v.shape
+    per_group = _class_groups(c)
+    groups = -(-c // per_group)
+    plane = length + VECTOR_BYTES // v.element_size()  # room for the last chunk's last vector
+    threads = numba.get_num_threads()
+    split_pixels = _split_pixels(groups, threads)
+    rows = (0,) * per_group
+    for i in range(b):
+        x = v.new_zeros(groups * per_group, plane)
+        x[:c, :length] = v[i]
+        y = torch.zeros_like(x)
+        w = weights.new_zeros(weights.shape[1], plane)
+        w[:, :length] = weights[i]
+        inv = inv_colsum.new_zeros(plane)
+        inv[:length] = inv_colsum[i]
+        args = (x.view(groups, per_group, plane).numpy(), y.view(groups, per_group, plane).numpy(),
+                w.view(-1).numpy(), inv.numpy(), offsets.numpy(), lo, n, steps, rows)
+        if split_pixels:
+            _walk_split_pixels(*args, threads)
+        else:
+            numba.set_num_threads(min(groups, threads))  # a thread without a group would spin at the end
+            try:
+                _walk_split_groups(*args)
+            finally:
+                numba.set_num_threads(threads)
+        v[i] = (x if steps % 2 == 0 else y)[:c, :length]
+    return v
 
 
 # ---------------------------------------------------------------------------------------------- numba.cuda
+# Each step needs the whole previous one: either one launch per step (a launch costs ~10-30 us from Python,
+# more than a 128 x 128 step's work on a GPU) or one cooperative launch of a grid that is resident at once,
+# whose threads stride over the items and synchronise the grid between steps. The second is used where the
+# device and the toolchain allow it (grid sync links CUDA's device runtime); else the first, with a warning.
 
-@cuda.jit
-def _walk_cuda_step(src, dst, weights, inv_colsum, offsets, lo, n):
-    i = cuda.grid(1)
-    nb, nc, _ = src.shape
-    if i >= nb * nc * n:
-        return
+@cuda.jit(device=True)
+def _walk_item(src, dst, weights, inv_colsum, offsets, lo, n, i):
     q = lo + i % n
-    c = (i // n) % nc
-    b = i // (n * nc)
+    c = (i // n) % src.shape[1]
+    b = i // (n * src.shape[1])
     centre = src[b, c, q]
     acc = numba.float32(0)  # widens to float64 for float64 input
     for d in range(offsets.shape[0]):
@@ -137,14 +207,56 @@ def _walk_cuda_step(src, dst, weights, inv_colsum, offsets, lo, n):
     dst[b, c, q] = centre + acc * inv_colsum[b, q]
 
 
+@cuda.jit
+def _walk_cuda_step(src, dst, weights, inv_colsum, offsets, lo, n):
+    i = cuda.grid(1)
+    if i < src.shape[0] * src.shape[1] * n:
+        _walk_item(src, dst, weights, inv_colsum, offsets, lo, n, i)
+
+
+@cuda.jit
+def _walk_cuda_steps(v, spare, weights, inv_colsum, offsets, lo, n, steps):
+    grid = cuda.cg.this_grid()
+    for s in range(steps):
+        for i in range(cuda.grid(1), v.shape[0] * v.shape[1] * n, cuda.gridsize(1)):
+            if s % 2 == 0:
+                _walk_item(v, spare, weights, inv_colsum, offsets, lo, n, i)
+            else:
+                _walk_item(spare, v, weights, inv_colsum, offsets, lo, n, i)
+        grid.sync()
+
+
+@functools.cache
+def _cooperative_problem() -> str | None:
+    """Why the one-launch walk cannot run here (None when it can); probed once on a 1 x 1 image."""
+    try:
+        x = torch.zeros(1, 1, 2, device="cuda" if not _backend.cuda_simulator() else "cpu")
+        a = _backend.as_cuda_array
+        _walk_cuda_steps.specialize(a(x), a(x), a(x), a(x[0]), a(torch.zeros(1, dtype=torch.int64, device=x.device)),
+                                    0, 1, 1)
+    except Exception as e:  # a missing libcudadevrt, an old driver, MPS: the per-step launches still work
+        warnings.warn(f"random_walk: one cooperative launch for all steps is not possible ({type(e).__name__}: {e}); "
+                      "launching once per step", RuntimeWarning, stacklevel=4)
+        return str(e)
+    return None
+
+
 def _walk_cuda(v, spare, weights, inv_colsum, offsets, lo, n, steps):
     a = _backend.as_cuda_array
-    bufs = (a(v), a(spare))
-    fixed = (a(weights), a(inv_colsum), a(offsets), lo, n)
+    args = (a(v), a(spare), a(weights), a(inv_colsum), a(offsets), lo, n)
     total = v.shape[0] * v.shape[1] * n
+    if steps > 1 and _cooperative_problem() is None:
+        kernel = _walk_cuda_steps.specialize(*args, steps)
+        overloads = kernel.overloads  # the specialised kernel's one overload (the simulator's fake one)
+        resident = (next(iter(overloads.values()), None) or overloads[None]).max_cooperative_grid_blocks(
+            _backend.THREADS_PER_BLOCK)
+        blocks, threads, stream = _backend.launch(total)
+        kernel[min(blocks, resident), threads, stream](*args, steps)
+        return v if steps % 2 == 0 else spare
     launch = _walk_cuda_step[_backend.launch(total)]
-    for s in range(steps):  # one launch per step: the grid-wide barrier between steps
-        launch(bufs[s % 2], bufs[1 - s % 2], *fixed)
+    bufs = args[:2]
+    for s in range(steps):
+        launch(bufs[s % 2], bufs[1 - s % 2], *args[2:])
     return v if steps % 2 == 0 else spare
 
 

@@ -83,6 +83,29 @@ def test_psi_geometry_and_an_unused_level(backend):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_precision_runs_in_float32(backend, dtype):
+    """Under autocast (PSI with `amp: true`) CPP gets bfloat16 (CPU) or float16 (GPU) features: computed in
+    float32, float32 out, gradients back in the inputs' dtype (the numba kernels once refused bfloat16)."""
+    g = torch.Generator().manual_seed(2)
+    shapes, radii, strides = [(4, 5), (2, 3)], (2, 1), (0, 1)
+    query, keys, values = random_inputs(1, 3, 4, 5, shapes, g)
+    low = [t.to(dtype) for t in (query, *keys, *values)]
+    weights = [torch.randn(1, 3, 4, 5, generator=g) for _ in shapes]
+    want = outputs_and_grads(dense_reference, low[0].float(), [t.float() for t in low[1:3]],
+                             [t.float() for t in low[3:]], radii, strides, weights)
+    leaves = [t.clone().requires_grad_() for t in low]
+    outs = neighborhood_aggregate(leaves[0], leaves[1:3], leaves[3:], radii, strides, backend=backend)
+    assert all(o.dtype == torch.float32 for o in outs)
+    sum((w * o).sum() for w, o in zip(weights, outs)).backward()
+    for got, expected in zip(outs, want[0]):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    for leaf, expected in zip(leaves, want[1]):
+        assert leaf.grad.dtype == dtype
+        torch.testing.assert_close(leaf.grad.float(), expected.to(dtype).float(), rtol=0.02, atol=0.02)
+
+
 def test_rejects_bad_arguments():
     q, keys, values = random_inputs(1, 2, 3, 3, [(3, 3)], torch.Generator().manual_seed(0))
     with pytest.raises(ValueError):

@@ -101,3 +101,37 @@ def test_cuda_backend_under_the_simulator(tmp_path_factory, draws):
             err = (got.double() - want).abs().max()
             assert err <= 1e-4 * want.abs().max(), (err, want.abs().max())
     """)
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3, 5])
+def test_result_independent_of_split_and_threads(monkeypatch, classes):
+    # the numba walk runs class groups (G <= 4 classes share the weight loads) over pixel chunks or whole
+    # groups per thread: every class must come out bit for bit the same whichever way the work is cut
+    import numba
+    scores, boundary = random_case(classes, 1, classes, 19, 23)
+    scores, boundary = scores.float(), boundary.float()
+    results = []
+    for split in ("pixels", "groups"):
+        for threads in (1, 2):
+            monkeypatch.setenv("WSSS_WALK_SPLIT", split)
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            try:
+                results.append(random_walk(scores, boundary, steps=16, backend="numba"))
+            finally:
+                numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    assert all(torch.equal(results[0], r) for r in results[1:])
+    alone = random_walk(scores[:, -1:], boundary, steps=16, backend="numba")  # a group of one class
+    assert torch.equal(results[0][:, -1:], alone)
+    monkeypatch.setenv("WSSS_WALK_SPLIT", "rows")
+    with pytest.raises(ValueError, match="WSSS_WALK_SPLIT"):
+        random_walk(scores, boundary, steps=1, backend="numba")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_weights_below_float_resolution_are_dropped_exactly_enough(backend):
+    # a boundary of 0.999 gives affinity 1e-3 and s = a^10 = 1e-30: a subnormal-prone weight that the walk
+    # drops (below eps^2 it cannot change a float32 result); the float64 dense walk keeps it
+    scores, boundary = random_case(5, 1, 2, 16, 16)
+    boundary[:, :, 5:8] = 0.999
+    want = dense_walk(scores, boundary, 5, 10, 8)
+    assert_close_to_max(random_walk(scores.float(), boundary.float(), backend=backend), want, 1e-5)

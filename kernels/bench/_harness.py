@@ -32,6 +32,7 @@ class Case:
     fn: Callable[[], object]
     reference: str | None = None  # impl name of the row this one is compared with
     repeat: int = 3
+    flops: float | None = None  # floating-point operations of one call (a fused multiply-add counts 2)
 
 
 def _rss() -> int:
@@ -61,8 +62,19 @@ class _PeakRSS:
         self.bytes = self.peak - self.base
 
 
-def measure(fn: Callable[[], object], device: torch.device, repeat: int) -> tuple[float, int]:
-    """(best wall time in seconds over `repeat` runs after one warm-up, peak extra memory in bytes)."""
+def matmul_flops(device: torch.device, size: int = 2048, repeat: int = 5) -> tuple[float, float]:
+    """The machine's practical float32 peak: (FLOP per wall second, FLOP per CPU second) of the best of
+    `repeat` size x size matrix products with torch's threads (a BLAS matmul runs at 80-90 % of the FMA
+    units' peak), so that a kernel's fraction of it means the same on any machine. Per CPU second (all
+    threads' time) the figure holds on a busy machine too, where wall time includes other processes' turns."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    seconds, _, cpu_seconds = measure(lambda: a @ b, device, repeat)
+    return 2 * size ** 3 / seconds, 2 * size ** 3 / cpu_seconds
+
+
+def measure(fn: Callable[[], object], device: torch.device, repeat: int) -> tuple[float, int, float]:
+    """(best wall time in seconds over `repeat` runs after one warm-up, peak extra memory in bytes, best CPU
+    time of this process's threads in seconds)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fn()  # warm-up: JIT compilation, caches
     sync()
@@ -70,12 +82,13 @@ def measure(fn: Callable[[], object], device: torch.device, repeat: int) -> tupl
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    best = float("inf")
+    best = best_cpu = float("inf")
     with _PeakRSS() as mem:
         for _ in range(repeat):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             sync()
             best = min(best, time.perf_counter() - t0)
+            best_cpu = min(best_cpu, time.process_time() - c0)
     peak = torch.cuda.max_memory_allocated() - base if device.type == "cuda" else mem.bytes
-    return best, peak
+    return best, peak, best_cpu

@@ -91,9 +91,10 @@ def cases(device: torch.device, quick: bool) -> list[Case]:
     for n, c, reference, impls in plan:
         scores = torch.rand(1, c, n, n, device=device)
         boundary = torch.rand(1, n, n, device=device) ** 4  # mostly low, some strong boundaries
+        flops = 2 * 2 * len(neighbor_offsets(5)) * c * n * n * 256  # one multiply-add per neighbour, class, step
         for impl in impls:
             walk = walks.get(impl, lambda s, b, i=impl: random_walk(s, b, backend=i))
             out.append(Case("random_walk", f"{n}x{n} C={c}", impl, lambda s=scores, b=boundary, f=walk: f(s, b),
                             reference=None if impl == reference else reference,
-                            repeat=1 if quick or impl == DENSE else 3))
+                            repeat=1 if quick or impl == DENSE else 5, flops=None if impl == DENSE else flops))
     return out

@@ -1,4 +1,4 @@
-"""`python -m wsss.cdsp.bench [--quick]`: CDSP's two speed / memory targets, printed as ratios.
+"""`python -m wsss.cdsp.bench [--quick] [--device cpu|cuda]`: CDSP's two speed / memory targets, printed as ratios.
 
 1. Distance maps at 375 x 500 (a VOC image): `distance_bytes` (exact EDT) vs the release's brute force over
    every point (`brute_force`, compiled with numba as the release is), on ScribbleSup-like scribbles (3 px
@@ -7,7 +7,8 @@
    the release's dense HW x HW (`LoRM.dense`), in this run: the peak of CPU memory allocated by torch during
    forward + backward (torch.profiler's memory events) at batch 1, the memory per image (the peaks' growth
    from batch 1 to batch 3, halved: parameter gradients and per-call transients do not grow with the batch),
-   and the seconds (wall and CPU) of forward + backward at batch 1.
+   and the seconds (wall and CPU) of forward + backward at batch 1. With `--device cuda` LoRM runs on the GPU
+   (memory: torch.cuda's peak allocated; the distance maps are CPU code either way).
 """
 import argparse
 import time
@@ -65,8 +66,15 @@ def distance_benchmark(quick):
               f"brute force {slow * 1e3:.0f} ms, ratio {slow / fast:.0f}x, identical bytes: {same}")
 
 
-def peak_mib(fn):
-    """Peak torch CPU memory (MiB) allocated while fn() runs, above what was allocated before."""
+def peak_mib(fn, device=torch.device("cpu")):
+    """Peak torch memory (MiB) allocated on `device` while fn() runs, above what was allocated before."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
@@ -78,38 +86,43 @@ def peak_mib(fn):
     return peak / 2 ** 20
 
 
-def lorm_case(batch, side, channels):
+def lorm_case(batch, side, channels, device):
     """Random channels-last ReLU features (as trained) and a pseudo-label with foreground and background."""
-    features = torch.randn(batch, channels, side, side).relu().to(memory_format=torch.channels_last)
-    return features.requires_grad_(), torch.randint(0, 3, (batch, side * 8, side * 8))
+    features = torch.randn(batch, channels, side, side).relu().to(device, memory_format=torch.channels_last)
+    return features.requires_grad_(), torch.randint(0, 3, (batch, side * 8, side * 8)).to(device)
 
 
 def lorm_step(module, fn, features, pseudo):
-    """A function running forward + backward from scratch: gradients are unset now (outside any measurement:
-    freeing them would count), so each run allocates its own."""
+    """A function running forward + backward from scratch (and waiting for the GPU): gradients are unset now
+    (outside any measurement: freeing them would count), so each run allocates its own."""
     module.zero_grad(set_to_none=True)
     features.grad = None
-    return lambda: fn(features, pseudo).backward()
+
+    def step():
+        fn(features, pseudo).backward()
+        if features.is_cuda:
+            torch.cuda.synchronize(features.device)
+    return step
 
 
-def memory_benchmark(quick):
+def memory_benchmark(quick, device):
     torch.manual_seed(0)
     side, channels = (30, 512) if quick else (59, 2048)
     n = side * side
     module = LoRM(channels)
-    module.to(memory_format=torch.channels_last)  # as wsss.training.fit trains
+    module.to(device, memory_format=torch.channels_last)  # as wsss.training.fit trains
     ways = {"dense": module.dense, "new": module.forward}
     peaks = {}
     for batch in (1, 3):
-        features, pseudo = lorm_case(batch, side, channels)
+        features, pseudo = lorm_case(batch, side, channels, device)
         for name, fn in ways.items():
-            peaks[name, batch] = peak_mib(lorm_step(module, fn, features, pseudo))
-    features, pseudo = lorm_case(1, side, channels)
+            peaks[name, batch] = peak_mib(lorm_step(module, fn, features, pseudo), device)
+    features, pseudo = lorm_case(1, side, channels, device)
     # wall time and the process's CPU time (all threads): the latter varies less on a shared machine
     seconds = {(name, clock): best_time(lorm_step(module, fn, features, pseudo), 1 if quick else 3, clock)
                for name, fn in ways.items() for clock in (time.perf_counter, time.process_time)}
     per_image = {name: (peaks[name, 3] - peaks[name, 1]) / 2 for name in ways}
-    print(f"LoRM, {side}x{side} features, {channels} channels (one HW x HW float32 = {n * n * 4 / 2 ** 20:.1f} MiB, "
+    print(f"LoRM on {device}, {side}x{side} features, {channels} channels (one HW x HW float32 = {n * n * 4 / 2 ** 20:.1f} MiB, "
           f"one HW x C = {n * channels * 4 / 2 ** 20:.1f} MiB), forward + backward:")
     print(f"  peak at batch 1 (whole module, parameter gradients included): dense {peaks['dense', 1]:.0f} MiB, "
           f"new {peaks['new', 1]:.0f} MiB, ratio 1/{peaks['dense', 1] / peaks['new', 1]:.1f}")
@@ -123,9 +136,10 @@ def memory_benchmark(quick):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m wsss.cdsp.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, a smaller LoRM case")
+    parser.add_argument("--device", default="cpu", help="where LoRM runs (the distance maps are CPU code)")
     args = parser.parse_args(argv)
     distance_benchmark(args.quick)
-    memory_benchmark(args.quick)
+    memory_benchmark(args.quick, torch.device(args.device))
 
 
 if __name__ == "__main__":

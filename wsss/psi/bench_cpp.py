@@ -2,7 +2,7 @@
 network without it, alternating in one process; prints the median seconds of each and their ratio (issue
 17's target: <= 1.5x).
 
-    python -m wsss.psi.bench_cpp [--device cpu|cuda] [--crop 96] [--batch 8] [--width 64] [--repeats 20]
+    python -m wsss.psi.bench_cpp [--device cpu|cuda] [--crop 96] [--batch 8] [--width 64] [--repeats 20] [--quick]
 
 Defaults are the demo's (config.yaml psi: small backbone, crop 96, batch 8, 64 channels); the paper's
 setting is --backbone resnet101 --crop 512 --width 256 (a GPU)."""
@@ -35,7 +35,10 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--width", type=int, default=64, help="head_channels and cpp_width")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="3 steps at batch 2 (a smoke run)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.repeats, args.batch = 3, 2
     dev = torch.device(args.device)
     torch.manual_seed(0)
     names = [str(i) for i in range(6)]

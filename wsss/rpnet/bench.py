@@ -1,6 +1,7 @@
 """Training cost per iteration of RPNet vs the plain CAM network, in one process on the same batches:
-`python -m wsss.rpnet.bench [--size 128] [--batch 16] [--backbone small] [--neck-channels 64] [--iters 10]`
-(defaults: the demo's settings, config.yaml; `--proto-channels` is the former name of --neck-channels).
+`python -m wsss.rpnet.bench [--size 128] [--batch 16] [--backbone small] [--neck-channels 64] [--iters 10]
+[--device cpu|cuda] [--quick]` (defaults: the demo's settings, config.yaml; --quick: 3 iterations at 64 px;
+`--proto-channels` is the former name of --neck-channels).
 
 Each iteration is what wsss.training.fit runs (loss, backward, SGD step); data loading is left out (RPNet
 loads and augments 1 + K images per item instead of 1). Three networks alternate, iteration by iteration, so
@@ -22,12 +23,14 @@ from wsss.rpnet.net import PARAMS, RPNet
 N_CLASSES = 5  # the demo's shapes
 
 
-def _step(net, loss_fn, batch, optimizer):
+def _step(net, loss_fn, batch, optimizer, device):
     started = time.perf_counter()
     loss = loss_fn(net, batch, 0)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - started
 
 
@@ -40,7 +43,12 @@ def main(argv=None):
     parser.add_argument("--references", type=int, default=1)
     parser.add_argument("--neck-channels", "--proto-channels", dest="neck_channels", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="3 iterations at 64 px (a smoke run)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.iters, args.size = 3, 64
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     b, k, s = args.batch, args.references, args.size
@@ -54,21 +62,22 @@ def main(argv=None):
     def rpnet(scales):
         return RPNet(CAMNet(resnet(args.backbone), N_CLASSES, neck_channels=args.neck_channels), region_scales=scales)
 
+    batch = {key: value.to(device) for key, value in batch.items()}
     nets = {"cam": (CAMNet(resnet(args.backbone), N_CLASSES), classification_loss),
             "rpnet": (rpnet(PARAMS["region_scales"].default), loss),
             "rpnet_1scale": (rpnet([]), loss)}
     optimizers = {}
     for name, (net, _) in nets.items():
-        net.to(memory_format=torch.channels_last).train()
+        net.to(device, memory_format=torch.channels_last).train()
         optimizers[name] = torch.optim.SGD(net.parameters(), lr=0.01)
     seconds = {name: [] for name in nets}
     for it in range(args.iters + 1):  # the first iteration of each warms up and is not counted
         for name, (net, loss_fn) in nets.items():
-            t = _step(net, loss_fn, batch, optimizers[name])
+            t = _step(net, loss_fn, batch, optimizers[name], device)
             if it:
                 seconds[name].append(t)
     median = {name: sorted(ts)[len(ts) // 2] for name, ts in seconds.items()}
-    print(f"{args.backbone}, {s} px, batch {b}, {k} reference(s), neck {args.neck_channels} channels, "
+    print(f"{args.device}, {args.backbone}, {s} px, batch {b}, {k} reference(s), neck {args.neck_channels} channels, "
           f"{args.threads} thread(s), {args.iters} iterations")
     for name, t in median.items():
         print(f"  {name:12s} {t * 1000:8.1f} ms / iteration (median)")
