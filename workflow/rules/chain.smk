@@ -243,9 +243,9 @@ for cam_chain in CHAINS:
             wsss("eval_sem_seg", "--root {params.root:q} --labels {input.labels:q} --out {output.metrics:q}")
 
     # metrics.csv, the report and the method's target (its segmentation network: seg.smk)
-    OUT.add(cam_chain.method, "metrics", f"{cam_chain.dir}/metrics/eval_cam.csv")
+    OUT.add(cam_chain.method, "metrics", f"{cam_chain.dir}/metrics/eval_cam.csv", split=LABEL)
     for labels in cam_chain.scored_labels:
-        OUT.add(cam_chain.method, "metrics", f"{cam_chain.dir}/metrics/{labels}.csv")
+        OUT.add(cam_chain.method, "metrics", f"{cam_chain.dir}/metrics/{labels}.csv", split=LABEL)
     OUT.add(cam_chain.method, "train_log", f"{cam_chain.dir}/cam/train_log.csv", f"{cam_chain.sub}cam")
     OUT.add(cam_chain.method, "train_log", f"{cam_chain.dir}/irn/train_log.csv", f"{cam_chain.sub}irn")
     OUT.add(cam_chain.method, "overlay", cam_chain.cams, f"{cam_chain.sub}CAM", TRAIN)

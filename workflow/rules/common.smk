@@ -27,9 +27,12 @@ INIT_FROM_CAM = config["model"]["pretrained"] is None
 # Splits (docs/architecture.md "Splits"): networks train on TRAIN (VOC: train_aug), pseudo-labels are
 # scored on LABEL (VOC: train, as IRNet), networks on EVAL. The per-image label stages (CAMs, IR labels,
 # random-walk labels, DSRG seeds) cover LABELLED, every image trained on or scored: `a+b` is the union of
-# the two lists (wsss.datasets.voc.read_ids); the demo's TRAIN == LABEL keeps its single name and paths.
+# the two lists (wsss.datasets.voc.read_ids); the demo's TRAIN == LABEL keeps its single name and paths; a
+# folder of your own images: all of them. SCORED: the splits with masks (None: all), the others are not scored.
 LABEL = config["dataset"]["label_split"]
-LABELLED = TRAIN if LABEL == TRAIN else f"{TRAIN}+{LABEL}"
+LABELLED = plan.labelled_split(config)
+SCORED = plan.scored_splits(config)
+FOLDER_DATASET = bool(config["dataset"]["images"])  # your own images (rule folder_dataset)
 # ImageNet weights (wsss/models/weights.py): `download` is the torch.hub cache file. The segmentation
 # networks have their own backbone; without weights they start from the CAM network (same backbone).
 CAM_PRETRAINED = plan.cam_pretrained(config)
@@ -48,7 +51,7 @@ CAM_MODEL = IRNET.cam_model
 # What each method produces for metrics.csv, the report and its target (wsss/pipeline/plan.py Outputs): the
 # rule files add their outputs; the default target shows config `methods` (and their ablation rows when
 # config `ablations` names them), `snakemake <method>` builds one method.
-OUT = plan.Outputs()
+OUT = plan.Outputs(scored=SCORED)
 SHOWN = dict(methods=config["methods"], ablations=plan.ablation_methods(config))
 SHARDED = []  # output folders of sharded per-image stages; rule gather_shards merges each
 # Prediction settings of every network whose differ from seg's (infer_seg)
@@ -188,6 +191,22 @@ def init_arg(wildcards, input):
     return f"--init {shlex.quote(input.init)}" if "init" in input.keys() and input.init else ""
 
 
+def folder_arguments(wildcards):
+    """folder_dataset's optional folders: `--masks DIR --scribbles DIR` where the config names them."""
+    given = (("masks", config["dataset"]["masks"]), ("scribbles", config["dataset"]["scribbles_dir"]))
+    return " ".join(f"--{name} {shlex.quote(folder)}" for name, folder in given if folder)
+
+
+def report_scores(wildcards, input, output):
+    """The report's `--metrics_csv FILE --sweep FILE --sweep_plot FILE` of the files the rule has."""
+    given = dict(metrics_csv=input.metrics_csv, sweep=input.sweep, sweep_plot=output.sweep_plot)
+    return " ".join(
+        f"--{name} {shlex.quote(str(file))}"
+        for name, files in given.items()
+        for file in ([files] if isinstance(files, str) else files)
+    )
+
+
 def scribbles_arg(wildcards, input):
     return f"--scribbles {shlex.quote(input.scribbles)}" if input.scribbles else ""
 
@@ -204,7 +223,7 @@ def shown(kind):
 
 def segmentation_network(method, net, train_log=True, ablation=False):
     """Registers a network that infer_seg and eval_seg score: its metrics, its loss curve, its overlays."""
-    OUT.add(method, "metrics", f"{RUN}/metrics/seg_{net}.csv", ablation=ablation)
+    OUT.add(method, "metrics", f"{RUN}/metrics/seg_{net}.csv", split=EVAL, ablation=ablation)
     if train_log:
         OUT.add(method, "train_log", f"{RUN}/{net}/train_log.csv", net, ablation=ablation)
     OUT.add(method, "overlay", f"{RUN}/{net}/pred/{EVAL}", net, EVAL, ablation=ablation)

@@ -44,13 +44,53 @@ if DEMO == "photos":
             wsss("photos_dataset", "--root {params.root:q}")
 
 
+# Your own images (README "Label your own images"): a folder and a tags file, linked into a VOC layout at
+# dataset.root (wsss/datasets/folder_dataset.py). The Snakefile has read the tags file already (FOLDER: the
+# class names, the lists, the splits); a changed tags file or image, mask or scribble file reruns the conversion.
+if FOLDER:
+
+    rule folder_dataset:
+        """Your images (a folder) and tags (CSV) -> links, Annotations XML, scribbles, ids.csv and lists at root."""
+        input:
+            tags=config["dataset"]["tags"],
+        output:
+            ids=f"{DATA}/{folder_dataset.IDS}",
+            lists=[split_file(name) for name in FOLDER.lists()],
+        params:
+            **stage_params(
+                "folder_dataset",
+                class_names=CLASSES,
+                seed=config["seed"],
+                val_fraction=config["dataset"]["val_fraction"],
+            ),
+            root=dataset_root,
+            images=config["dataset"]["images"],
+            optional=folder_arguments,
+            files=FOLDER.digest(),  # not passed on: a changed image, mask or scribble file reruns the rule
+        log:
+            log_file("folder_dataset"),
+        benchmark:
+            bench("folder_dataset")
+        conda:
+            ENV
+        shell:
+            wsss(
+                "folder_dataset",
+                "--images {params.images:q} --tags {input.tags:q} --root {params.root:q}" " {params.optional}",
+            )
+
+
 # Every split the run reads; validate_data checks them all before the first training and evaluation job.
-# A stage that reads another split adds it here (one line).
-VALIDATED_SPLITS = [
-    TRAIN,
-    LABEL,
-    EVAL,
-]
+# A stage that reads another split adds it here (one line). A folder data set: `all` holds every image.
+VALIDATED_SPLITS = (
+    [LABELLED]
+    if FOLDER_DATASET
+    else [
+        TRAIN,
+        LABEL,
+        EVAL,
+    ]
+)
 DATA_CHECKED = f"{RUN}/data/validate_data.txt"
 
 
@@ -65,7 +105,7 @@ rule validate_data:
         **stage_params(
             "validate_data",
             splits=list(dict.fromkeys(VALIDATED_SPLITS)),
-            scored=[LABEL, EVAL],
+            scored=[s for s in (LABEL, EVAL) if SCORED is None or s in SCORED],
             class_names=CLASSES,
             tags_from=TAGS_FROM,
         ),
@@ -179,3 +219,43 @@ if config["dataset"]["coco_root"]:
                 "--annotations {params.annotations:q} --images {params.images:q} --root {params.root:q}"
                 " --out {output.split:q}",
             )
+
+
+# Your own images (dataset.images, rule folder_dataset): what a user takes away from each method. Its pseudo-labels
+# of every image in the tree of the images folder, {run_dir}/labels/<method>/<path>.png, and as COCO JSON,
+# {run_dir}/labels/<method>.json (wsss/datasets/export_labels.py; which labels: wsss.pipeline.plan.pseudo_labels),
+# and its segmentation network for `wsss predict` (plan.SEGMENTERS), all in the method's target and the default one.
+LABELLED_METHODS = [cam_chain.method for cam_chain in CHAINS] + ["dsrg", "psi", "cdsp"]
+
+if FOLDER_DATASET:
+
+    rule export_labels:
+        """A method's pseudo-labels of every image as PNGs in the images folder's tree and as COCO JSON."""
+        input:
+            split=split_file(LABELLED),
+            ids=f"{DATA}/{folder_dataset.IDS}",
+            labels=lambda wc: plan.pseudo_labels(config, wc.method),
+        output:
+            labels=directory(f"{RUN}/labels/{{method}}"),
+            coco=f"{RUN}/labels/{{method}}.json",
+        wildcard_constraints:
+            method="|".join(LABELLED_METHODS),
+        params:
+            **stage_params("export_labels", class_names=CLASSES, split=LABELLED),
+            root=dataset_root,
+        log:
+            log_file("export_labels_{method}"),
+        benchmark:
+            bench("export_labels_{method}")
+        conda:
+            ENV
+        shell:
+            wsss(
+                "export_labels",
+                "--root {params.root:q} --labels {input.labels:q} --out {output.labels:q} --coco {output.coco:q}",
+            )
+
+    for method in LABELLED_METHODS:
+        OUT.add(method, "export", f"{RUN}/labels/{method}")
+        OUT.add(method, "export", f"{RUN}/labels/{method}.json")
+        OUT.add(method, "export", f"{RUN}/{plan.SEGMENTERS[method]}/model.pt")

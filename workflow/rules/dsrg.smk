@@ -95,7 +95,9 @@ for net, ablation in (("dsrg", False), ("dsrg_nogrowth", True)):
         "figure",
         f"{RUN}/{net}/supervision.png",
         f"DSRG Fig. 4: supervision of {net} against the ground truth per epoch (epoch 0: the seeds)",
+        split=TRAIN,
         ablation=ablation,
+        against_masks=True,
     )
 OUT.add("dsrg", "overlay", rules.dsrg_seeds.output.seeds, "DSRG seeds", TRAIN)
 OUT.add("dsrg", "overlay", f"{RUN}/dsrg/pred/{TRAIN}", "DSRG", TRAIN)

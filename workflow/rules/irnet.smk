@@ -92,6 +92,6 @@ rule eval_boundary:
 
 
 if config["dataset"]["instances"]:  # SegmentationObject exists (not for PASCAL-Context)
-    OUT.add("irnet", "metrics", rules.eval_ins_seg.output.metrics)
+    OUT.add("irnet", "metrics", rules.eval_ins_seg.output.metrics, split=LABEL)
     OUT.add("irnet", "overlay", f"{RUN}/irn/ins_seg", "instances", LABEL)
-OUT.add("irnet", "metrics", rules.eval_boundary.output.metrics)
+OUT.add("irnet", "metrics", rules.eval_boundary.output.metrics, split=LABEL)

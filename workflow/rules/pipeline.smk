@@ -26,23 +26,29 @@ if SHARDED:
             wsss("gather_shards", "--inputs {input:q} --out {output:q}")
 
 
-rule metrics:
-    """One long table of every evaluation: stage, method, split, metric, class, value."""
-    localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
-    input:
-        [e.file for e in shown("metrics")],
-    output:
-        table=report(f"{RUN}/metrics.csv", caption="../report/metrics.rst", category="Metrics"),
-    params:
-        **stage_params("metrics"),
-    log:
-        log_file("metrics"),
-    benchmark:
-        bench("metrics")
-    conda:
-        ENV
-    shell:
-        wsss("metrics", "--inputs {input:q} --out {output.table:q}")
+# Without masks (your own images) nothing is scored: no metrics table, no CAM threshold sweep in the report.
+METRICS_TABLE = f"{RUN}/metrics.csv" if shown("metrics") else None
+SWEEP = [f"{IRNET.dir}/cam/threshold_sweep.csv"] if SCORED is None or LABEL in SCORED else []
+
+if METRICS_TABLE:
+
+    rule metrics:
+        """One long table of every evaluation: stage, method, split, metric, class, value."""
+        localrule: True  # cheap: runs in the Snakemake process, not as a cluster job
+        input:
+            [e.file for e in shown("metrics")],
+        output:
+            table=report(METRICS_TABLE, caption="../report/metrics.rst", category="Metrics"),
+        params:
+            **stage_params("metrics"),
+        log:
+            log_file("metrics"),
+        benchmark:
+            bench("metrics")
+        conda:
+            ENV
+        shell:
+            wsss("metrics", "--inputs {input:q} --out {output.table:q}")
 
 
 rule report:
@@ -52,15 +58,19 @@ rule report:
     input:
         split=split_file(LABEL),
         eval_split=split_file(EVAL),
-        metrics=rules.metrics.output.table,
-        sweep=f"{IRNET.dir}/cam/threshold_sweep.csv",
+        metrics_csv=METRICS_TABLE or [],
+        sweep=SWEEP,
         figures=[e.file for e in shown("figure")],
         train_logs=[e.file for e in shown("train_log")],
         overlays=[e.file for e in shown("overlay")],
         tables=[e.file for e in shown("table")],
     output:
         summary=report(f"{RUN}/report/summary.html", caption="../report/summary.rst", category="Report"),
-        sweep_plot=report(f"{RUN}/report/cam_threshold_sweep.png", caption="../report/sweep.rst", category="CAM"),
+        sweep_plot=(
+            [report(f"{RUN}/report/cam_threshold_sweep.png", caption="../report/sweep.rst", category="CAM")]
+            if SWEEP
+            else []
+        ),
         loss_plot=report(f"{RUN}/report/loss_curves.png", caption="../report/losses.rst", category="Training"),
     params:
         **stage_params(
@@ -77,6 +87,7 @@ rule report:
         root=dataset_root,
         benchmarks=f"{RUN}/benchmarks",
         config=f"{RUN}/config.yaml",  # written before any job (common.smk); not an input: no rerun for it
+        scores=report_scores,  # --metrics_csv, --sweep, --sweep_plot where the run scores anything
     log:
         log_file("report"),
     benchmark:
@@ -86,9 +97,9 @@ rule report:
     shell:
         wsss(
             "report",
-            "--root {params.root:q} --metrics_csv {input.metrics:q} --sweep {input.sweep:q}"
+            "--root {params.root:q} {params.scores}"
             " --figures {input.figures:q} --train_logs {input.train_logs:q} --overlays {input.overlays:q}"
             " --tables {input.tables:q}"
-            " --benchmarks {params.benchmarks:q} --summary {output.summary:q} --sweep_plot {output.sweep_plot:q}"
+            " --benchmarks {params.benchmarks:q} --summary {output.summary:q}"
             " --loss_plot {output.loss_plot:q} --config {params.config:q}",
         )

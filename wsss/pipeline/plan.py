@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from wsss.datasets import folder_dataset
 from wsss.models import weights
 
 # metrics.csv and the report list the methods in this order (RPNet, a second CAM network through IRNet's chain,
@@ -39,8 +40,43 @@ def check(config: dict):
 
 
 def has_scribbles(config: dict) -> bool:
-    """The built-in data sets write scribbles; a real one says so with dataset.scribbles."""
-    return bool(config["dataset"]["demo"]) or bool(config["dataset"]["scribbles"])
+    """The built-in data sets write scribbles; a real one says so with dataset.scribbles, a folder of your own
+    images with dataset.scribbles_dir."""
+    d = config["dataset"]
+    return bool(d["demo"]) or bool(d["scribbles"]) or bool(d.get("scribbles_dir"))
+
+
+# ---- which images are labelled and which are scored -----------------------------------------------------------
+
+def labelled_split(config: dict) -> str:
+    """The images every per-image label stage covers (CAMs, IR labels, random-walk labels, DSRG seeds): those
+    trained on and those scored (`a+b`: the union, wsss.datasets.voc.read_ids), for a folder of your own images
+    all of them (its list `all`)."""
+    d = config["dataset"]
+    if d.get("images"):
+        return "all"
+    return d["train_split"] if d["label_split"] == d["train_split"] else f"{d['train_split']}+{d['label_split']}"
+
+
+def scored_splits(config: dict) -> set | None:
+    """The splits that have masks, so are scored: None for every split (a VOC-layout root, whose label and
+    evaluation splits must have them); for a folder of your own images the lists of its images with masks."""
+    d = config["dataset"]
+    if not d.get("images"):
+        return None
+    return {s for s in (d["label_split"], d["eval_split"]) if s in folder_dataset.SCORED_LISTS}
+
+
+# Each method's pseudo-labels of every image (export_labels) and the network `wsss predict` takes (README)
+SEGMENTERS = {"irnet": "seg_irnet", "rpnet": "seg_rpnet", "dsrg": "dsrg_retrain", "psi": "psi", "cdsp": "cdsp"}
+
+
+def pseudo_labels(config: dict, method: str) -> str:
+    """The folder of a method's pseudo-labels of the labelled images: IRNet's and RPNet's random-walk labels,
+    DSRG's network's predictions (what its retrain learns), PSI's and CDSP's networks' predictions."""
+    if method in ("irnet", "rpnet"):
+        return Chain(method, config["run_dir"]).sem_seg
+    return f"{config['run_dir']}/{method}/pred/{labelled_split(config)}"
 
 
 def ablation_methods(config: dict) -> list[str]:
@@ -57,7 +93,7 @@ def ablation_methods(config: dict) -> list[str]:
 @dataclass(frozen=True)
 class Output:
     method: str
-    kind: str  # metrics | figure | table | train_log | overlay
+    kind: str  # metrics | figure | table | train_log | overlay | export (files for the user: labels, networks)
     file: str
     label: str = ""  # a figure's or table's caption, a loss curve's or overlay column's name
     split: str = ""  # an overlay column's split
@@ -68,12 +104,19 @@ class Output:
 class Outputs:
     """The register of what each method's rules produce for metrics.csv and the report (rule files call
     `add`); `select` gives what a target builds: the methods' own outputs, plus the ablation rows of
-    `ablations` (a list of methods), in the order they were added."""
+    `ablations` (a list of methods), in the order they were added. `scored`: the splits that have masks
+    (`scored_splits`; None: all); a score of another split is not registered, so neither built nor shown."""
     entries: list = field(default_factory=list)
+    scored: set | None = None
 
-    def add(self, method: str, kind: str, file: str, label: str = "", split: str = "", ablation: bool = False):
+    def add(self, method: str, kind: str, file: str, label: str = "", split: str = "", ablation: bool = False,
+            against_masks: bool = False):
+        """`split`: the split a metrics file scores or an overlay column shows; `against_masks`: a figure or table
+        that compares with the masks of `split` (metrics always do)."""
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}")
+        if (kind == "metrics" or against_masks) and self.scored is not None and split not in self.scored:
+            return
         self.entries.append(Output(method, kind, str(file), label, split, ablation))
 
     def select(self, methods, ablations=(), kind: str | None = None) -> list[Output]:

@@ -61,33 +61,42 @@ figcaption{font-size:90%;color:#555;max-width:520px}figure img{max-width:100%;he
 .gallery{display:block;overflow-x:auto;max-width:100%}"""
 
 
-def run(params: dict, *, root, metrics_csv, sweep, benchmarks, summary, sweep_plot, loss_plot, figures: list = (),
-        train_logs: list = (), overlays: list = (), tables: list = (), flags=None, config=None):
-    """Writes the page `summary` and the plots `sweep_plot` and `loss_plot`; `config`: the run's resolved
-    configuration, shown at the end of the page."""
+def run(params: dict, *, root, benchmarks, summary, loss_plot, metrics_csv=None, sweep=None, sweep_plot=None,
+        figures: list = (), train_logs: list = (), overlays: list = (), tables: list = (), flags=None, config=None):
+    """Writes the page `summary` and the plots `loss_plot` and (with a `sweep`) `sweep_plot`; `config`: the run's
+    resolved configuration, shown at the end of the page. Without `metrics_csv` (a data set without masks)
+    nothing is scored: the page has no tables, and its overlays no ground-truth column."""
     params = resolve(params, PARAMS, "report")
     for what, files, names in (("--figures", figures, "figure_captions"), ("--train_logs", train_logs,
                                                                            "train_log_names"),
                                ("--overlays", overlays, "overlay_columns"), ("--tables", tables, "table_captions")):
         if len(files) != len(params[names]):
             raise ValueError(f"report: {len(files)} {what} but {len(params[names])} {names}")
-    table = metrics.read(metrics_csv)
+    table = metrics.read(metrics_csv) if metrics_csv else pd.DataFrame(columns=metrics.COLUMNS)
     settings = yaml.safe_load(Path(config).read_text()) if config is not None and Path(config).is_file() else None
-    plot_sweep(pd.read_csv(sweep), sweep_plot)
+    plots = [loss_plot]
     plot_losses({n: pd.read_csv(f) for n, f in zip(params["train_log_names"], train_logs)}, loss_plot)
-    captions = ["Training loss per iteration (thin) and its running mean (thick), from each train_log.csv",
-                "CAM mIoU against the background threshold", *params["figure_captions"]]
+    captions = ["Training loss per iteration (thin) and its running mean (thick), from each train_log.csv"]
+    if sweep:
+        plot_sweep(pd.read_csv(sweep), sweep_plot)
+        plots.append(sweep_plot)
+        captions.append("CAM mIoU against the background threshold")
+    if metrics_csv is None:
+        results = "<p>Nothing is scored: the data set has no masks (dataset.masks).</p>"
+    elif params["paper_numbers"]:
+        results = "<p>Percentages. Grey: the paper's number on PASCAL VOC 2012 (hover for its source).</p>"
+    else:
+        results = "<p>Percentages.</p>"
     parts = [
         flag_list(pd.concat([regression_flags(table), pd.read_csv(flags, keep_default_na=False) if flags else None])),
         "<h2>Results</h2>",
-        "<p>Percentages. Grey: the paper's number on PASCAL VOC 2012 (hover for its source).</p>"
-        if params["paper_numbers"] else "<p>Percentages.</p>",
+        results,
         *(stage_table(stage, rows, settings if params["paper_numbers"] else None, papers.notes(settings).get(stage, []))
           for stage, rows in table.groupby("stage", sort=False)),
         chain_table(table),
         *(csv_table(csv, caption) for csv, caption in zip(tables, params["table_captions"])),
         "<h2>Plots</h2>",
-        *(figure(png, caption) for png, caption in zip([loss_plot, sweep_plot, *figures], captions)),
+        *(figure(png, caption) for png, caption in zip([*plots, *figures], [*captions, *params["figure_captions"]])),
         "<h2>Overlays</h2>",
         legend(params["class_names"]),
         *galleries(root, params, overlays),
@@ -277,8 +286,11 @@ def galleries(root, params: dict, folders: list) -> list[str]:
     for split, columns in by_split.items():
         ids = voc.read_ids(root, split)[: params["n_overlays"]]
         header = ["image", "ground truth", *(name for name, _ in columns)]
-        rows = [[_cell(panel) for panel in overlay_row(root, image_id, columns, len(params["class_names"]))]
-                for image_id in ids]
+        panels = [overlay_row(root, image_id, columns, len(params["class_names"])) for image_id in ids]
+        if all(row[1] is None for row in panels):  # no masks: no ground-truth column
+            header.pop(1)
+            panels = [row[:1] + row[2:] for row in panels]
+        rows = [[_cell(panel) for panel in row] for row in panels]
         parts.append(f"<h3>{html.escape(split)} images</h3>" + html_rows(header, rows).replace(
             "<table>", "<table class='gallery'>", 1))
     return parts

@@ -1,7 +1,7 @@
 """The psi_fig2 stage: PSI's Fig. 2, the supervision evolved by label diffusion, drawn for a few training
-images: a row per image, the columns the image, its ground truth and the supervision at t = 0 .. steps
-(train_psi's `supervision`/t<k>/<id>.png; t0 = the scribbles) over the image in the VOC palette, unlabelled
-pixels grey (wsss.visual.labels_over, as the report's galleries).
+images: a row per image, the columns the image, its ground truth (where the images have masks; white where one
+lacks it) and the supervision at t = 0 .. steps (train_psi's `supervision`/t<k>/<id>.png; t0 = the scribbles)
+over the image in the VOC palette, unlabelled pixels grey (wsss.visual.labels_over, as the report's galleries).
 
 Output: one PNG, a header row naming the columns, then panels of `panel` px square (each picture's long
 side fills it; nearest-neighbour resizing keeps the labels sharp)."""
@@ -36,15 +36,21 @@ def run(params: dict, *, root, supervision, out):
     ids = voc.read_ids(root, params["split"])[: params["n_images"]]
     rows = [panels(root, image_id, folders, len(params["class_names"])) for image_id in ids]
     names = ["image", "ground truth", *(f"t{k}" for k in range(len(folders)))]
+    if all(row[1] is None for row in rows):  # images without masks (your own): no ground-truth column
+        names.pop(1)
+        rows = [row[:1] + row[2:] for row in rows]
+    rows = [[panel if panel is not None else np.full_like(row[0], 255) for panel in row] for row in rows]
     with atomic_path(out) as tmp:
         grid(rows, names, params["panel"]).save(tmp, format="png")
 
 
 def panels(root, image_id: str, folders: list, n_classes: int) -> list[np.ndarray]:
-    """RGB panels of one image: the image, its ground truth, then the supervision of each step over it."""
+    """RGB panels of one image: the image, its ground truth (None without a mask), then the supervision of each
+    step over it."""
     image = voc.load_image(voc.path(root, "image", image_id))
     palette = voc.voc_palette().astype(np.uint8)
-    truth = palette[voc.load_mask(voc.path(root, "mask", image_id), n_classes, image.shape[:2])]
+    mask = voc.path(root, "mask", image_id)
+    truth = palette[voc.load_mask(mask, n_classes, image.shape[:2])] if mask.is_file() else None
     steps = []
     for folder in folders:
         png = folder / f"{image_id}.png"

@@ -24,6 +24,7 @@ sld_radius (window growth per step, px), sld_hidden, sld_lr, sld_epochs.
 """
 import contextlib
 import random
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -228,7 +229,7 @@ def same_size_groups(root, ids, size: int):
 class SupervisionLog:
     """Writes each step's supervision (`folder`/t<s>/<id>.png; no folder: not the main rank) and scores it
     against the masks: mean precision / recall / IoU over classes (unlabelled pixels count against recall)
-    and the labelled fraction."""
+    and the labelled fraction of the pixels with a mask (of all pixels where no image has one: NaN scores)."""
     COLUMNS = ["step", "precision", "recall", "iou", "labelled"]
 
     def __init__(self, root, ids, n_classes, folder):
@@ -236,15 +237,20 @@ class SupervisionLog:
 
     def record(self, step: int, labels: list):
         conf = np.zeros((self.n + 1, self.n + 1), np.int64)  # prediction column n = unlabelled
+        unlabelled = np.zeros(2, np.int64)  # unlabelled pixels, pixels: the fraction without masks
         palette = voc.voc_palette()
         for image_id, label in zip(self.ids, labels):
-            gt = voc.load_mask(voc.path(self.root, "mask", image_id), self.n, label.shape)
+            gt = voc.load_mask_or_void(self.root, image_id, self.n, label.shape)  # no mask: not scored
             conf += metrics.confusion(np.where(label == sld.IGNORE, self.n, label), gt, self.n + 1)
+            unlabelled += ((label == sld.IGNORE).sum(), label.size)
             if self.folder is not None:
                 save_png(Path(self.folder) / f"t{step}" / f"{image_id}.png", label, palette)
         s = metrics.scores(conf)
-        quality = [float(np.nanmean(s[m][:self.n])) for m in ("precision", "recall", "iou")]
-        self.rows.append([step, *quality, 1 - conf[:, self.n].sum() / max(conf.sum(), 1)])
+        with warnings.catch_warnings():  # no mask at all: NaN scores
+            warnings.simplefilter("ignore", RuntimeWarning)
+            quality = [float(np.nanmean(s[m][:self.n])) for m in ("precision", "recall", "iou")]
+        missing = conf[:, self.n].sum() / conf.sum() if conf.sum() else unlabelled[0] / max(unlabelled[1], 1)
+        self.rows.append([step, *quality, 1 - missing])
         if distributed.is_main():
             tqdm.write("supervision t{}: precision {:.3f} recall {:.3f} iou {:.3f} labelled {:.3f}".format(
                 *self.rows[-1]))
