@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from wsss import metrics
-from wsss.orderings import nested_config, orderings_table
+from wsss.orderings import claim_targets, nested_config, orderings_table
 
 from test_workflow import TINY as WORKFLOW_TINY  # the tiny demo of the workflow tests
 
@@ -75,8 +75,13 @@ def test_nested_config_follows_the_backbone():
     lite = nested_config(base, "efficientnet_lite0", 1, "results/x/orderings/efficientnet_lite0_s1")
     assert base == before  # the outer configuration is left as it is
     assert lite["model"] == {"backbone": "efficientnet_lite0", "pretrained": "package"}
-    assert lite["seg"]["backbone"] == "efficientnet_lite0" and lite["seg"]["pretrained"] == "package"
-    assert (lite["seed"], lite["ablations"], lite["run_dir"]) == (1, True, "results/x/orderings/efficientnet_lite0_s1")
+    assert lite["seg"]["backbone"] == "efficientnet_lite0" and lite["seg"]["pretrained"] is None  # from the CAM net
+    assert (lite["seed"], lite["ablations"], lite["run_dir"]) == (1, ["dsrg", "psi"],
+                                                                  "results/x/orderings/efficientnet_lite0_s1")
+    cdsp = [f"results/x/orderings/efficientnet_lite0_s1/metrics/seg_cdsp_{n}.csv"
+            for n in ("segs", "segc", "seg", "seg_dc", "seg_lorm", "seg_ds")]
+    assert claim_targets(lite) == ["all", *cdsp]  # CDSP Table 2, not Table 3 or Fig. 7
+    assert claim_targets({**lite, "methods": ["irnet"]}) == ["all"]
     assert lite["orderings"]["seeds"] == [] and lite["orderings"]["report"] is False  # no runs of its own
     assert nested_config(lite, "small", 0, "r")["model"] == {"backbone": "small", "pretrained": None}
     with pytest.raises(ValueError, match="resnet50 needs its ImageNet file"):

@@ -2,17 +2,24 @@
 # unless orderings.report is true. Per (backbone, seed) of config `orderings` a whole run with ablations under
 # {RUN}/orderings/<backbone>_s<seed>/ (a nested Snakemake: wsss/orderings/orderings_run.py says why), then the
 # claims table over the seeds: {RUN}/orderings/claims.csv (on the report page with orderings.report) and .md.
-from wsss.orderings import nested_config, workflow_version
+from wsss.orderings import claim_targets, nested_config, workflow_version
 
 ORDERINGS = f"{RUN}/orderings"
-ORDERING_RUNS = [(b, s) for b in config["orderings"]["backbones"] or [config["model"]["backbone"]]
-                 for s in config["orderings"]["seeds"]]
+ORDERING_RUNS = [
+    (b, s)
+    for b in config["orderings"]["backbones"] or [config["model"]["backbone"]]
+    for s in config["orderings"]["seeds"]
+]
 for backbone, seed in ORDERING_RUNS:  # a backbone without weights to give it: an error naming the key, now
     nested_config(config, backbone, seed, RUN)
 
 
+def nested_run(wc):
+    return nested_config(config, wc.backbone, int(wc.seed), f"{ORDERINGS}/{wc.backbone}_s{wc.seed}")
+
+
 rule orderings_run:
-    """One (backbone, seed): the whole pipeline with ablations, in its own run_dir (a nested Snakemake)."""
+    """One (backbone, seed): the whole pipeline with the claims' ablation rows, in its own run_dir (a nested Snakemake)."""
     localrule: True  # the nested Snakemake schedules the run's jobs itself
     input:
         data=[split_file(split) for split in dict.fromkeys(VALIDATED_SPLITS)],  # the data set, made once, here
@@ -23,8 +30,9 @@ rule orderings_run:
         backbone="[a-z0-9_]+",
         seed=r"\d+",
     params:
-        **stage_params("orderings_run",
-                       config=lambda wc: nested_config(config, wc.backbone, int(wc.seed), f"{ORDERINGS}/{wc.backbone}_s{wc.seed}")),
+        **stage_params(
+            "orderings_run", config=lambda wc: nested_run(wc), targets=lambda wc: claim_targets(nested_run(wc))
+        ),
         workflow=workflow_version(),  # any code or rule change calls the run again; it reruns what is stale
     threads: max(1, 2 * JOB_THREADS)  # every core (JOB_THREADS is half of them): one run at a time
     log:
@@ -46,8 +54,7 @@ rule orderings_table:
         table=f"{ORDERINGS}/claims.csv",
         markdown=f"{ORDERINGS}/claims.md",
     params:
-        **stage_params("orderings_table", runs=[[b, s] for b, s in ORDERING_RUNS], label_split=LABEL,
-                       eval_split=EVAL),
+        **stage_params("orderings_table", runs=[[b, s] for b, s in ORDERING_RUNS], label_split=LABEL, eval_split=EVAL),
     log:
         log_file("orderings_table"),
     benchmark:
@@ -65,5 +72,9 @@ rule orderings:
 
 
 if config["orderings"]["report"]:
-    REPORT_TABLES.append((f"The papers' claims over seeds {config['orderings']['seeds']} (percent; paper: VOC 2012)",
-                          rules.orderings_table.output.table))
+    OUT.add(
+        None,
+        "table",
+        rules.orderings_table.output.table,
+        f"The papers' claims over seeds {config['orderings']['seeds']} (percent; paper: VOC 2012)",
+    )

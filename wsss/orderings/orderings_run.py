@@ -28,18 +28,20 @@ from wsss.provenance import ROOT
 
 PARAMS = {
     "config": Param(dict, help="the run's whole configuration (wsss.orderings.nested_config)"),
+    "targets": Param(list, ["all"], "what the run builds (wsss.orderings.claim_targets)"),
 }
 
 
 def run(params: dict, *, data: list, config_file, metrics):
     """data: the data set's split lists (made before); writes the run's config to `config_file`, runs it,
     and gathers every evaluation of the run ({run_dir}/metrics/*.csv) into `metrics`."""
-    config = resolve(params, PARAMS, "orderings_run")["config"]
+    params = resolve(params, PARAMS, "orderings_run")
+    config = params["config"]
     with atomic_path(config_file) as tmp:
         tmp.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile"),
                "--configfile", str(config_file), "--cores", str(runtime.threads()), "--nolock",
-               "--rerun-incomplete"]
+               "--rerun-incomplete", *params["targets"]]
     print("nested run:", " ".join(command), flush=True)
     sys.stderr.flush()
     done = subprocess.run(command, stdout=sys.stdout, stderr=sys.stderr)

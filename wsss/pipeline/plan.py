@@ -92,7 +92,7 @@ def ablation_methods(config: dict) -> list[str]:
 
 @dataclass(frozen=True)
 class Output:
-    method: str
+    method: str | None  # None: the run's own (Outputs.add)
     kind: str  # metrics | figure | table | train_log | overlay | export (files for the user: labels, networks)
     file: str
     label: str = ""  # a figure's or table's caption, a loss curve's or overlay column's name
@@ -112,8 +112,9 @@ class Outputs:
     def add(self, method: str, kind: str, file: str, label: str = "", split: str = "", ablation: bool = False,
             against_masks: bool = False):
         """`split`: the split a metrics file scores or an overlay column shows; `against_masks`: a figure or table
-        that compares with the masks of `split` (metrics always do)."""
-        if method not in METHODS:
+        that compares with the masks of `split` (metrics always do); `method` None: the run's own, always shown
+        (the orderings table)."""
+        if method is not None and method not in METHODS:
             raise ValueError(f"unknown method {method!r}")
         if (kind == "metrics" or against_masks) and self.scored is not None and split not in self.scored:
             return
@@ -121,8 +122,8 @@ class Outputs:
 
     def select(self, methods, ablations=(), kind: str | None = None) -> list[Output]:
         chosen = [e for e in self.entries if (kind is None or e.kind == kind) and
-                  (e.method in ablations if e.ablation else e.method in methods)]
-        return sorted(chosen, key=lambda e: METHODS.index(e.method))
+                  (e.method is None or (e.method in ablations if e.ablation else e.method in methods))]
+        return sorted(chosen, key=lambda e: METHODS.index(e.method) if e.method else len(METHODS))
 
     def files(self, methods, ablations=(), kind: str | None = None) -> list[str]:
         return list(dict.fromkeys(e.file for e in self.select(methods, ablations, kind)))
