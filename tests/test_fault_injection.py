@@ -94,7 +94,7 @@ def _progress(stage, folder: Path) -> int:
         log = folder / "train_log.csv"
         return max(len(log.read_text().splitlines()) - 1, 0) if log.is_file() else 0
     return sum(len([f for f in tmp.iterdir() if not f.name.startswith(".")])
-               for tmp in folder.glob(f".{STAGES[stage][2]['out']}.tmp-*"))
+               for tmp in folder.glob(f".{STAGES[stage][2]['out']}.wsss.tmp-*"))
 
 
 def _run_killed(stage, command, folder: Path, kill_at: int) -> int:

@@ -223,16 +223,18 @@ def test_every_method_builds_on_lite_with_the_outputs_of_a_resnet():
     from wsss.irnet import net as irn_net
     from wsss.models import deeplab
     from wsss.psi import net as psi_net
+    from wsss.rpnet.net import RPNet
 
     names = ["bg", "a", "b"]
     x = torch.randn(2, 3, 64, 64)
 
     def shapes(bb):
         p = dict(backbone=bb, class_names=names)
-        rp = cam_net.build({**p, "method": "rpnet", "proto_channels": 8}).train()
+        rp = RPNet(cam_net.build({**p, "neck_channels": 8}), region_scales=[]).train()
         out = [cam_net.build(p).eval().cam(x), *rp(x.view(1, 2, 3, 64, 64))[1:], *irn_net.build(bb).train()(x)]
         for arch in ("deeplab_v2", "deeplab_v3plus"):
             out.append(deeplab.build({**p, "arch": arch}).eval()(x))
+        out.append(deeplab.build({**p, "output_stride": 16}).eval()(x))  # DeepLab-v2 at stride 16 (CPU demos)
         out.append(psi_net.build({**p, "cpp_width": 8, "head_channels": 8}).eval()(x))
         cdsp = CDSPNet(deeplab.build(p), with_lorm=True)
         assert cdsp.lorm is not None
@@ -241,3 +243,4 @@ def test_every_method_builds_on_lite_with_the_outputs_of_a_resnet():
     lite, small = shapes(LITE), shapes("small")
     assert lite == small
     assert lite[0] == (2, 2, 4, 4) and lite[3] == (2, 1, 16, 16) and lite[5] == (2, 3, 8, 8) and lite[6] == (2, 3, 16, 16)
+    assert lite[7] == (2, 3, 4, 4)

@@ -80,8 +80,8 @@ def test_nested_config_follows_the_backbone():
                                                                   "results/x/orderings/efficientnet_lite0_s1")
     cdsp = [f"results/x/orderings/efficientnet_lite0_s1/metrics/seg_cdsp_{n}.csv"
             for n in ("segs", "segc", "seg", "seg_dc", "seg_lorm", "seg_ds")]
-    assert claim_targets(lite) == ["all", *cdsp]  # CDSP Table 2, not Table 3 or Fig. 7
-    assert claim_targets({**lite, "methods": ["irnet"]}) == ["all"]
+    assert claim_targets(lite["run_dir"], lite["methods"]) == ["all", *cdsp]  # CDSP Table 2, not Table 3 or Fig. 7
+    assert claim_targets(lite["run_dir"], ["irnet"]) == ["all"]
     assert lite["orderings"]["seeds"] == [] and lite["orderings"]["report"] is False  # no runs of its own
     assert nested_config(lite, "small", 0, "r")["model"] == {"backbone": "small", "pretrained": None}
     with pytest.raises(ValueError, match="resnet50 needs its ImageNet file"):

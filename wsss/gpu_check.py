@@ -158,8 +158,8 @@ def train_amp(device: torch.device, workdir: Path) -> list[dict]:
     maps = dict(dist_scribble=out / "ds", dist_pseudo=out / "dp")
     runs = [  # (trainer, its saved network, how to run it)
         ("train_cam (IRNet)", "cam.pt", lambda: train_cam.run(cam, root=root, out=out / "cam.pt")),
-        ("train_cam (RPNet)", "rpnet.pt", lambda: train_cam.run({**cam, "method": "rpnet", "proto_channels": 16},
-                                                                root=root, out=out / "rpnet.pt")),
+        ("train_cam (RPNet)", "rpnet.pt", lambda: train_cam.run(
+            {**cam, "method": "rpnet", "neck_channels": 16, "region_scales": []}, root=root, out=out / "rpnet.pt")),
         ("train_irn", "irn.pt", lambda: train_irn.run(
             {**common, "irn_backbone": "cam", "crop": 48, "scale": [0.7, 1.3], "input_scale": 1.0, "epochs": 1,
              "lr": 0.1, "momentum": 0.9, "radius": 5}, root=root, ir_labels=masks, cam_model=out / "cam.pt",

@@ -143,6 +143,7 @@ rule train_cdsp:
             device=config["device"],
             split=TRAIN,
             arch=CDSP["arch"],
+            output_stride=CDSP["output_stride"],
             backbone=config["model"]["backbone"],
             pretrained=config["model"]["pretrained"],
             crop=CDSP["crop"],

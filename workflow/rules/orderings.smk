@@ -14,10 +14,6 @@ for backbone, seed in ORDERING_RUNS:  # a backbone without weights to give it: a
     nested_config(config, backbone, seed, RUN)
 
 
-def nested_run(wc):
-    return nested_config(config, wc.backbone, int(wc.seed), f"{ORDERINGS}/{wc.backbone}_s{wc.seed}")
-
-
 rule orderings_run:
     """One (backbone, seed): the whole pipeline with the claims' ablation rows, in its own run_dir (a nested Snakemake)."""
     localrule: True  # the nested Snakemake schedules the run's jobs itself

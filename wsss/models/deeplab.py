@@ -26,12 +26,14 @@ PARAMS = {
     "backbone": Param(str, help="small (from scratch) | efficientnet_lite0..2 | resnet50 | resnet101"),
     "pretrained": Param(str, None, "ImageNet state dict (a file; package / download: wsss.models.weights); "
                                    "null: from scratch"),
+    "output_stride": Param(int, None, "8 | 16; null: the arch's own (DeepLab-v2: 8, v3+: 16)"),
 }
 
 
 ARCHS = ("deeplab_v2", "deeplab_v3plus")
-# (strides, dilations of levels 3 / 4, i.e. ResNet's layer3 / layer4) per architecture
-BACKBONE_LAYOUT = {"deeplab_v2": ((2, 2, 1, 1), (2, 4)), "deeplab_v3plus": ((2, 2, 2, 1), (1, 2))}
+ARCH_OUTPUT_STRIDE = {"deeplab_v2": 8, "deeplab_v3plus": 16}
+# (strides, dilations of levels 3 / 4, i.e. ResNet's layer3 / layer4) per output stride
+BACKBONE_LAYOUT = {8: ((2, 2, 1, 1), (2, 4)), 16: ((2, 2, 2, 1), (1, 2))}
 
 
 class DeepLabV2(nn.Module):
@@ -112,9 +114,13 @@ def build(params: dict) -> nn.Module:
 
 
 def backbone(params: dict):
-    """The backbone of `params` (backbone, pretrained) laid out for arch (BACKBONE_LAYOUT: strides, atrous
-    levels 3 and 4), BN statistics fixed with ImageNet weights (see build)."""
-    strides, (d3, d4) = BACKBONE_LAYOUT[params.get("arch", PARAMS["arch"].default)]
+    """The backbone of `params` (backbone, pretrained) laid out for its output stride (BACKBONE_LAYOUT: strides,
+    atrous levels 3 and 4), BN statistics fixed with ImageNet weights (see build). Output stride 16 for
+    DeepLab-v2 is a CPU setting (a 5x cheaper EfficientNet-Lite step at 128 px), not the paper's."""
+    stride = params.get("output_stride") or ARCH_OUTPUT_STRIDE[params.get("arch", PARAMS["arch"].default)]
+    if stride not in BACKBONE_LAYOUT:
+        raise ValueError(f"output_stride must be 8 or 16, got {stride}")
+    strides, (d3, d4) = BACKBONE_LAYOUT[stride]
     pretrained = params.get("pretrained")
     net = make_backbone(params["backbone"], strides, pretrained, frozen_bn=pretrained is not None)
     for m in net.modules():

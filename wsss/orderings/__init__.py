@@ -28,11 +28,11 @@ def nested_config(config: dict, backbone: str, seed: int, run_dir: str) -> dict:
     return nested
 
 
-def claim_targets(nested: dict) -> list[str]:
+def claim_targets(run_dir: str, methods) -> list[str]:
     """What a run builds: the default target and, with CDSP, the networks of its Table 2 (the rest of CDSP's
     ablation, Table 3 and Fig. 7, is no claim of the table)."""
-    cdsp = [f"{nested['run_dir']}/metrics/seg_cdsp_{name}.csv" for name in plan.CDSP_TABLE2]
-    return ["all", *(cdsp if "cdsp" in nested["methods"] else [])]
+    cdsp = [f"{run_dir}/metrics/seg_cdsp_{name}.csv" for name in plan.CDSP_TABLE2]
+    return ["all", *(cdsp if "cdsp" in methods else [])]
 
 
 def _weights(backbone: str):

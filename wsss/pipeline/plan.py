@@ -248,6 +248,7 @@ def seg_params(config: dict) -> dict:
         device=config["device"],
         split=config["dataset"]["train_split"],
         arch=c["arch"],
+        output_stride=c["output_stride"],
         backbone=c["backbone"],
         pretrained=weights.resolve(c["backbone"], c["pretrained"]),
         crop=c["crop"],
