@@ -210,5 +210,5 @@ def test_predict_refuses_an_image_name_that_is_not_a_plain_file_name(networks, t
     for name in ("-rf.png", ".hidden.png"):
         Image.new("RGB", (8, 8)).save(tmp_path / name)
         message = _predict("--model", networks["deeplab_v2"], "--images", tmp_path / name, "--out", tmp_path / "o")
-        assert message.startswith(f"wsss predict: error: {tmp_path / name}: image id '{name}' is not a plain file "
-                                  "name"), message
+        assert message.startswith(f"wsss predict: error: {tmp_path / name}: image name '{name}' starts with '.' or "
+                                  "'-'"), message

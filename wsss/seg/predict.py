@@ -36,7 +36,7 @@ TAG = "wsss predict"  # PNG text chunk "Software" and JPEG comment of every file
 
 def image_files(paths: list[str]) -> list[Path]:
     """The JPEG/PNG files named, or found (sorted, hidden ones skipped) in a named folder; DataError for a
-    missing path, a folder without images, a name that is not a plain file name (voc.check_id), or two
+    missing path, a folder without images, a name starting with `.` or `-`, or two
     images that would write the same output name."""
     files = []
     for name in map(Path, paths):
@@ -52,7 +52,10 @@ def image_files(paths: list[str]) -> list[Path]:
             raise DataError(f"{name}: no such image or folder")
     stems = {}
     for f in files:
-        voc.check_id(f.name, f)
+        # any name a folder can hold (spaces, brackets: your own photos), but no hidden or option-like output
+        if f.name.startswith((".", "-")):
+            raise DataError(f"{f}: image name {f.name!r} starts with '.' or '-' (its outputs would be hidden or read "
+                            "as an option); rename it")
         if f.stem in stems:
             raise DataError(f"{f} and {stems[f.stem]} would both write {f.stem}.png; rename one")
         stems[f.stem] = f
