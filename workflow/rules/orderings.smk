@@ -27,7 +27,11 @@ rule orderings_run:
         seed=r"\d+",
     params:
         **stage_params(
-            "orderings_run", config=lambda wc: nested_run(wc), targets=lambda wc: claim_targets(nested_run(wc))
+            "orderings_run",
+            config=lambda wc: nested_config(
+                config, wc.backbone, int(wc.seed), f"{ORDERINGS}/{wc.backbone}_s{wc.seed}"
+            ),
+            targets=lambda wc: claim_targets(f"{ORDERINGS}/{wc.backbone}_s{wc.seed}", config["methods"]),
         ),
         workflow=workflow_version(),  # any code or rule change calls the run again; it reruns what is stale
     threads: max(1, 2 * JOB_THREADS)  # every core (JOB_THREADS is half of them): one run at a time
