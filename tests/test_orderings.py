@@ -106,6 +106,10 @@ def test_orderings_plans_one_run_per_backbone_and_seed(tmp_path):
     orderings unless orderings.report asks for the table on the report page."""
     planned = _plan(tmp_path, TINY, "orderings")
     assert planned["orderings_run"] == 4 and planned["demo_dataset"] == 1 and planned["orderings_table"] == 1
+    printed = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+                              "--directory", str(tmp_path), "--cores", "2", "--dry-run", "--printshellcmds",
+                              "orderings"], capture_output=True, text=True).stdout
+    assert printed.count('"targets": ["all", ') == 4 and "efficientnet_lite0_s3/metrics/seg_cdsp_seg_ds.csv" in printed
     assert "train_cam" not in planned  # the runs' own jobs are the nested Snakemakes'
     assert "orderings_run" not in _plan(tmp_path, TINY)
     reported = copy.deepcopy(TINY)
