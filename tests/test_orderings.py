@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from wsss import metrics
-from wsss.orderings import claim_targets, nested_config, orderings_table
+from wsss.orderings import claim_targets, nested_config, orderings_run, orderings_table
 
 from test_workflow import TINY as WORKFLOW_TINY  # the tiny demo of the workflow tests
 
@@ -115,3 +115,15 @@ def test_orderings_plans_one_run_per_backbone_and_seed(tmp_path):
     reported = copy.deepcopy(TINY)
     reported["orderings"]["report"] = True
     assert _plan(tmp_path, reported)["orderings_run"] == 4
+
+
+def test_a_run_gathers_every_chains_metrics(tmp_path):
+    """RPNet's chain scores into {run}/rpnet/metrics/: its CAM and random-walk rows must reach the claims."""
+    rows = {"metrics/eval_cam.csv": ("cam", "cam", 0.5), "rpnet/metrics/eval_cam.csv": ("cam", "rpnet", 0.6),
+            "rpnet/metrics/sem_seg.csv": ("sem_seg", "rpnet_rw", 0.7)}
+    for name, (stage, method, value) in rows.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([dict(stage=stage, method=method, split="train", metric="iou", **{"class": ""}, value=value)]
+                     ).to_csv(tmp_path / name, index=False)
+    table = orderings_run.gather(tmp_path)
+    assert sorted(table.method) == ["cam", "rpnet", "rpnet_rw"]

@@ -34,7 +34,8 @@ PARAMS = {
 
 def run(params: dict, *, data: list, config_file, metrics):
     """data: the data set's split lists (made before); writes the run's config to `config_file`, runs it,
-    and gathers every evaluation of the run ({run_dir}/metrics/*.csv) into `metrics`."""
+    and gathers every evaluation of the run ({run_dir}/metrics/*.csv and each CAM method's
+    {run_dir}/<method>/metrics/*.csv) into `metrics`."""
     params = resolve(params, PARAMS, "orderings_run")
     config = params["config"]
     with atomic_path(config_file) as tmp:
@@ -48,6 +49,10 @@ def run(params: dict, *, data: list, config_file, metrics):
     if done.returncode != 0:
         raise RuntimeError(f"the run in {config['run_dir']} failed (exit {done.returncode}); its log is above, "
                            f"its jobs' logs in {config['run_dir']}/logs/")
-    files = sorted((Path(config["run_dir"]) / "metrics").glob("*.csv"))
-    table = pd.concat([read(f) for f in files], ignore_index=True)[COLUMNS].drop_duplicates()
-    save_csv(metrics, table)
+    save_csv(metrics, gather(config["run_dir"]))
+
+
+def gather(run_dir) -> pd.DataFrame:
+    """Every evaluation of a run: {run_dir}/metrics/*.csv and the CAM methods' chains' (rpnet/metrics/*.csv)."""
+    files = sorted(Path(run_dir).glob("**/metrics/*.csv"))
+    return pd.concat([read(f) for f in files], ignore_index=True)[COLUMNS].drop_duplicates()
