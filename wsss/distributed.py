@@ -11,8 +11,9 @@ Every rank draws the same global batches (wsss.training.BatchPlan) and takes its
 averages the gradients, and losses normalised by counts over the batch divide by `mean(count)`, so N ranks
 of batch B/N step as one process of batch B. BatchNorm layers that learn their statistics are synchronised
 on GPUs (SyncBatchNorm); on the CPU each rank normalises its own slice. Rank 0 writes the outputs. A
-killed launcher takes its ranks with it (torch's spawn sets PR_SET_PDEATHSIG; tested), so no orphan
+killed launcher takes its ranks with it (each rank sets PR_SET_PDEATHSIG to SIGKILL; tested), so no orphan
 goes on to write the outputs of a job Snakemake has given up."""
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -23,7 +24,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from wsss import runtime
+from wsss import jobs, runtime
 
 
 def rank() -> int:
@@ -63,6 +64,12 @@ def launch(fn, params: dict, **paths):
 
 
 def _rank_main(rank_: int, n: int, backend: str, init_method: str, fn, params, paths):
+    # torch's spawn only sends SIGINT when the launcher dies, which a rank inside destroy_process_group (waiting
+    # for the others) can outlive; a killed job must take its ranks with it at once
+    jobs.die_with_parent()
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():  # the launcher died before the signal was set
+        os._exit(1)
     if backend == "nccl":
         torch.cuda.set_device(rank_)
     else:  # CPU ranks share the job's cores

@@ -65,6 +65,14 @@ def check_owner(path):
                         "gone), so a newer run may own this output")
 
 
+def die_with_parent():
+    """SIGKILL this process as soon as the thread that started it ends (Linux prctl; elsewhere nothing)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def adopt():
     """Makes this stage process its job's (module docstring); nothing outside the workflow."""
     global OWNERS
@@ -78,10 +86,7 @@ def adopt():
     OWNERS = owners
     os.environ[OWNER] = ",".join(f"{pid}:{start}" for pid, start in OWNERS)
     if shell != snakemake:  # a parent-death signal follows the forking thread: only a one-thread shell's
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass  # no prctl: the watcher below still ends the stage
+        die_with_parent()  # without prctl the watcher below still ends the stage
     if not owned() or os.getppid() != shell:
         _end()
     threading.Thread(target=_watch, name="wsss-job-owner", daemon=True).start()
