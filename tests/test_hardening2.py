@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
-from snakemake.utils import validate
 
+from test_hardening import _config  # config.yaml with overrides, the schema's defaults filled in
 from wsss import config_checks, gpu_slots, io, jobs, run_config
 from wsss.config_checks import ConfigError
 from wsss.datasets import demo_dataset, synthetic, validate_data, voc
@@ -31,15 +31,6 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-
-
-def _config(**over):
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    for key, value in over.items():
-        section, _, name = key.rpartition(".")
-        (config[section] if section else config)[name] = value
-    validate(config, str(SCHEMA))  # fills the schema's defaults, as the Snakefile does
-    return config
 
 
 def _dead_pid() -> int:

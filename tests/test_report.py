@@ -1,4 +1,5 @@
 """The report page: run times, tables, and the page in a real browser (Debian's chromium via playwright)."""
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -104,25 +105,32 @@ def test_overlay_folder_of_unknown_arrays_is_an_error(tiny_voc, tmp_path):
         report.overlay(np.zeros((4, 4, 3), np.uint8), tmp_path, image_id, voc.voc_palette())
 
 
+@contextlib.contextmanager
+def in_chromium(page_file, width: int):
+    """(page, errors): the report page loaded in headless Chromium, and its console and page errors so far."""
+    from playwright.sync_api import sync_playwright
+    errors = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(page_file.as_uri(), wait_until="load")
+        yield page, errors
+        browser.close()
+
+
 def test_report_page_in_a_browser(tiny_voc, tmp_path):
     """Headless chromium: the page loads, every image decodes, no console errors; a screenshot is kept."""
-    from playwright.sync_api import sync_playwright
     root, names = tiny_voc
     paths = _run_outputs(root, names, tmp_path)
     page_file = tmp_path / "summary.html"
     report.run(_params(names), root=root, summary=page_file, sweep_plot=tmp_path / "sweep.png",
                loss_plot=tmp_path / "loss.png", **paths)
-    errors = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(page_file.as_uri(), wait_until="load")
+    with in_chromium(page_file, 1400) as (page, errors):
         images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=tmp_path / "report.png", full_page=True)
-        browser.close()
     assert errors == []
     assert len(images) == 2 + 3 * (2 + 3) + 3 * 2 + 1 and all(done and width > 0 for done, width in images)
     shutil.copy(tmp_path / "report.png", ARTIFACTS / "report_page.png")
@@ -187,7 +195,6 @@ def test_the_workflow_reports_every_network(demo_report_params):
 def test_report_page_of_every_network_in_a_browser(tiny_voc, tmp_path, demo_report_params):
     """The page with the demo's every loss curve, overlay column, figure and table in headless chromium: it loads,
     every image decodes, no console errors, it fits the window's width, thresholds are not percentages."""
-    from playwright.sync_api import sync_playwright
     root, names = tiny_voc
     paths = _run_outputs(root, names, tmp_path)
     params = {**demo_report_params, "class_names": names, "n_overlays": 2}
@@ -222,18 +229,11 @@ def test_report_page_of_every_network_in_a_browser(tiny_voc, tmp_path, demo_repo
     text = page_file.read_text()
     assert "<td>0.15</td>" in text and "<td>15.0</td>" not in text  # fixed_threshold as it is
     assert "(boundary)</small>" in text and "boundary <small>(boundary)" not in text
-    errors = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(page_file.as_uri(), wait_until="load")
+    with in_chromium(page_file, 1280) as (page, errors):
         images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
         headers = page.eval_on_selector_all(".gallery th", "els => els.map(e => e.textContent)")
         width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         page.screenshot(path=tmp_path / "report.png", full_page=True)
-        browser.close()
     assert errors == []
     assert images and all(done and w > 0 for done, w in images)
     assert VAL_OVERLAYS <= set(headers)
