@@ -1,7 +1,7 @@
 # The papers' central claims side by side (wsss/orderings/): `snakemake orderings`, not in the default target
-# unless orderings.report is true. Per (backbone, seed) of config `orderings` a whole run with ablations under
-# {RUN}/orderings/<backbone>_s<seed>/ (a nested Snakemake: wsss/orderings/orderings_run.py says why), then the
-# claims table over the seeds: {RUN}/orderings/claims.csv (on the report page with orderings.report) and .md.
+# unless orderings.report is true. Per (backbone, seed) of config `orderings` a whole run with the claims'
+# ablation rows under {RUN}/orderings/<backbone>_s<seed>/ (a nested Snakemake: wsss/orderings/orderings_run.py says
+# why), then the claims table over the seeds: {RUN}/orderings/claims.csv (on the report page with orderings.report) and .md.
 from wsss.orderings import claim_targets, nested_config, workflow_version
 
 ORDERINGS = f"{RUN}/orderings"
@@ -66,7 +66,7 @@ rule orderings_table:
 
 
 rule orderings:
-    """Target: the claims table (heavy: a whole run with ablations per backbone and seed)."""
+    """Target: the claims table (heavy: a whole run per backbone and seed with the ablation rows its claims compare)."""
     input:
         rules.orderings_table.output,
 

@@ -1,7 +1,7 @@
 """The papers' central claims measured side by side (`snakemake orderings`; workflow/rules/orderings.smk).
 
-Per (backbone, seed) of config `orderings` a whole run with ablations (orderings_run: a nested Snakemake on
-the same Snakefile, in its own run_dir), then the table of claims over those runs (orderings_table).
+Per (backbone, seed) of config `orderings` a whole run with the claims' ablation rows (orderings_run: a nested
+Snakemake on the same Snakefile, in its own run_dir), then the table of claims over those runs (orderings_table).
 `nested_config` is what each run is given, `claim_targets` what it builds, `workflow_version` what reruns it.
 A run builds the default target and only the ablation rows the claims compare (DSRG's no-growth network, PSI
 Table 3, CDSP Table 2), not RPNet Table II, CDSP Table 3 or Fig. 7 (about 25 more trainings per run)."""

@@ -1,4 +1,5 @@
-"""Stage orderings_run: one whole run of the pipeline with ablations (a nested Snakemake in its own run_dir).
+"""Stage orderings_run: one whole run of the pipeline with the claims' ablation rows (a nested Snakemake in its own
+run_dir).
 
 Why a nested Snakemake (and not Snakemake `module` instances or a run wildcard): each run is the ordinary
 workflow with its own config, validated and checked as any run is (schema, config_checks, weights), with its
