@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from wsss import metrics, training
+from wsss.cam import calibration
 from wsss.cdsp import cdsp_distance_maps, cdsp_pseudo_labels, cdsp_scribbles, cdsp_tables, distance, train_cdsp
 from wsss.cdsp.cdsp_scribbles import drop, shrink, strokes
 from wsss.cdsp.distance import boundary, brute_force, distance_bytes, pseudo_map, scribble_map
@@ -474,3 +475,26 @@ def test_cdsp_tables(tiny_voc, tmp_path):
                                                                  ("shrink", 0.0, "psi")]
     assert np.allclose(psi["miou"], [1.0, 1.1, 1.0])
     assert (tmp_path / "fig7.png").stat().st_size > 0
+
+
+def test_pseudo_label_threshold_auto_is_the_cams_otsu_cut(tiny_voc, tmp_path):
+    """threshold `auto` (the Lite0 demos) cuts where wsss.cam.calibration's Otsu threshold of the CAMs does."""
+    root, class_names = tiny_voc
+    ids = voc.read_ids(root, "train")
+    rng = np.random.default_rng(1)
+    (tmp_path / "cams").mkdir()
+    for image_id in ids:
+        h, w = voc.image_shape(voc.path(root, "image", image_id))
+        high_res = (rng.random((len(class_names) - 1, h, w)) ** 3).astype(np.float32)
+        save_npz(tmp_path / "cams" / f"{image_id}.npz", keys=np.arange(1, len(class_names)), high_res=high_res,
+                 cam=high_res[:, ::4, ::4].copy())
+    t = calibration.otsu_threshold(tmp_path / "cams", ids)
+    params = dict(class_names=class_names, split="train")
+    cdsp_pseudo_labels.run({**params, "threshold": "auto"}, root=root, cams=tmp_path / "cams", out=tmp_path / "auto")
+    cdsp_pseudo_labels.run({**params, "threshold": t}, root=root, cams=tmp_path / "cams", out=tmp_path / "fixed")
+    cdsp_pseudo_labels.run({**params, "threshold": 0.05}, root=root, cams=tmp_path / "cams", out=tmp_path / "low")
+    labels = {k: np.stack([voc.load_mask(tmp_path / k / f"{i}.png", len(class_names)) for i in ids])
+              for k in ("auto", "fixed", "low")}
+    assert 0.1 < t < 0.9
+    np.testing.assert_array_equal(labels["auto"], labels["fixed"])
+    assert not np.array_equal(labels["auto"], labels["low"])

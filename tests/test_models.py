@@ -244,3 +244,15 @@ def test_every_method_builds_on_lite_with_the_outputs_of_a_resnet():
     assert lite == small
     assert lite[0] == (2, 2, 4, 4) and lite[3] == (2, 1, 16, 16) and lite[5] == (2, 3, 8, 8) and lite[6] == (2, 3, 16, 16)
     assert lite[7] == (2, 3, 4, 4)
+
+
+def test_segmentation_networks_from_the_cam_network_need_no_weights_of_their_own():
+    """seg.pretrained null on model.backbone: the networks start from the CAM network (the demos on Lite0), so
+    only model.pretrained is checked; on another backbone seg.pretrained is required."""
+    from wsss import run_config
+
+    config = {"model": {"backbone": LITE, "pretrained": "package"}, "seg": {"backbone": LITE, "pretrained": None}}
+    assert run_config.weight_problems(config) == []
+    assert run_config.weighted(config) == [("model.backbone", "model.pretrained")]
+    config["seg"]["backbone"] = "efficientnet_lite1"
+    assert [p.split(" ")[0] for p in run_config.weight_problems(config)] == ["seg.pretrained"]

@@ -88,6 +88,20 @@ def test_nested_config_follows_the_backbone():
         nested_config(base, "resnet50", 0, "r")
 
 
+def test_a_backbones_settings_replace_the_keys_they_name():
+    """orderings.settings[backbone]: `small` from scratch keeps its own schedule in runs of a pretrained config;
+    nested sections merge key by key, other backbones' runs and the outer config are untouched."""
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    base["orderings"]["settings"] = {"small": {"cam": {"epochs": 12, "rpnet": {"lr": 0.1}}, "train": {"bn_images": 0}}}
+    before = copy.deepcopy(base)
+    small = nested_config(base, "small", 0, "r")
+    assert (small["cam"]["epochs"], small["cam"]["rpnet"]["lr"], small["train"]["bn_images"]) == (12, 0.1, 0)
+    assert small["cam"]["rpnet"]["epochs"] == base["cam"]["rpnet"]["epochs"]  # merged, not replaced
+    assert small["cam"]["crop"] == base["cam"]["crop"] and small["orderings"]["settings"] == {}
+    lite = nested_config(base, base["model"]["backbone"], 0, "r")
+    assert (lite["cam"], lite["train"]) == (base["cam"], base["train"]) and base == before
+
+
 TINY = {**WORKFLOW_TINY, "orderings": {"seeds": [0, 3], "backbones": ["efficientnet_lite0", "small"]}}
 
 

@@ -1,4 +1,6 @@
-"""train_seg (deterministic batches, schedule, kill-and-resume), infer_seg and eval_seg on the tiny set."""
+"""train_seg (batches, schedule, kill-and-resume, precise BN), infer_seg and eval_seg on the tiny set."""
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ from wsss.crf import dense_crf
 from wsss.datasets import voc
 from wsss.io import save_png
 from wsss.models import deeplab, load_segmenter
+from wsss.models.backbone import FixedBatchNorm
 from wsss.seg import eval_seg, infer_seg, train_seg
 
 
@@ -244,3 +247,66 @@ def test_infer_seg_warps_to_squares_and_flips_only_on_request(monkeypatch):
     infer_seg.predict(net, image, [1.0, 0.5], True, "cpu")
     assert [tuple(x.shape) for x in seen] == [(2, 3, 30, 50), (2, 3, 15, 25)]
     assert infer_seg.PARAMS["flip"].default is False
+
+
+def _bn_reference(net, batches):
+    """Float64 reference of precise BN: per trainable BatchNorm layer, the mean over batches of its input's
+    batch mean and unbiased variance, the network run with batch statistics (a copy, so `net` is untouched)."""
+    ref = copy.deepcopy(net).double().train()
+    layers = [m for m in ref.modules() if type(m) is torch.nn.BatchNorm2d]
+    seen = {id(m): [] for m in layers}
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen[id(m)].append(args[0])) for m in layers]
+    with torch.no_grad():
+        for x in batches:
+            ref(x.double())
+    for h in hooks:
+        h.remove()
+    return [(torch.stack([x.mean((0, 2, 3)) for x in seen[id(m)]]).mean(0),
+             torch.stack([x.transpose(0, 1).flatten(1).var(1) for x in seen[id(m)]]).mean(0)) for m in layers]
+
+
+def test_precise_bn_recomputes_trainable_batchnorm_on_whole_images(tiny_voc):
+    """precise_bn: every trainable BatchNorm's running mean / var become the average over whole-image batches
+    (float64 reference); no weight, fixed BatchNorm, momentum or train / eval mode changes."""
+    root, names = tiny_voc
+    net = deeplab.build(_params(names, arch="deeplab_v3plus"))
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # running statistics far from the images'
+            m.running_mean.uniform_(-5, 5)
+            m.running_var.uniform_(10, 20)
+    name, bn = next((n, m) for n, m in net.backbone.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
+    parent, _, attr = name.rpartition(".")
+    setattr(net.backbone.get_submodule(parent), attr, FixedBatchNorm(bn.num_features))  # as ImageNet weights'
+    fixed = [m for m in net.modules() if isinstance(m, FixedBatchNorm)]
+    frozen = [m.running_mean.clone() for m in fixed]
+    weights = {k: v.clone() for k, v in net.state_dict().items() if "running" not in k and "num_batches" not in k}
+    ids = voc.read_ids(root, "train")
+    net.eval()
+    expected = _bn_reference(net, [x for _, x in voc.image_batches(root, ids, 3)])
+    n = training.precise_bn(net, root, ids, len(ids), 3, torch.device("cpu"))
+    layers = [m for m in net.modules() if type(m) is torch.nn.BatchNorm2d]
+    assert n == len(layers) == len(expected) > 5 and not net.training
+    for m, (mean, var) in zip(layers, expected):
+        torch.testing.assert_close(m.running_mean.double(), mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(m.running_var.double(), var, rtol=1e-4, atol=1e-5)
+        assert m.momentum == 0.1
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(frozen, fixed))
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in weights.items())
+
+
+def test_train_seg_bn_images_changes_only_the_statistics(tiny_voc, tmp_path):
+    """bn_images > 0: the same weights as without it, BatchNorm statistics from whole images (those precise_bn
+    gives the network trained without it)."""
+    root, names = tiny_voc
+    states = {}
+    for n in (0, 8):
+        out = tmp_path / str(n) / "m.pt"
+        train_seg.run(_params(names, iterations=2, bn_images=n), root=root, labels=root / "SegmentationClass", out=out)
+        states[n] = torch.load(out, weights_only=True)["state_dict"]
+    stats = [k for k in states[0] if "running" in k or "num_batches" in k]
+    assert stats and all(torch.equal(states[0][k], states[8][k]) for k in states[0] if k not in stats)
+    assert not all(torch.equal(states[0][k], states[8][k]) for k in stats)
+    net = load_segmenter(tmp_path / "0" / "m.pt")
+    training.precise_bn(net, root, voc.read_ids(root, "train"), 8, 2, torch.device("cpu"))
+    for k in stats:
+        torch.testing.assert_close(net.state_dict()[k], states[8][k])

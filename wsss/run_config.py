@@ -64,13 +64,20 @@ def get(config: dict, key: str):
     return config[section][name]
 
 
+def weighted(config: dict) -> list[tuple[str, str]]:
+    """The (backbone key, weights key) pairs that load ImageNet weights: seg's not when its networks start from
+    the CAM network (seg.pretrained null on model.backbone: the Snakefile's SEG_FROM_CAM)."""
+    from_cam = config["seg"]["pretrained"] is None and config["seg"]["backbone"] == config["model"]["backbone"]
+    return [pair for pair in BACKBONES if not (from_cam and pair[0] == "seg.backbone")]
+
+
 def weight_problems(config: dict) -> list[str]:
     """Config problems with the weights, found without reading any file."""
-    found = (weights.problem(get(config, b), get(config, p), p) for b, p in BACKBONES)
+    found = (weights.problem(get(config, b), get(config, p), p) for b, p in weighted(config))
     return [m for m in found if m]
 
 
 def prepare_weights(config: dict):
     """Downloads `download` weights and checks every file's sha256 (ValueError on a problem)."""
-    for b, p in BACKBONES:
+    for b, p in weighted(config):
         weights.prepare(get(config, b), get(config, p), p)

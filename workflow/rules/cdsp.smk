@@ -158,6 +158,7 @@ rule train_cdsp:
             rotate=CDSP["rotate"],
             blur=CDSP["blur"],
             label_smoothing=CDSP["label_smoothing"],
+            bn_images=config["train"]["bn_images"],
             checkpoint_every=CDSP["checkpoint_every"],
             losses=lambda wc: CDSP_NETS[wc.net][0],
         ),
@@ -188,7 +189,7 @@ use rule train_psi as train_psi_scribbles with:
         split=split_file(TRAIN),
         checked=DATA_CHECKED,
         scribble_list=SCRIBBLE_LIST,
-        init=CAM_MODEL if INIT_FROM_CAM else [],
+        init=CAM_MODEL if SCRIBBLE_FROM_CAM else [],
         scribbles=f"{RUN}/cdsp/scribbles/{{scribbles}}",
     output:
         model=f"{RUN}/{{psi}}_{{scribbles}}/model.pt",

@@ -42,6 +42,10 @@ if SEG_FROM_CAM and config["seg"]["backbone"] != config["model"]["backbone"]:
         "seg.pretrained is null, so the segmentation networks start from the CAM network: "
         "seg.backbone must equal model.backbone"
     )
+# PSI and CDSP (on model.backbone) start from the CAM network without ImageNet weights and, as the other
+# segmentation networks, when seg.pretrained is null (on EfficientNet-Lite, whose ImageNet head convolution
+# dies on the demos' images: docs/diagnosis.md "Issue 22").
+SCRIBBLE_FROM_CAM = INIT_FROM_CAM or SEG_FROM_CAM
 
 # IRNet's chain from a CAM network to a segmentation network, once per CAM method (rules/chain.smk);
 # IRNET is the plain CAM network's, whose CAMs DSRG and CDSP also read.
@@ -242,7 +246,7 @@ def train_cdsp_input(wildcards):
         scribbles=scribble_folder(scribbles),
         dist_scribble=f"{maps}/scribble",
         dist_pseudo=f"{maps}/pseudo",
-        init=CAM_MODEL if INIT_FROM_CAM else [],
+        init=CAM_MODEL if SCRIBBLE_FROM_CAM else [],
     )
 
 

@@ -13,7 +13,7 @@ rule train_psi:
         split=split_file(TRAIN),
         checked=DATA_CHECKED,  # validate_data: nothing trains on bad data
         scribble_list=SCRIBBLE_LIST,  # a real data set's scribbles, converted first (rule scribble_pngs)
-        init=CAM_MODEL if INIT_FROM_CAM else [],
+        init=CAM_MODEL if SCRIBBLE_FROM_CAM else [],
         scribbles=[],  # the root's; cdsp.smk's train_psi_scribbles gives a dropped / shrunk set (Fig. 7)
     output:
         model=f"{RUN}/{{psi}}/model.pt",

@@ -36,6 +36,7 @@ AUTO = {
     "conf_fg_thres": lambda t: t + 0.2 * (1 - t),  # cam_to_ir_label: confident foreground plane
     "conf_bg_thres": lambda t: t / 3,  # cam_to_ir_label: confident background plane
     "bg_cam": lambda t: t / 3,  # dsrg_seeds: background cue where every CAM is below this
+    "threshold": lambda t: t,  # cdsp_pseudo_labels: the CAMs' own cut
 }
 
 

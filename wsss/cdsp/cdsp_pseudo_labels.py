@@ -13,7 +13,7 @@ paper does not give the threshold (its pseudo-labels were downloads).
 import numpy as np
 from tqdm import tqdm
 
-from wsss.cam import make_cam
+from wsss.cam import calibration, make_cam
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
 from wsss.params import Param, resolve
@@ -21,7 +21,8 @@ from wsss.params import Param, resolve
 PARAMS = {
     "class_names": voc.CLASS_NAMES,
     "split": voc.SPLIT,
-    "threshold": Param(float, help="background score: a pixel is a class where that class's CAM exceeds it"),
+    "threshold": Param((float, str), help="background score: a pixel is a class where that class's CAM exceeds it "
+                                          "(auto: the CAMs' Otsu threshold, wsss.cam.calibration)"),
 }
 
 
@@ -30,6 +31,7 @@ def run(params: dict, *, root, cams, out, scribbles=None):
     classes of the scribbles `<scribbles>/<id>.png` (default: the root's)."""
     params = resolve(params, PARAMS, "cdsp_pseudo_labels")
     ids = voc.read_ids(root, params["split"])
+    params = calibration.fill_auto(params, cams, ids)
     files = voc.scribble_files(root, ids, scribbles)
     palette = voc.voc_palette()
     with atomic_path(out) as tmp:

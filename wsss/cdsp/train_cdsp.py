@@ -78,6 +78,7 @@ def train(params: dict, *, root, pseudo, dist_scribble, dist_pseudo, out, scribb
     params = {**params, "warmup_iters": params["warmup_epochs"] * per_epoch}
     fit(model, [(backbone, 1.0), (new, params["head_lr_mult"])], dataset, CDSPLoss(params), params,
         params["epochs"] * per_epoch, out=out, desc="train_cdsp", saved=seg, module=__name__,
+        whole_images=(root, ids),
         inputs=[*voc.split_files(root, params["split"], "image"),
                 *([scribbles] if scribbles else voc.split_files(root, params["split"], "scribble")),
                 pseudo, dist_scribble, dist_pseudo, init])

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from wsss.errors import DataError
 from wsss.params import Param
+from wsss.transforms import normalize, to_tensor
 
 IGNORE = 255
 
@@ -153,6 +154,27 @@ def load_image(file) -> np.ndarray:
         grey = np.round(grey * (255 / 65535)).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
     return np.asarray(img.convert("RGB"))
+
+
+def same_size_groups(root, ids, size: int):
+    """Lists of at most `size` consecutive image indices of one image size (so they stack)."""
+    group, shape = [], None
+    for i, image_id in enumerate(ids):
+        s = image_shape(path(root, "image", image_id))
+        if group and (s != shape or len(group) == size):
+            yield group
+            group = []
+        group.append(i)
+        shape = s
+    if group:
+        yield group
+
+
+def image_batches(root, ids, size: int):
+    """(indices, [B, 3, H, W] normalised images) over `ids` in order, batches of at most `size` whole images
+    of one size (same_size_groups)."""
+    for index in same_size_groups(root, ids, size):
+        yield index, torch.stack([to_tensor(normalize(load_image(path(root, "image", ids[i])))) for i in index])
 
 
 def image_shape(file, what: str = "image") -> tuple[int, int]:

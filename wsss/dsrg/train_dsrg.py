@@ -98,7 +98,7 @@ def train(params: dict, *, root, seeds, out, supervision, plot, init=None):
     log = SupervisionLog(len(class_names), per_epoch)
     fit(model, deeplab.param_groups(model, params["head_lr_mult"]), dataset,
         DSRGStep(params, log, model.backbone.output_stride), params, params["iterations"], out=out,
-        desc="train_dsrg", tracker=log, module=__name__,
+        desc="train_dsrg", tracker=log, module=__name__, whole_images=(root, ids),
         inputs=[*voc.split_files(root, params["split"], "image",
                                  voc.tag_kind(voc.tags_source(root, ids, params["tags_from"]))), seeds, init])
     if distributed.is_main():

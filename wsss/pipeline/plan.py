@@ -258,6 +258,7 @@ def seg_params(config: dict) -> dict:
         head_lr_mult=c["head_lr_mult"],
         checkpoint_every=c["checkpoint_every"],
         amp=config["train"]["amp"],
+        bn_images=config["train"]["bn_images"],
     )
 
 
@@ -284,6 +285,7 @@ def psi_values(config: dict, net: str) -> dict:
         pretrained=config["model"]["pretrained"],
         **{k: psi[k] for k in ("crop", "scale", "rotation", "batch_size", "epochs", "lr", "momentum")},
         **{k: psi[k] for k in ("weight_decay", "head_lr_mult", "head_channels", "lambda_1")},
+        bn_images=config["train"]["bn_images"],
         cpp=cpp,
         sld=sld,
     )

@@ -46,7 +46,7 @@ from wsss.psi import sld
 from wsss.psi.losses import seg_loss, sld_loss
 from wsss.runtime import device, seed_everything
 from wsss.training import fit, iterations_per_epoch
-from wsss.transforms import IMAGENET_MEAN, TrainAugment, normalize, to_tensor
+from wsss.transforms import IMAGENET_MEAN, TrainAugment
 
 PARAMS = {
     **training.PARAMS,
@@ -110,7 +110,8 @@ def train(params: dict, *, root, out, supervision, scores, scribbles=None, init=
                           lambda net, batch, it: seg_loss(net(batch["image"]), batch["label"], params["lambda_1"]),
                           params, ends[-1], out=phase_out, desc=f"train_psi t{step}", module=__name__,
                           inputs=[*voc.split_files(root, params["split"], "image"), *scribble_files, init],
-                          first=end - phases[step] * per_epoch, stop=end, history=history)
+                          first=end - phases[step] * per_epoch, stop=end, history=history,
+                          whole_images=(root, ids))
             if not last and distributed.is_main():
                 Path(phase_out).unlink()
     if distributed.is_main():
@@ -187,10 +188,9 @@ class Diffusion:
         """A DiffusionBatch per group of training images of one size."""
         p, dev = self.params, device(self.params["device"])
         radius, n = p["sld_radius"] * step, len(p["class_names"])
-        for index in tqdm(same_size_groups(self.root, self.ids, p["batch_size"]), desc=desc,
-                          disable=not distributed.is_main()):
-            x = torch.stack([to_tensor(normalize(voc.load_image(voc.path(self.root, "image", self.ids[i]))))
-                             for i in index]).to(dev)
+        for index, x in tqdm(voc.image_batches(self.root, self.ids, p["batch_size"]), desc=desc,
+                             disable=not distributed.is_main()):
+            x = x.to(dev)
             y_t, y_0 = (torch.from_numpy(np.stack([m[i] for i in index]).astype(np.int64)).to(dev)
                         for m in (labels, self.scribbles))
             with torch.no_grad():
@@ -209,21 +209,6 @@ class DiffusionBatch(NamedTuple):
     y_0: torch.Tensor
     omega: torch.Tensor
     present: torch.Tensor
-
-
-def same_size_groups(root, ids, size: int):
-    """Lists of at most `size` consecutive image indices of one image size (so they stack)."""
-    group, shape = [], None
-    for i, image_id in enumerate(ids):
-        with Image.open(voc.path(root, "image", image_id)) as im:
-            s = im.size
-        if group and (s != shape or len(group) == size):
-            yield group
-            group = []
-        group.append(i)
-        shape = s
-    if group:
-        yield group
 
 
 class SupervisionLog:

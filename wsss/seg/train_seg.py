@@ -57,7 +57,7 @@ def train(params: dict, *, root, labels, out, init=None):
         deeplab.load_weights(model, init)
     stride = model.backbone.output_stride if params["label_grid"] else None
     fit(model, deeplab.param_groups(model, params["head_lr_mult"]), dataset, SegmentationLoss(stride), params,
-        params["iterations"], out=out, desc="train_seg", module=__name__,
+        params["iterations"], out=out, desc="train_seg", module=__name__, whole_images=(root, ids),
         inputs=[*voc.split_files(root, params["split"], "image"), labels, init])
 
 
