@@ -1,5 +1,6 @@
 """`python -m wsss.bench`: every kernel and stage benchmark found by convention and run with its reference."""
 import csv
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,12 @@ def test_cost_study_fits_the_exponent_and_extrapolates_from_it():
     assert row.cpu_only_core_hours == 0
     crf = table.loc[("voc12 (IRNet, RPNet, DSRG)", "cam_to_ir_label")]
     assert crf.gpu_hours == 0 and crf.cpu_only_core_hours == crf.core_hours > 0
+
+
+def test_cost_study_runs_every_stage_at_a_tiny_side(tmp_path, one_thread):
+    """The study calls the real stages with the presets' settings: a stale param name (issue 23 renamed RPNet's)
+    must fail here, not an hour into `python -m wsss.bench --only scaling`."""
+    from wsss.pipeline import bench_scaling as study
+    measured = study.measure_side(48, tmp_path, "cpu")
+    stages = {stage for rows in study.PRESETS.values() for stage, *_ in rows}
+    assert stages <= set(measured) and all(math.isfinite(v) for v in measured.values())

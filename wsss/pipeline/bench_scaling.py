@@ -100,7 +100,7 @@ def measure_side(side: int, work: Path, device: str) -> dict[str, float]:
     t["train_cam"] = _per_trained_image(lambda n, o: train_cam.run({**cam, "epochs": n}, root=root, out=o),
                                         work / "train_cam")
     t["train_cam (RPNet)"] = _per_trained_image(lambda n, o: train_cam.run(
-        {**cam, "epochs": n, "method": "rpnet", "proto_channels": 256}, root=root, out=o), work / "rpnet")
+        {**cam, "epochs": n, "method": "rpnet", "neck_channels": 512}, root=root, out=o), work / "rpnet")
     t["make_cam"] = _per_image(lambda split, o: make_cam.run(
         dict(class_names=CLASSES, tags_from="masks", split=split, device=device, scales=[1.0, 0.5, 1.5, 2.0]),
         root=root, model=cam_model, out=o), work / "cams")
