@@ -12,6 +12,7 @@ import yaml
 from wsss.errors import DataError
 from wsss.io import atomic_path
 from wsss.models import weights
+from wsss.pipeline import plan
 
 HEADER = "# wsss: this run's resolved configuration, rewritten when the run starts (edit your own config file)\n"
 
@@ -66,9 +67,8 @@ def get(config: dict, key: str):
 
 def weighted(config: dict) -> list[tuple[str, str]]:
     """The (backbone key, weights key) pairs that load ImageNet weights: seg's not when its networks start from
-    the CAM network (seg.pretrained null on model.backbone: the Snakefile's SEG_FROM_CAM)."""
-    from_cam = config["seg"]["pretrained"] is None and config["seg"]["backbone"] == config["model"]["backbone"]
-    return [pair for pair in BACKBONES if not (from_cam and pair[0] == "seg.backbone")]
+    the CAM network (wsss.pipeline.plan.seg_from_cam)."""
+    return [pair for pair in BACKBONES if not (plan.seg_from_cam(config) and pair[0] == "seg.backbone")]
 
 
 def weight_problems(config: dict) -> list[str]:

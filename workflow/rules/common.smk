@@ -36,8 +36,8 @@ FOLDER_DATASET = bool(config["dataset"]["images"])  # your own images (rule fold
 # ImageNet weights (wsss/models/weights.py): `download` is the torch.hub cache file. The segmentation
 # networks have their own backbone; without weights they start from the CAM network (same backbone).
 CAM_PRETRAINED = plan.cam_pretrained(config)
-SEG_FROM_CAM = config["seg"]["pretrained"] is None
-if SEG_FROM_CAM and config["seg"]["backbone"] != config["model"]["backbone"]:
+SEG_FROM_CAM = plan.seg_from_cam(config)
+if config["seg"]["pretrained"] is None and not SEG_FROM_CAM:
     raise WorkflowError(
         "seg.pretrained is null, so the segmentation networks start from the CAM network: "
         "seg.backbone must equal model.backbone"

@@ -205,6 +205,12 @@ def chain_of_seg(config: dict, seg_net: str) -> Chain | None:
 
 # ---- settings the rules pass on ----------------------------------------------------------------------------
 
+def seg_from_cam(config: dict) -> bool:
+    """Whether the segmentation networks start from the trained CAM network (seg.pretrained null on
+    model.backbone) rather than from ImageNet weights of their own."""
+    return config["seg"]["pretrained"] is None and config["seg"]["backbone"] == config["model"]["backbone"]
+
+
 def cam_pretrained(config: dict):
     return weights.resolve(config["model"]["backbone"], config["model"]["pretrained"])
 
