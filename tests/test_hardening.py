@@ -239,6 +239,15 @@ def test_contradicting_settings_are_named(over, key):
         config_checks.check(_config(**over))
 
 
+
+def test_a_key_given_twice_in_a_config_file_is_named(tmp_path):
+    """YAML keeps the last of two equal keys: the first block's values would be lost without a word."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("psi:\n  lambda_1: 1\nseg:\n  crop: 96\npsi:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match=f"{mine} line 5: 'psi' is given twice"):
+        config_checks.check(_config(), configfiles=[REPO / "config.yaml", mine])
+
+
 # 8. leftovers and messages
 
 def _dead_pid() -> int:

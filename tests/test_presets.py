@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from wsss import config_checks
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile"), "--cores", "1"]
 PRESETS = ["voc12", "voc12_scribble", "context", "coco"]
@@ -239,3 +241,10 @@ def test_photo_overlay_runs_the_demo_settings_on_the_photo_set(tmp_path):
     assert planned.returncode == 0, out[-3000:]
     assert "photos_dataset" in out and "demo_dataset" not in out
     assert '"backbone": "small"' in out and overlay["photos"]["n_train"] == 200
+
+
+
+@pytest.mark.parametrize("path", sorted(REPO.glob("config*.yaml")) + sorted((REPO / "config").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_config_files_give_every_key_once(path):
+    config_checks.check_unique_keys(path)

@@ -56,6 +56,8 @@ SPLITS = ("dataset.train_split", "dataset.label_split", "dataset.eval_split")
 def check(config: dict, configfiles=()):
     """Raises ConfigError naming the first key whose value contradicts another or cannot be used. `configfiles`:
     the config files the run reads (the run's record of its configuration must not replace one)."""
+    for path in configfiles:
+        check_unique_keys(path)
     _check_paths(config, configfiles)
     for key in SPLITS:
         name = _get(config, key)
@@ -79,6 +81,25 @@ def check(config: dict, configfiles=()):
                           f"{cam['resize_long']} scales the long side to at most {cam['resize_long'][1]})")
     if config["dataset"]["demo"]:
         _check_demo(config, {True: "shapes"}.get(config["dataset"]["demo"], config["dataset"]["demo"]))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"{self.name} line {key_node.start_mark.line + 1}: {key!r} is given twice in one "
+                                  "block; YAML would keep only the last one's values. Merge the two")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_unique_keys(path):
+    """PyYAML (and so Snakemake) keeps the last of two equal keys silently: a second `psi:` block would hide the
+    first one's values."""
+    with open(path) as f:
+        yaml.load(f, Loader=_UniqueKeyLoader)
 
 
 def _check_paths(config: dict, configfiles):
