@@ -10,8 +10,8 @@ on a generated VOC-format data set of square images of each side, in one thread,
   machine shared with other work it still measures the work (one core's seconds);
 - the exponent k of a least-squares fit seconds = a * side^k (k = 2: linear in the pixels);
 - the forward multiply-adds of its network at the largest side (torch.utils.flop_counter, 2 FLOPs each).
-Then extrapolates to each VOC preset (config/voc12.yaml, config/voc12_scribble.yaml; 10,582 train_aug
-images): core-hours of this CPU from the fits, and GPU hours from the counted FLOPs at an assumed sustained
+Then extrapolates to each paper preset (config/voc12.yaml, voc12_scribble.yaml: 10,582 train_aug images;
+context.yaml, coco.yaml): core-hours of this CPU from the fits, and GPU hours from the counted FLOPs at an assumed sustained
 rate (GPU_TFLOPS), the CPU-only parts (dense CRFs) kept as CPU hours. Results: docs/benchmarks.md.
 """
 import argparse
@@ -34,6 +34,9 @@ GPU_TFLOPS = 40.0  # assumed sustained rate of one A100-class GPU on these convn
 VOC_SIDE = math.sqrt(500 * 375)  # a typical VOC image, as one square side (per-image stages)
 TRAIN_AUG = 10582
 VOC_VAL = 1449
+CONTEXT_TRAIN, CONTEXT_VAL = 4998, 5105  # config/context.yaml: VOC 2010's images, so VOC_SIDE
+COCO_TRAIN, COCO_VAL = 82081, 40137  # config/coco.yaml: the images with objects
+COCO_SIDE = math.sqrt(640 * 480)  # a typical COCO image
 N_IMAGES = 2  # per side; the per-image figure is (N images - 1 image) / (N - 1)
 CLASSES = ["background", "disc", "square", "triangle", "ring", "cross"]
 
@@ -209,6 +212,21 @@ PRESETS = {
         ("train_cdsp", TRAIN_AUG * 50, 465, "DeepLab-v2 (ResNet-101)", 3),
         ("infer_seg", VOC_VAL * 2, VOC_SIDE, "DeepLabV3+ with CPP (ResNet-101, PSI)", (0.5625 + 1 + 1.5625) * 2),
     ],
+    "context (PSI)": [
+        ("train_psi", CONTEXT_TRAIN * 200, 512, "DeepLabV3+ with CPP (ResNet-101, PSI)", 3),
+        ("infer_seg", CONTEXT_VAL, VOC_SIDE, "DeepLabV3+ with CPP (ResNet-101, PSI)", (0.5625 + 1 + 1.5625) * 2),
+    ],
+    "coco (IRNet, RPNet)": [
+        ("train_cam", COCO_TRAIN * 5, 512, "CAM network (ResNet-50)", 3),
+        ("train_cam (RPNet)", COCO_TRAIN * 5, 512, "RPNet (ResNet-50, image + 1 reference)", 3),
+        ("make_cam", COCO_TRAIN * 2, COCO_SIDE, "CAM network (ResNet-50)", (1 + 0.25 + 2.25 + 4) * 2),
+        ("cam_to_ir_label", COCO_TRAIN * 2, COCO_SIDE, None, 0),
+        ("train_irn", COCO_TRAIN * 3 * 2, 512, "IRNet (ResNet-50, image + mirror)", 3 / 2),
+        ("make_sem_seg_labels", COCO_TRAIN * 2, 512, "IRNet (ResNet-50, image + mirror)", 1),
+        ("make_ins_seg_labels", COCO_TRAIN * 2, 512, "IRNet (ResNet-50, image + mirror)", 1),
+        ("train_seg", 20000 * 20 * 2, 321, "DeepLab-v2 (ResNet-101)", 3),
+        ("infer_seg", COCO_VAL * 2, COCO_SIDE, "DeepLab-v2 (ResNet-101)", (0.5625 + 1 + 1.5625) * 2),
+    ],
 }
 # Notes on the passes: the RPNet, DSRG-no-growth and IRNet / RPNet chains run twice in voc12 (both CAM
 # methods: `cam.methods: [irnet, rpnet]`; DSRG with and without growth); train_irn at batch 32 for 3
@@ -276,7 +294,7 @@ def main(argv=None):
     print(table.to_string(float_format=lambda v: f"{v:.3g}"))
     print(f"\nforward GFLOP at {sides[-1]} px: " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in flops.items()))
     projected = extrapolate(fits, flops, sides[-1])
-    print(f"\nextrapolated to VOC (train_aug {TRAIN_AUG} images; GPU hours at {GPU_TFLOPS:g} TFLOP/s sustained)")
+    print(f"\nextrapolated to the paper presets (VOC train_aug {TRAIN_AUG} images; GPU hours at {GPU_TFLOPS:g} TFLOP/s sustained)")
     print(projected.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print("\ntotals per preset")
     print(projected.groupby("preset")[["core_hours", "gpu_hours", "cpu_only_core_hours"]].sum().to_string(
