@@ -45,6 +45,20 @@ def test_scores_on_a_hand_computed_case():
     np.testing.assert_allclose(s["recall"], [1 / 2, 1, 1 / 2])
 
 
+
+def test_supervision_quality_counts_unlabelled_pixels_against_recall():
+    """Two classes and an unlabelled column (index 2): by hand, per class over the gt rows."""
+    pred = np.array([0, 0, 1, 2, 1, 1, 2, 2])  # 2 = unlabelled
+    gt = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    conf = metrics.confusion(pred, gt, 3)
+    precision = [2 / 2, 2 / 3]  # class 1 predicted 3 times, right twice
+    recall = [2 / 4, 2 / 4]  # unlabelled pixels count as missed
+    iou = [2 / (4 + 2 - 2), 2 / (4 + 3 - 2)]
+    assert metrics.supervision_quality(conf, 2) == pytest.approx(
+        [np.mean(precision), np.mean(recall), np.mean(iou), 5 / 8])
+    assert np.isnan(metrics.supervision_quality(np.zeros((3, 3), np.int64), 2)[-1])
+
+
 def test_metric_rows_and_gather(tmp_path):
     conf = np.array([[3, 1], [0, 4]])
     rows = metrics.rows("cam", "cam", "train", ["background", "disc"], conf, best_threshold=0.15)

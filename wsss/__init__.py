@@ -11,3 +11,4 @@ if not sys.stderr.isatty():
     os.environ.setdefault("TQDM_MININTERVAL", "10")
 
 __version__ = "0.1.0"
+IGNORE = 255  # the void label of VOC's masks: pixels that no loss and no score counts

@@ -2,13 +2,15 @@
 
 Every evaluation stage writes rows (stage, method, split, metric, class, value) with `class` empty for
 means; the `metrics` rule concatenates them into {run_dir}/metrics.csv, which the report reads."""
+import warnings
+
 import numpy as np
 import pandas as pd
 
+from wsss import IGNORE
 from wsss.io import save_csv
 
 COLUMNS = ["stage", "method", "split", "metric", "class", "value"]
-IGNORE = 255
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray, n_classes: int) -> np.ndarray:
@@ -25,6 +27,18 @@ def scores(conf: np.ndarray) -> dict[str, np.ndarray]:
     gt, pred = conf.sum(1), conf.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return {"iou": tp / (gt + pred - tp), "precision": tp / pred, "recall": tp / gt}
+
+
+def supervision_quality(conf: np.ndarray, n_classes: int) -> list[float]:
+    """A training supervision's quality (DSRG Fig. 4, PSI's SLD steps) from a confusion whose prediction column
+    `n_classes` counts the unlabelled pixels, so recall counts what the supervision leaves out: mean precision,
+    recall and IoU over the classes and the labelled fraction (NaN where nothing was scored)."""
+    s = scores(conf)
+    with warnings.catch_warnings():  # a class that never occurs, or no mask at all
+        warnings.simplefilter("ignore", RuntimeWarning)
+        quality = [float(np.nanmean(s[m][:n_classes])) for m in ("precision", "recall", "iou")]
+    total = conf.sum()
+    return quality + [float(1 - conf[:, n_classes].sum() / total) if total else float("nan")]
 
 
 def rows(stage, method, split, class_names, conf, **extra) -> list[dict]:

@@ -15,9 +15,10 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from wsss import IGNORE
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-IGNORE = 255
 INFERENCE_SCALES = (1.0, 0.5, 1.5, 2.0)  # IRNet make_cam.py
 # cv2.GaussianBlur(image, (5, 5), 0) (CDSP's RandomGaussianBlur): sigma 0 with an odd size <= 7 takes OpenCV's
 # fixed binomial kernel, separable, borders reflected without repeating the edge (BORDER_REFLECT_101)

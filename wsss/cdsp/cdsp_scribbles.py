@@ -20,11 +20,11 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from wsss import IGNORE
 from wsss.datasets import voc
 from wsss.io import atomic_path, save_png
 from wsss.params import Param, resolve
 
-IGNORE = 255
 MODES = ("drop", "shrink")
 EIGHT = np.ones((3, 3), bool)
 

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from numba import njit
 
-IGNORE = 255
+from wsss import IGNORE
+
 NEAR_INTEGER = 1e-9
 
 

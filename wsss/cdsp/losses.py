@@ -6,9 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from wsss import distributed
-
-IGNORE = 255
+from wsss import IGNORE, distributed
 
 
 def distance_entropy(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

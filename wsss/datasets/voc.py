@@ -14,11 +14,11 @@ import torch
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from tqdm import tqdm
 
+from wsss import IGNORE
 from wsss.errors import DataError
 from wsss.params import Param
 from wsss.transforms import normalize, to_tensor
 
-IGNORE = 255
 
 # Parameters many stages share.
 CLASS_NAMES = Param(list, help="class names, background first, then the K object classes in label order")

@@ -230,18 +230,14 @@ class SupervisionLog:
         epoch = (it + 1) // self.per_epoch
         self.grown = distributed.total(self.grown)
         if epoch == 1:
-            self._append([0, *self._quality(distributed.total(self.cues)), np.nan, np.nan, np.nan])
+            cues = distributed.total(self.cues)
+            self._append([0, *metrics.supervision_quality(cues, self.n), np.nan, np.nan, np.nan])
         total, crf_s, grow_s = self.seconds / self.per_epoch
-        self._append([epoch, *self._quality(self.grown), total - crf_s - grow_s, crf_s, grow_s])
+        self._append([epoch, *metrics.supervision_quality(self.grown, self.n), total - crf_s - grow_s, crf_s, grow_s])
         if distributed.is_main():
             tqdm.write("epoch {:.0f}: precision {:.3f} recall {:.3f} iou {:.3f} labelled {:.3f}".format(*self.rows[-1]))
         self.grown[:] = 0
         self.seconds[:] = 0
-
-    def _quality(self, conf):
-        s = metrics.scores(conf)
-        labelled = 1 - conf[:, self.n].sum() / max(conf.sum(), 1)
-        return [np.nanmean(s[m][:self.n]) for m in ("precision", "recall", "iou")] + [labelled]
 
     def _append(self, row):
         self.rows = np.vstack([self.rows, row])

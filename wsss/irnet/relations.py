@@ -9,7 +9,7 @@ import torch
 
 from kernels import neighbor_offsets
 
-IGNORE = 255
+from wsss import IGNORE
 
 
 def downsample_label(label: torch.Tensor, stride: int = 4) -> torch.Tensor:

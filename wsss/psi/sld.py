@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE = 255
+from wsss import IGNORE
 
 
 class ThresholdNet(nn.Module):

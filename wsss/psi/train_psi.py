@@ -24,7 +24,6 @@ sld_radius (window growth per step, px), sld_hidden, sld_lr, sld_epochs.
 """
 import contextlib
 import random
-import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -230,12 +229,10 @@ class SupervisionLog:
             unlabelled += ((label == sld.IGNORE).sum(), label.size)
             if self.folder is not None:
                 save_png(Path(self.folder) / f"t{step}" / f"{image_id}.png", label, palette)
-        s = metrics.scores(conf)
-        with warnings.catch_warnings():  # no mask at all: NaN scores
-            warnings.simplefilter("ignore", RuntimeWarning)
-            quality = [float(np.nanmean(s[m][:self.n])) for m in ("precision", "recall", "iou")]
-        missing = conf[:, self.n].sum() / conf.sum() if conf.sum() else unlabelled[0] / max(unlabelled[1], 1)
-        self.rows.append([step, *quality, 1 - missing])
+        quality = metrics.supervision_quality(conf, self.n)
+        if not conf.sum():  # no image has a mask: the labelled fraction of all pixels
+            quality[-1] = 1 - unlabelled[0] / max(unlabelled[1], 1)
+        self.rows.append([step, *quality])
         if distributed.is_main():
             tqdm.write("supervision t{}: precision {:.3f} recall {:.3f} iou {:.3f} labelled {:.3f}".format(
                 *self.rows[-1]))

@@ -3,9 +3,7 @@ network's output grid."""
 import torch
 import torch.nn.functional as F
 
-from wsss import distributed
-
-IGNORE = 255
+from wsss import IGNORE, distributed
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
