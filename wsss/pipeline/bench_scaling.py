@@ -187,46 +187,47 @@ def fit_exponent(sides, seconds) -> tuple[float, float]:
     return math.exp(log_a), k
 
 
-# What each VOC preset runs, per stage: (images, passes per image, side, network whose FLOPs it spends,
+# What each paper preset runs, per stage: (images, passes per image, side, network whose FLOPs it spends,
 # FLOPs factor). Training: 3x a forward pass; the preset's batch and iterations give images x passes.
-# Numbers: config/voc12.yaml, config/voc12_scribble.yaml and the schema's defaults (the README's tables).
-LABELLED = TRAIN_AUG  # the per-image label stages cover train_split and label_split (train within train_aug)
-PRESETS = {
-    "voc12 (IRNet, RPNet, DSRG)": [
-        ("train_cam", TRAIN_AUG * 5, 512, "CAM network (ResNet-50)", 3),
-        ("train_cam (RPNet)", TRAIN_AUG * 5, 512, "RPNet (ResNet-50, image + 1 reference)", 3),
-        ("make_cam", LABELLED * 2, VOC_SIDE, "CAM network (ResNet-50)", (1 + 0.25 + 2.25 + 4) * 2),
-        ("cam_to_ir_label", LABELLED * 2, VOC_SIDE, None, 0),
-        ("train_irn", TRAIN_AUG * 3 * 2, 512, "IRNet (ResNet-50, image + mirror)", 3 / 2),
-        ("make_sem_seg_labels", LABELLED * 2, 512, "IRNet (ResNet-50, image + mirror)", 1),
-        ("make_ins_seg_labels", LABELLED * 2, 512, "IRNet (ResNet-50, image + mirror)", 1),
+# Numbers: config/*.yaml and the schema's defaults (the README's tables).
+MULTI_SCALE = (1 + 0.25 + 2.25 + 4) * 2  # make_cam: scales 1, 0.5, 1.5, 2 (their pixels), with flip
+INFER_SCALES = (0.5625 + 1 + 1.5625) * 2  # infer_seg: 0.75, 1, 1.25, with flip
+
+
+def _tag_chains(train: int, val: int, side: float) -> list[tuple]:
+    """IRNet's and RPNet's chains (`cam.methods: [irnet, rpnet]`), each from its CAM network to a DeepLab
+    scored on val: `train` images (the label stages cover train_split and label_split, the first holding the
+    second), per-image stages at `side`."""
+    return [
+        ("train_cam", train * 5, 512, "CAM network (ResNet-50)", 3),
+        ("train_cam (RPNet)", train * 5, 512, "RPNet (ResNet-50, image + 1 reference)", 3),
+        ("make_cam", train * 2, side, "CAM network (ResNet-50)", MULTI_SCALE),
+        ("cam_to_ir_label", train * 2, side, None, 0),
+        ("train_irn", train * 3 * 2, 512, "IRNet (ResNet-50, image + mirror)", 3 / 2),
+        ("make_sem_seg_labels", train * 2, 512, "IRNet (ResNet-50, image + mirror)", 1),
+        ("make_ins_seg_labels", train * 2, 512, "IRNet (ResNet-50, image + mirror)", 1),
         ("train_seg", 20000 * 20 * 2, 321, "DeepLab-v2 (ResNet-101)", 3),
-        ("infer_seg", VOC_VAL * 2, VOC_SIDE, "DeepLab-v2 (ResNet-101)", (0.5625 + 1 + 1.5625) * 2),
+        ("infer_seg", val * 2, side, "DeepLab-v2 (ResNet-101)", INFER_SCALES),
+    ]
+
+
+PRESETS = {
+    "voc12 (IRNet, RPNet, DSRG)": _tag_chains(TRAIN_AUG, VOC_VAL, VOC_SIDE) + [
         ("train_dsrg", 8000 * 20 * 2, 321, "DeepLab-v2 (ResNet-101)", 3),
         ("train_seg", 20000 * 10, 321, "DeepLab-v2 (ResNet-101)", 3),  # the DSRG retrain (batch 10)
-        ("infer_seg", VOC_VAL * 3, VOC_SIDE, "DeepLab-v2 (ResNet-101)", (0.5625 + 1 + 1.5625) * 2),
+        ("infer_seg", VOC_VAL * 3, VOC_SIDE, "DeepLab-v2 (ResNet-101)", INFER_SCALES),
     ],
     "voc12_scribble (PSI, CDSP)": [
         ("train_psi", TRAIN_AUG * 200, 512, "DeepLabV3+ with CPP (ResNet-101, PSI)", 3),
         ("cdsp_distance_maps", TRAIN_AUG, VOC_SIDE, None, 0),
         ("train_cdsp", TRAIN_AUG * 50, 465, "DeepLab-v2 (ResNet-101)", 3),
-        ("infer_seg", VOC_VAL * 2, VOC_SIDE, "DeepLabV3+ with CPP (ResNet-101, PSI)", (0.5625 + 1 + 1.5625) * 2),
+        ("infer_seg", VOC_VAL * 2, VOC_SIDE, "DeepLabV3+ with CPP (ResNet-101, PSI)", INFER_SCALES),
     ],
     "context (PSI)": [
         ("train_psi", CONTEXT_TRAIN * 200, 512, "DeepLabV3+ with CPP (ResNet-101, PSI)", 3),
-        ("infer_seg", CONTEXT_VAL, VOC_SIDE, "DeepLabV3+ with CPP (ResNet-101, PSI)", (0.5625 + 1 + 1.5625) * 2),
+        ("infer_seg", CONTEXT_VAL, VOC_SIDE, "DeepLabV3+ with CPP (ResNet-101, PSI)", INFER_SCALES),
     ],
-    "coco (IRNet, RPNet)": [
-        ("train_cam", COCO_TRAIN * 5, 512, "CAM network (ResNet-50)", 3),
-        ("train_cam (RPNet)", COCO_TRAIN * 5, 512, "RPNet (ResNet-50, image + 1 reference)", 3),
-        ("make_cam", COCO_TRAIN * 2, COCO_SIDE, "CAM network (ResNet-50)", (1 + 0.25 + 2.25 + 4) * 2),
-        ("cam_to_ir_label", COCO_TRAIN * 2, COCO_SIDE, None, 0),
-        ("train_irn", COCO_TRAIN * 3 * 2, 512, "IRNet (ResNet-50, image + mirror)", 3 / 2),
-        ("make_sem_seg_labels", COCO_TRAIN * 2, 512, "IRNet (ResNet-50, image + mirror)", 1),
-        ("make_ins_seg_labels", COCO_TRAIN * 2, 512, "IRNet (ResNet-50, image + mirror)", 1),
-        ("train_seg", 20000 * 20 * 2, 321, "DeepLab-v2 (ResNet-101)", 3),
-        ("infer_seg", COCO_VAL * 2, COCO_SIDE, "DeepLab-v2 (ResNet-101)", (0.5625 + 1 + 1.5625) * 2),
-    ],
+    "coco (IRNet, RPNet)": _tag_chains(COCO_TRAIN, COCO_VAL, COCO_SIDE),
 }
 # Notes on the passes: the RPNet, DSRG-no-growth and IRNet / RPNet chains run twice in voc12 (both CAM
 # methods: `cam.methods: [irnet, rpnet]`; DSRG with and without growth); train_irn at batch 32 for 3
