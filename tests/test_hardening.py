@@ -286,6 +286,18 @@ def test_full_disk_while_saving_a_network_names_the_file(tiny_voc, tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["voc"]  # no model, no temporary
 
 
+
+def test_a_diverging_training_stops_naming_the_iteration_and_saves_nothing(tiny_voc, tmp_path):
+    """A learning rate far too high makes the loss nan within a few steps: the stage fails saying so, and no
+    network of nan weights is published for the next stages to read."""
+    root, names = tiny_voc
+    out = tmp_path / "m.pt"
+    with pytest.raises(FloatingPointError, match=r"train_seg: the loss is nan at iteration \d+ of 6, .* Lower the "
+                                                 r"learning rate \(lr 1e\+30\)"):
+        train_seg.run(_seg_params(names, iterations=6, checkpoint_every=0, lr=1e30), root=root,
+                      labels=root / "SegmentationClass", out=out)
+    assert [p.name for p in tmp_path.iterdir()] == ["voc"]  # no model, no log, no temporary
+
 # 9. EXIF orientation
 
 def test_exif_orientation_is_refused_for_images_and_masks(tiny_voc):

@@ -208,12 +208,17 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            # item() waits for the GPU, so the times below are real
-            history.end_iteration(it, loss.item(), optimizer.param_groups[0]["lr"])
+            value = loss.item()  # waits for the GPU, so the times below are real
+            if not math.isfinite(value) and not scaler.is_enabled():  # float16's scaler skips such steps itself
+                raise FloatingPointError(
+                    f"{desc}: the loss is {value} at iteration {it + 1} of {n_iters}, so the network's weights are "
+                    f"no longer numbers: training diverged and nothing is saved. Lower the learning rate (lr "
+                    f"{params['lr']}) or check the inputs")
+            history.end_iteration(it, value, optimizer.param_groups[0]["lr"])
             if tracker is not None:
                 tracker.end_iteration(it, time.perf_counter() - started)
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{value:.4f}")
             if params["checkpoint_every"] and (it + 1) % params["checkpoint_every"] == 0 and it + 1 < stop:
                 save_checkpoint(ckpt, it + 1, key, model, optimizer, history, tracker)
                 history.write_log(out)
