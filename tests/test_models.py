@@ -178,6 +178,26 @@ def test_lite_level_parameters_cover_the_backbone_once():
     assert [len(b) for b in model.level_blocks] == [2, 2, 3, 8, 6]  # Lite2: stage repeats x1.2, rounded up
 
 
+
+def test_lite_segmentation_networks_end_level_4_before_the_head(tmp_path):
+    """DeepLab (and PSI, CDSP, built on its backbone) reads Lite's stage 7 (320 channels): no head convolution
+    is built, the ImageNet file loads without it, and the CAM network (which keeps the head) initialises it."""
+    from wsss.cam import net as cam_net
+    from wsss.models import deeplab
+
+    params = dict(backbone=LITE, class_names=["bg", "a", "b"], pretrained="package", arch="deeplab_v2",
+                  output_stride=16)
+    seg = deeplab.build(params).eval()
+    assert seg.backbone.channels[-1] == 320 and not hasattr(seg.backbone, "_conv_head")
+    assert seg.backbone.forward_features(torch.zeros(1, 3, 64, 64))[-1].shape[1] == 320
+    cam = cam_net.build(dict(backbone=LITE, class_names=["bg", "a", "b"], pretrained="package"))
+    assert cam.backbone.channels[-1] == 1280
+    torch.save({"state_dict": cam.state_dict(), "params": {}}, tmp_path / "cam.pt")
+    fresh = deeplab.build({**params, "pretrained": None})
+    assert deeplab.load_weights(fresh, tmp_path / "cam.pt") > 0
+    assert torch.equal(fresh.backbone._blocks[-1]._project_conv.weight, cam.backbone._blocks[-1]._project_conv.weight)
+
+
 def test_lite_frozen_bn_and_frozen_levels(tmp_path):
     """With ImageNet weights the CAM network keeps the stored BN statistics (IRNet's FixedBatchNorm) and
     leaves levels 0-2 untrained, as for a ResNet."""

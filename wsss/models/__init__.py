@@ -17,11 +17,13 @@ __all__ = ["BACKBONES", "backbone", "resnet", "load_pretrained", "read_checkpoin
 BACKBONES = (*ARCHITECTURES, *efficientnet_lite.VARIANTS)
 
 
-def backbone(name: str, strides=(2, 2, 2, 1), pretrained=None, frozen_bn: bool = False) -> Backbone:
+def backbone(name: str, strides=(2, 2, 2, 1), pretrained=None, frozen_bn: bool = False,
+             head: bool = True) -> Backbone:
     """The backbone `name` (BACKBONES) laid out by `strides`, with ImageNet weights from `pretrained` (a file,
-    or `package` / `download`: wsss.models.weights) unless None; `frozen_bn`: IRNet's FixedBatchNorm."""
+    or `package` / `download`: wsss.models.weights) unless None; `frozen_bn`: IRNet's FixedBatchNorm. `head`:
+    EfficientNet-Lite's level 4 ends in its 1x1 head convolution (else at its last block; a ResNet has none)."""
     if name in efficientnet_lite.VARIANTS:
-        net = efficientnet_lite.build(name, strides, FixedBatchNorm if frozen_bn else nn.BatchNorm2d)
+        net = efficientnet_lite.build(name, strides, FixedBatchNorm if frozen_bn else nn.BatchNorm2d, head)
     elif name in ARCHITECTURES:
         net = resnet(name, strides, frozen_bn=frozen_bn)
     else:

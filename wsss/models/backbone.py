@@ -37,7 +37,7 @@ class Backbone(nn.Module):
     `output_stride`, and `input_mean` / `input_std` when their weights expect another normalisation."""
 
     input_mean, input_std = tuple(IMAGENET_MEAN.tolist()), tuple(IMAGENET_STD.tolist())
-    classifier_prefix = "fc."  # the ImageNet file's classifier, not part of the backbone
+    classifier_prefix = "fc."  # the ImageNet file's classifier, not part of the backbone (a prefix or a tuple)
 
     def from_pipeline(self, x: torch.Tensor) -> torch.Tensor:
         """The pipeline's ImageNet-normalised images as this backbone's weights expect them:

@@ -122,7 +122,8 @@ def backbone(params: dict):
         raise ValueError(f"output_stride must be 8 or 16, got {stride}")
     strides, (d3, d4) = BACKBONE_LAYOUT[stride]
     pretrained = params.get("pretrained")
-    net = make_backbone(params["backbone"], strides, pretrained, frozen_bn=pretrained is not None)
+    # EfficientNet-Lite without its head convolution, as DeepLab's MobileNetV2 (wsss/models/efficientnet_lite.py)
+    net = make_backbone(params["backbone"], strides, pretrained, frozen_bn=pretrained is not None, head=False)
     for m in net.modules():
         if isinstance(m, FixedBatchNorm):
             m.requires_grad_(False)

@@ -17,6 +17,9 @@ The five levels (wsss.models.backbone) at ResNet's strides 4, 4, 8, 16, 32: leve
 the first block of stage 2 (its stride-2 block stands where ResNet's max-pool does), level 1 = the rest of
 stage 2, level 2 = stage 3, level 3 = stages 4-5, level 4 = stages 6-7 + the 1x1 head (1280 channels, the
 features the ImageNet classifier reads). `strides` = (stem, first block of level 2, of level 3, of level 4).
+`head=False` ends level 4 at stage 7 (320 channels) instead, as TensorFlow's DeepLab ends MobileNetV2 at its
+last inverted-residual block (`layer_18`, not the 1280-channel `Conv_1`): the segmentation networks read it
+(docs/diagnosis.md: their ReLU6 head units die in training, and CDSP's LoRM silences all of them).
 """
 import math
 
@@ -86,7 +89,7 @@ class EfficientNetLite(Backbone):
     input_mean, input_std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)  # TF Lite's preprocessing: (x - 0.5) / 0.5
     classifier_prefix = "_fc."
 
-    def __init__(self, width: float, depth: float, strides, norm):
+    def __init__(self, width: float, depth: float, strides, norm, head: bool = True):
         super().__init__()
         if len(strides) != 4:
             raise ValueError(f"strides must be 4 ints (stem, level 2, level 3, level 4), got {strides}")
@@ -105,9 +108,14 @@ class EfficientNetLite(Backbone):
                 blocks.append(MBConv(c_in, c_out, kernel, stride if r == 0 else 1, expand, norm))
                 c_in = c_out
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(c_in, HEAD, 1, bias=False)
-        self._bn1 = norm(HEAD, eps=BN_EPS)
-        self.channels = tuple(self._blocks[ids[-1]]._bn2.num_features for ids in self.level_blocks[:4]) + (HEAD,)
+        self.head = head
+        if head:
+            self._conv_head = nn.Conv2d(c_in, HEAD, 1, bias=False)
+            self._bn1 = norm(HEAD, eps=BN_EPS)
+        else:  # the ImageNet file's head is left out with its classifier
+            self.classifier_prefix = (self.classifier_prefix, "_conv_head.", "_bn1.")
+        self.channels = tuple(self._blocks[ids[-1]]._bn2.num_features for ids in self.level_blocks[:4]) + (
+            HEAD if head else c_in,)
         self.output_stride = strides[0] * 2 * strides[1] * strides[2] * strides[3]
         for m in self.modules():  # the release's initialisation, for training from scratch
             if isinstance(m, nn.Conv2d):
@@ -119,7 +127,7 @@ class EfficientNetLite(Backbone):
                 x = F.relu6(self._bn0(self._conv_stem(x)))
             for i in self.level_blocks[level]:
                 x = self._blocks[i](x)
-            return F.relu6(self._bn1(self._conv_head(x))) if level == 4 else x
+            return F.relu6(self._bn1(self._conv_head(x))) if level == 4 and self.head else x
 
         return run
 
@@ -128,7 +136,7 @@ class EfficientNetLite(Backbone):
 
     def _level_modules(self, level: int):
         stem = [self._conv_stem, self._bn0] if level == 0 else []
-        head = [self._conv_head, self._bn1] if level == 4 else []
+        head = [self._conv_head, self._bn1] if level == 4 and self.head else []
         return stem + [self._blocks[i] for i in self.level_blocks[level]] + head
 
     def level_parameters(self, level: int):
@@ -140,9 +148,9 @@ class EfficientNetLite(Backbone):
             self._blocks[i]._depthwise_conv.dilation = (dilation, dilation)
 
 
-def build(name: str, strides=(2, 2, 2, 1), norm=nn.BatchNorm2d) -> EfficientNetLite:
+def build(name: str, strides=(2, 2, 2, 1), norm=nn.BatchNorm2d, head: bool = True) -> EfficientNetLite:
     """EfficientNet-Lite `name` (VARIANTS), randomly initialised; wsss.models.backbone loads its weights."""
     width, depth, _ = VARIANTS[name]
-    model = EfficientNetLite(width, depth, tuple(strides), norm)
+    model = EfficientNetLite(width, depth, tuple(strides), norm, head)
     model.name = name
     return model
