@@ -11,8 +11,9 @@ on a generated VOC-format data set of square images of each side, in one thread,
 - the exponent k of a least-squares fit seconds = a * side^k (k = 2: linear in the pixels);
 - the forward multiply-adds of its network at the largest side (torch.utils.flop_counter, 2 FLOPs each).
 Then extrapolates to each paper preset (config/voc12.yaml, voc12_scribble.yaml: 10,582 train_aug images;
-context.yaml, coco.yaml): core-hours of this CPU from the fits, and GPU hours from the counted FLOPs at an assumed sustained
-rate (GPU_TFLOPS), the CPU-only parts (dense CRFs) kept as CPU hours. Results: docs/benchmarks.md.
+context.yaml, coco.yaml): core-hours of this CPU from the fits, and GPU hours from the counted FLOPs at an
+assumed sustained rate (GPU_TFLOPS), the CPU-only parts (dense CRFs) kept as CPU hours. Results:
+docs/benchmarks.md.
 """
 import argparse
 import contextlib
@@ -295,7 +296,8 @@ def main(argv=None):
     print(table.to_string(float_format=lambda v: f"{v:.3g}"))
     print(f"\nforward GFLOP at {sides[-1]} px: " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in flops.items()))
     projected = extrapolate(fits, flops, sides[-1])
-    print(f"\nextrapolated to the paper presets (VOC train_aug {TRAIN_AUG} images; GPU hours at {GPU_TFLOPS:g} TFLOP/s sustained)")
+    print(f"\nextrapolated to the paper presets (VOC train_aug {TRAIN_AUG} images; GPU hours at {GPU_TFLOPS:g} "
+          "TFLOP/s sustained)")
     print(projected.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print("\ntotals per preset")
     print(projected.groupby("preset")[["core_hours", "gpu_hours", "cpu_only_core_hours"]].sum().to_string(
