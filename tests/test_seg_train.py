@@ -294,6 +294,35 @@ def test_precise_bn_recomputes_trainable_batchnorm_on_whole_images(tiny_voc):
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in weights.items())
 
 
+def test_precise_bn_takes_image_pooling_statistics_over_the_inference_scales(tiny_voc):
+    """precise_bn with scales: the BatchNorm of DeepLab-v3's image pooling (1 x 1 maps) gets the mean / variance
+    of its inputs over the images at every scale, through the network with its other statistics recomputed
+    (float64 reference); every other layer as with scale 1 alone. One scale's statistics made multi-scale
+    inference predict one class everywhere (docs/diagnosis.md "Precise BN and image pooling")."""
+    root, names = tiny_voc
+    ids, scales = voc.read_ids(root, "train"), [0.75, 1.0, 1.25]
+    net = deeplab.build(_params(names, arch="deeplab_v3plus"))
+    one_scale = copy.deepcopy(net)
+    training.precise_bn(one_scale, root, ids, len(ids), 3, torch.device("cpu"))
+    training.precise_bn(net, root, ids, len(ids), 3, torch.device("cpu"), scales)
+    pooled = net.aspp.pool[1]
+    ref = copy.deepcopy(one_scale).double().eval()
+    seen = []
+    hook = ref.aspp.pool[1].register_forward_pre_hook(lambda m, args: seen.append(args[0].flatten(1)))
+    with torch.no_grad():
+        for _, x in voc.image_batches(root, ids, 3):
+            for s in scales:
+                ref(torch.nn.functional.interpolate(x.double(), scale_factor=s, mode="bilinear"))
+    hook.remove()
+    inputs = torch.cat(seen)
+    torch.testing.assert_close(pooled.running_mean.double(), inputs.mean(0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(pooled.running_var.double(), inputs.var(0), rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(pooled.running_var, one_scale.aspp.pool[1].running_var)
+    others = [(a, b) for a, b in zip(net.modules(), one_scale.modules())
+              if type(a) is torch.nn.BatchNorm2d and a is not pooled]
+    assert len(others) > 5 and all(torch.equal(a.running_var, b.running_var) for a, b in others)
+
+
 def test_train_seg_bn_images_changes_only_the_statistics(tiny_voc, tmp_path):
     """bn_images > 0: the same weights as without it, BatchNorm statistics from whole images (those precise_bn
     gives the network trained without it)."""

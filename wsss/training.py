@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -60,6 +61,8 @@ PARAMS = {
     "amp": Param(bool, False, "mixed precision: autocast the forward pass (float16 + gradient scaling on a GPU)"),
     "bn_images": Param(int, 0, "precise BN (precise_bn): whole training images over which the trainable BatchNorm "
                        "layers' statistics are recomputed after training; 0: keep the crops' running averages"),
+    "bn_scales": Param(list, [1.0], "precise BN: the image scales of the statistics of BatchNorm on pooled 1 x 1 maps "
+                       "(DeepLab-v3's image pooling; the inference scales)"),
 }
 TRAIN_LOG = "train_log.csv"  # per-iteration log, in the folder of the saved network
 
@@ -225,7 +228,8 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     finally:
         bar.close()
     if whole_images is not None and params["bn_images"]:
-        precise_bn(model if saved is None else saved, *whole_images, params["bn_images"], params["batch_size"], dev)
+        precise_bn(model if saved is None else saved, *whole_images, params["bn_images"], params["batch_size"], dev,
+                   params.get("bn_scales", [1.0]))
     if distributed.is_main():
         if finish is not None:
             finish(model)
@@ -237,12 +241,14 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
     return history
 
 
-def precise_bn(net, root, ids, n_images: int, batch_size: int, dev) -> int:
+def precise_bn(net, root, ids, n_images: int, batch_size: int, dev, scales=(1.0,)) -> int:
     """Precise BatchNorm: the running statistics of `net`'s trainable BatchNorm layers recomputed as plain
     averages over `n_images` of `ids` (evenly spread, in order), whole images in batches of at most
     `batch_size`; no weight changes. Running averages gathered on small rescaled, padded crops can miss
     whole images by 2-3x (docs/diagnosis.md "Issue 22": PSI's heads on EfficientNet-Lite, val pixel accuracy
-    8.6 % -> 90.4 %). Fixed (ImageNet) BatchNorm stays as it is. Returns the number of layers recomputed."""
+    8.6 % -> 90.4 %). Fixed (ImageNet) BatchNorm stays as it is. A BatchNorm of pooled 1 x 1 maps (DeepLab-v3's
+    image pooling) takes the mean and variance of its inputs over the images at each of `scales` instead
+    (_pooled_statistics). Returns the number of layers recomputed."""
     layers = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
               and not isinstance(m, FixedBatchNorm)]
     if not layers:
@@ -260,8 +266,33 @@ def precise_bn(net, root, ids, n_images: int, batch_size: int, dev) -> int:
             net(x.to(dev))
     for m, momentum in zip(layers, momenta):
         m.momentum = momentum
+    if [float(s) for s in scales] != [1.0]:
+        _pooled_statistics(net, layers, voc.image_batches(root, picked, batch_size), dev, scales)
     net.train(was_training)
     return len(layers)
+
+
+def _pooled_statistics(net, layers, batches, dev, scales):
+    """The running mean / variance of those `layers` whose input is a pooled 1 x 1 map: of that input over the
+    `batches` each rescaled by every one of `scales`, through the eval-mode network. Pooled features of whole
+    images vary little from image to image, less than from scale to scale, so the statistics of one scale
+    blew up another's and multi-scale inference predicted one class everywhere (docs/diagnosis.md
+    "Precise BN and image pooling")."""
+    seen = {m: [] for m in layers}
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen[m].append(args[0].flatten(1).double())
+                                         if args[0][0, 0].numel() == 1 else None) for m in layers]
+    net.eval()
+    with torch.no_grad():
+        for _, x in batches:
+            for s in scales:
+                net(F.interpolate(x.to(dev), scale_factor=float(s), mode="bilinear", align_corners=False))
+    for hook in hooks:
+        hook.remove()
+    for m, inputs in seen.items():
+        if inputs:
+            inputs = torch.cat(inputs)
+            m.running_mean.copy_(inputs.mean(0))
+            m.running_var.copy_(inputs.var(0))
 
 
 def mixed_precision(enabled: bool, dev: torch.device):

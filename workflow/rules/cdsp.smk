@@ -158,7 +158,7 @@ rule train_cdsp:
             rotate=CDSP["rotate"],
             blur=CDSP["blur"],
             label_smoothing=CDSP["label_smoothing"],
-            bn_images=config["train"]["bn_images"],
+            **plan.precise_bn_values(config, CDSP["infer_scales"]),
             checkpoint_every=CDSP["checkpoint_every"],
             losses=lambda wc: CDSP_NETS[wc.net][0],
         ),

@@ -268,6 +268,13 @@ def seg_params(config: dict) -> dict:
     )
 
 
+def precise_bn_values(config: dict, infer_scales) -> dict:
+    """Precise BN's params for a DeepLab-v3+ trainer (PSI, CDSP): its image pooling's statistics over the scales
+    it is inferred at (wsss.training.precise_bn); without precise BN, nothing to rerun for."""
+    bn_images = config["train"]["bn_images"]
+    return dict(bn_images=bn_images, **({"bn_scales": infer_scales} if bn_images else {}))
+
+
 DSRG_NETS = ("dsrg", "dsrg_nogrowth", "dsrg_retrain")
 # PSI Table 3's rows: net -> (CPP, SLD); psi is the method, the others its ablation
 PSI_NETS = {"psi": (True, True), "psi_baseline": (False, False), "psi_cpp": (True, False), "psi_sld": (False, True)}
@@ -291,7 +298,7 @@ def psi_values(config: dict, net: str) -> dict:
         pretrained=config["model"]["pretrained"],
         **{k: psi[k] for k in ("crop", "scale", "rotation", "batch_size", "epochs", "lr", "momentum")},
         **{k: psi[k] for k in ("weight_decay", "head_lr_mult", "head_channels", "lambda_1")},
-        bn_images=config["train"]["bn_images"],
+        **precise_bn_values(config, psi["infer_scales"]),
         cpp=cpp,
         sld=sld,
     )
