@@ -88,6 +88,14 @@ def test_nested_config_follows_the_backbone():
         nested_config(base, "resnet50", 0, "r")
 
 
+def test_a_runs_config_does_not_depend_on_the_other_runs():
+    """Adding a backbone or a seed to `orderings` leaves every existing run's config (its rule's params) as it was."""
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    more = copy.deepcopy(base)
+    more["orderings"].update(backbones=["efficientnet_lite0"], seeds=[0, 1, 2])
+    assert nested_config(base, "efficientnet_lite0", 0, "r") == nested_config(more, "efficientnet_lite0", 0, "r")
+
+
 def test_a_backbones_settings_replace_the_keys_they_name():
     """orderings.settings[backbone]: `small` from scratch keeps its own schedule in runs of a pretrained config;
     nested sections merge key by key, other backbones' runs and the outer config are untouched."""

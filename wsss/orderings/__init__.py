@@ -23,7 +23,8 @@ def nested_config(config: dict, backbone: str, seed: int, run_dir: str) -> dict:
     the schedule and thresholds tuned for it while the config's are the pretrained network's."""
     nested = copy.deepcopy(config)
     nested.update(run_dir=run_dir, seed=int(seed), ablations=["dsrg", "psi"])
-    nested["orderings"] = {**nested.get("orderings", {}), "seeds": [], "report": False, "settings": {}}
+    # nothing of the outer orderings: adding a backbone or seed there reruns no existing run
+    nested["orderings"] = {**nested.get("orderings", {}), "seeds": [], "backbones": [], "report": False, "settings": {}}
     if backbone != config["model"]["backbone"]:
         nested["model"].update(backbone=backbone, pretrained=_weights(backbone))
         nested["seg"].update(backbone=backbone, pretrained=None)

@@ -106,9 +106,10 @@ def train(params: dict, *, root, out, supervision, scores, scribbles=None, init=
             phase_out = out if last else f"{out}.t{step}"
             # one poly schedule over all phases: n_iters is the whole run, the phase is first..stop-1; the
             # diffusion reads the networks of the earlier phases at one scale only
+            phase_params = params if last else {**params, "bn_scales": [1.0]}
             history = fit(model, [(backbone, 1.0), (heads, params["head_lr_mult"])], dataset,
                           lambda net, batch, it: seg_loss(net(batch["image"]), batch["label"], params["lambda_1"]),
-                          params if last else {**params, "bn_scales": [1.0]}, ends[-1], out=phase_out, desc=f"train_psi t{step}", module=__name__,
+                          phase_params, ends[-1], out=phase_out, desc=f"train_psi t{step}", module=__name__,
                           inputs=[*voc.split_files(root, params["split"], "image"), *scribble_files, init],
                           first=end - phases[step] * per_epoch, stop=end, history=history,
                           whole_images=(root, ids))
