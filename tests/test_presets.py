@@ -240,7 +240,7 @@ def test_photo_overlay_runs_the_demo_settings_on_the_photo_set(tmp_path):
     out = planned.stdout + planned.stderr
     assert planned.returncode == 0, out[-3000:]
     assert "photos_dataset" in out and "demo_dataset" not in out
-    assert '"backbone": "small"' in out and overlay["photos"]["n_train"] == 200
+    assert '"backbone": "efficientnet_lite0"' in out and overlay["photos"]["n_train"] == 200  # the demo's
 
 
 
