@@ -229,7 +229,7 @@ def fit(model, groups, dataset, loss_fn, params: dict, n_iters: int, *, out, des
         bar.close()
     if whole_images is not None and params["bn_images"]:
         precise_bn(model if saved is None else saved, *whole_images, params["bn_images"], params["batch_size"], dev,
-                   params.get("bn_scales", [1.0]))
+                   params["bn_scales"])
     if distributed.is_main():
         if finish is not None:
             finish(model)
